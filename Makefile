@@ -1,0 +1,32 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both create .venv if missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# torch 2.14.1 + torchaudio 2.11 load together on these CPUs (torch's wheel is on disk here);
+# on a GPU machine any torch/torchaudio pair that pip resolves works.
+TORCH_PINS ?= torch==2.14.1 torchaudio==2.11.0
+
+.PHONY: setup demo test system-deps clean-venv
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_PINS)
+	$(PY) -m pip install -q -e ".[dev,vad]"
+	@touch $@
+
+setup: $(VENV)/.installed
+
+# Debian packages used by the recipes and the scorer (TTS engines, classical codecs, real prompts).
+system-deps:
+	@bash recipes/install_system_deps.sh
+
+demo: setup
+	$(PY) -m codec.demo --out exp/demo
+	$(PY) -m dialogue.demo --bundled --out exp/demo
+
+test: setup
+	$(PY) -m pytest tests
+
+clean-venv:
+	rm -rf $(VENV)
