@@ -26,6 +26,19 @@ class OverlapAddState(StreamingState):
     tail: torch.Tensor  # [B, C, overlap] partial sums not yet emitted
 
 
+def with_history(module: StreamingModule, x: torch.Tensor, context: int) -> torch.Tensor:
+    """x [B, C, T] with `context` past samples prepended: zeros offline, the carried history when
+    streaming (and the history is advanced). The building block of every causal framed op."""
+    if not module.is_streaming:
+        return F.pad(x, (context, 0))
+    state: ConvState = module.state
+    check_batch(module, x, state.history.shape[0])
+    full = torch.cat([state.history, x], dim=-1)
+    if context:
+        state.history.copy_(full[..., full.shape[-1] - context:])
+    return full
+
+
 class StreamingConv1d(StreamingModule):
     """Causal Conv1d; input [B, C_in, T] with T a multiple of stride → [B, C_out, T / stride]."""
 
@@ -47,16 +60,23 @@ class StreamingConv1d(StreamingModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] % self.stride:
             raise StreamingError(f"StreamingConv1d: length {x.shape[-1]} is not a multiple of stride {self.stride}")
-        if not self.is_streaming:
-            return self.conv(F.pad(x, (self.context, 0)))
-        state = self.state
-        check_batch(self, x, state.history.shape[0])
         if x.shape[-1] == 0:
             return x.new_zeros(x.shape[0], self.conv.out_channels, 0)
-        full = torch.cat([state.history, x], dim=-1)
-        if self.context:
-            state.history.copy_(full[..., full.shape[-1] - self.context:])
-        return self.conv(full)
+        return self.conv(with_history(self, x, self.context))
+
+
+def carry_tail(module: StreamingModule, y: torch.Tensor, n_out: int) -> torch.Tensor:
+    """Overlap-add bookkeeping: y [B, C, n_out + overlap] holds this chunk's contributions; when
+    streaming, add the carried tail to its head and keep its last `overlap` samples for the next
+    chunk. Returns the first n_out samples (final when streaming, the tail lost offline)."""
+    if module.is_streaming:
+        state: OverlapAddState = module.state
+        check_batch(module, y, state.tail.shape[0])
+        overlap = state.tail.shape[-1]
+        if overlap:
+            y[..., :overlap] += state.tail
+            state.tail.copy_(y[..., n_out:n_out + overlap])
+    return y[..., :n_out]
 
 
 class StreamingConvTranspose1d(StreamingModule):
@@ -83,11 +103,4 @@ class StreamingConvTranspose1d(StreamingModule):
         if x.shape[-1] == 0:
             return x.new_zeros(x.shape[0], self.convtr.out_channels, 0)
         y = self.convtr(x)  # [B, C, (T-1)*stride + kernel]
-        if not self.is_streaming:
-            return self._finish(y[..., :n_out])
-        state = self.state
-        check_batch(self, x, state.tail.shape[0])
-        if self.overlap:
-            y[..., :self.overlap] += state.tail
-            state.tail.copy_(y[..., n_out:])
-        return self._finish(y[..., :n_out])
+        return self._finish(carry_tail(self, y, n_out))

@@ -1,0 +1,270 @@
+"""The codec's public API: load, encode, decode, voice, and streaming.
+
+    from codec import load_codec
+    codec = load_codec()                       # bundled default (no download)
+    tokens = codec.encode(wav, sample_rate)    # CodecTokens: codes [B, T], voice [B, D]
+    audio = codec.decode(tokens)               # [B, 1, N] at codec.sample_rate
+    with codec.streaming(batch_size=1) as s:   # any chunk size; buffering is inside
+        codes = s.encode_step(chunk)           # [B, t] (t may be 0)
+        audio = s.decode_step(codes)           # [B, 1, n]
+
+Weights are safetensors with the config in the file's metadata; no pickle anywhere.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+
+from . import config_io
+from .audio import AudioError, to_mono_batch
+from .config import CodecConfig
+from .model import SpeechCodec
+
+DEFAULT_CHECKPOINT = "assets/default_codec.safetensors"
+
+
+@dataclasses.dataclass
+class CodecTokens:
+    """What the codec sends: one token per frame, plus the voice vector once per stream."""
+
+    codes: torch.Tensor  # [B, T] int64 in [0, codebook_size)
+    voice: torch.Tensor  # [B, voice_dim] float
+    frame_rate: float  # tokens per second
+    codec_id: str  # identity of the codec that made them (hash of config + weights)
+    num_samples: int | None = None  # original length at the codec rate, to trim the decode
+
+
+class Codec:
+    """A loaded codec: model + config + identity, with audio handling around the network."""
+
+    def __init__(self, model: SpeechCodec, codec_id: str = "untrained", description: str = "") -> None:
+        self.model = model.eval()
+        self.config: CodecConfig = model.cfg
+        self.codec_id = codec_id
+        self.description = description
+
+    # --- facts ---------------------------------------------------------------------------------
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    @property
+    def frame_rate(self) -> float:
+        return self.config.frame_rate
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # --- offline -------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def encode(self, wav, sample_rate: int) -> CodecTokens:
+        """wav [N] / [B, N] / [B, C, N] at any rate → CodecTokens (T = ceil(N' / samples_per_token))."""
+        x = to_mono_batch(wav, sample_rate, self.sample_rate).to(self.device)
+        n = x.shape[-1]
+        x = _pad_to_multiple(x, self.config.samples_per_token)
+        mel = self.model.frontend(x)
+        codes = self.model.tokens_from_mel(mel).indices
+        voice = self.model.paralinguistic(mel)[0][:, -1]
+        return CodecTokens(codes, voice, self.frame_rate, self.codec_id, n)
+
+    @torch.inference_mode()
+    def voice(self, wav, sample_rate: int) -> torch.Tensor:
+        """The paralinguistic vector G [B, voice_dim] of a reference recording."""
+        x = _pad_to_multiple(to_mono_batch(wav, sample_rate, self.sample_rate).to(self.device),
+                             self.config.samples_per_token)
+        return self.model.paralinguistic(self.model.frontend(x))[0][:, -1]
+
+    @torch.inference_mode()
+    def decode(self, tokens: CodecTokens, voice: torch.Tensor | None = None) -> torch.Tensor:
+        """CodecTokens → waveform [B, 1, N] at `sample_rate`; `voice` overrides the tokens' voice
+        (voice conversion: same words, another speaker/style)."""
+        codes = self._check_codes(tokens)
+        g = self._check_voice(voice if voice is not None else tokens.voice, codes.shape[0])
+        mel = self.model.mel_from_codes(self.model.codes_from_indices(codes), g)
+        wav = self.model.vocoder.synthesize(mel)
+        if tokens.num_samples is not None:
+            wav = wav[:, :tokens.num_samples]
+        return wav[:, None]
+
+    def _check_codes(self, tokens: CodecTokens) -> torch.Tensor:
+        if not isinstance(tokens, CodecTokens):
+            raise TypeError(f"decode expects CodecTokens, got {type(tokens).__name__}")
+        if tokens.codec_id not in (self.codec_id, "any") and tokens.codec_id != "":
+            raise ValueError(f"tokens were made by codec {tokens.codec_id!r}, this is {self.codec_id!r}")
+        return check_codes(tokens.codes, self.config.codebook_size).to(self.device)
+
+    def _check_voice(self, voice: torch.Tensor | None, batch: int) -> torch.Tensor:
+        if voice is None:
+            return torch.zeros(batch, self.config.voice_dim, device=self.device)  # the VAE prior's mean
+        voice = voice.to(self.device, torch.float32)
+        if voice.dim() == 1:
+            voice = voice[None]
+        if voice.shape[-1] != self.config.voice_dim or voice.shape[0] not in (1, batch):
+            raise ValueError(f"voice has shape {tuple(voice.shape)}, expected [{batch}, {self.config.voice_dim}]")
+        if not torch.isfinite(voice).all():
+            raise ValueError("voice vector contains NaN or infinite values")
+        return voice.expand(batch, -1)
+
+    # --- streaming -----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def streaming(self, batch_size: int = 1, voice: torch.Tensor | None = None):
+        """Open encode and decode streams for `batch_size` parallel signals at the codec rate."""
+        with torch.inference_mode(), self.model.streaming(batch_size):
+            yield CodecStream(self, batch_size, self._check_voice(voice, batch_size))
+
+    # --- persistence ---------------------------------------------------------------------------
+    def save(self, path: str | Path, description: str = "", half: bool = True) -> str:
+        """Write weights + config (in the metadata) to one safetensors file; returns the codec id."""
+        return save_codec_model(self.model, path, description or self.description, half=half)
+
+
+class CodecStream:
+    """Streaming encoder and decoder over one model; created by `Codec.streaming`."""
+
+    def __init__(self, codec: Codec, batch_size: int, voice: torch.Tensor) -> None:
+        self.codec, self.batch_size = codec, batch_size
+        self.model = codec.model
+        self.decode_voice = voice
+        self._pending = torch.zeros(batch_size, 0, device=codec.device)
+        self._to_skip = self.model.vocoder.lag  # overlap-add samples that lie before time 0
+        self.encoded_frames = 0
+        self.voice = torch.zeros(batch_size, codec.config.voice_dim, device=codec.device)
+
+    def set_voice(self, voice: torch.Tensor) -> None:
+        """Voice G used by decode_step from now on."""
+        self.decode_voice = self.codec._check_voice(voice, self.batch_size)
+
+    def encode_step(self, chunk: torch.Tensor) -> torch.Tensor:
+        """chunk [N] / [B, N] / [B, C, N] at the codec rate (any N ≥ 1) → new codes [B, t]."""
+        x = self._prepare(chunk)
+        self._pending = torch.cat([self._pending, x], dim=-1)
+        spt = self.codec.config.samples_per_token
+        usable = (self._pending.shape[-1] // spt) * spt
+        ready, self._pending = self._pending[:, :usable], self._pending[:, usable:]
+        return self._encode_ready(ready)
+
+    def encode_flush(self) -> torch.Tensor:
+        """Zero-pad the buffered partial frame and encode it (end of stream) → codes [B, 0 or 1]."""
+        if self._pending.shape[-1] == 0:
+            return torch.zeros(self.batch_size, 0, dtype=torch.long, device=self.codec.device)
+        ready = _pad_to_multiple(self._pending, self.codec.config.samples_per_token)
+        self._pending = self._pending[:, :0]
+        return self._encode_ready(ready)
+
+    def _encode_ready(self, ready: torch.Tensor) -> torch.Tensor:
+        if ready.shape[-1] == 0:
+            return torch.zeros(self.batch_size, 0, dtype=torch.long, device=self.codec.device)
+        mel = self.model.frontend(ready)
+        codes = self.model.tokens_from_mel(mel).indices
+        self.voice = self.model.paralinguistic(mel)[0][:, -1]
+        self.encoded_frames += codes.shape[1]
+        return codes
+
+    def decode_step(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes [B, t] → the audio that is final now, [B, 1, n] (n = t·samples_per_token once the
+        vocoder's overlap lag has passed)."""
+        codes = check_codes(codes, self.codec.config.codebook_size).to(self.codec.device)
+        if codes.shape[0] != self.batch_size:
+            raise ValueError(f"decode_step: codes have batch {codes.shape[0]}, stream has {self.batch_size}")
+        if codes.shape[1] == 0:
+            return torch.zeros(self.batch_size, 1, 0, device=self.codec.device)
+        mel = self.model.mel_from_codes(self.model.codes_from_indices(codes), self.decode_voice)
+        wav = self.model.vocoder(mel)
+        if self._to_skip:
+            skip = min(self._to_skip, wav.shape[-1])
+            wav, self._to_skip = wav[:, skip:], self._to_skip - skip
+        return wav[:, None]
+
+    def decode_flush(self) -> torch.Tensor:
+        """The vocoder's last overlap tail [B, 1, n_fft − hop] (end of stream)."""
+        tail = self.model.vocoder.ola.flush()[:, self._to_skip:]
+        self._to_skip = 0
+        return tail[:, None]
+
+    def _prepare(self, chunk) -> torch.Tensor:
+        if isinstance(chunk, torch.Tensor) and chunk.numel() == 0:
+            return torch.zeros(self.batch_size, 0, device=self.codec.device)
+        x = to_mono_batch(chunk, self.codec.sample_rate, self.codec.sample_rate, "stream chunk").to(self.codec.device)
+        if x.shape[0] != self.batch_size:
+            raise AudioError(f"stream chunk has batch {x.shape[0]}, the stream was opened with {self.batch_size}")
+        return x
+
+
+def check_codes(codes, codebook_size: int) -> torch.Tensor:
+    if not isinstance(codes, torch.Tensor) or codes.dtype not in (torch.int64, torch.int32, torch.int16):
+        raise TypeError(f"codes must be an integer tensor [B, T], got {getattr(codes, 'dtype', type(codes))}")
+    if codes.dim() == 1:
+        codes = codes[None]
+    if codes.dim() != 2:
+        raise ValueError(f"codes must be [B, T], got shape {tuple(codes.shape)}")
+    if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= codebook_size):
+        raise ValueError(f"codes out of range: found [{int(codes.min())}, {int(codes.max())}], "
+                         f"codebook has {codebook_size} entries")
+    return codes.long()
+
+
+def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    rem = (-x.shape[-1]) % multiple
+    return torch.nn.functional.pad(x, (0, rem)) if rem else x
+
+
+# --- files ---------------------------------------------------------------------------------------
+def codec_identity(model: SpeechCodec) -> str:
+    """16 hex digits of SHA-256 over config JSON and weights: what a token file records."""
+    h = hashlib.sha256(json.dumps(config_io.to_dict(model.cfg), sort_keys=True).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().to(torch.float16).cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def save_codec_model(model: SpeechCodec, path: str | Path, description: str = "", half: bool = True) -> str:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: (v.half() if half and v.is_floating_point() else v).contiguous().cpu()
+               for k, v in model.state_dict().items()}
+    codec_id = codec_identity(model)
+    meta = {"format": "duet-codec", "config": json.dumps(config_io.to_dict(model.cfg)),
+            "codec_id": codec_id, "description": description}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    tmp.replace(path)
+    return codec_id
+
+
+def default_checkpoint() -> Path:
+    return Path(str(resources.files("codec").joinpath(DEFAULT_CHECKPOINT)))
+
+
+def load_codec(path: str | Path | None = None, device: str | torch.device = "cpu") -> Codec:
+    """Load a codec from a safetensors file (None = the bundled default; never downloads)."""
+    path = Path(path) if path is not None else default_checkpoint()
+    if path.is_dir():
+        path = path / "codec.safetensors"
+    if not path.is_file():
+        hint = " (the bundled default is made by egs/mini/codec1/run.sh)" if path == default_checkpoint() else ""
+        raise FileNotFoundError(f"{path}: no codec checkpoint{hint}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:
+        raise ValueError(f"{path}: not a safetensors codec checkpoint ({e})") from e
+    if meta.get("format") != "duet-codec" or "config" not in meta:
+        raise ValueError(f"{path}: safetensors file has no Duet codec config in its metadata")
+    cfg = config_io.from_dict(CodecConfig, json.loads(meta["config"]), where=str(path))
+    model = SpeechCodec(cfg)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{path}: weights do not match config {cfg.name}: missing {missing[:4]}, "
+                         f"unexpected {unexpected[:4]}")
+    return Codec(model.to(device), meta.get("codec_id", "unknown"), meta.get("description", ""))

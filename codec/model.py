@@ -1,0 +1,162 @@
+"""The codec network: what is said (semantic tokens) apart from how it is said (voice vector G).
+
+    wav → MelFrontend → SpeechEncoder → A ─► SemanticProjector (VAE μ/logσ² → FSQ) → tokens
+    reference wav → MelFrontend → ParalinguisticEncoder (running VAE vector) → G
+    tokens → FSQ codes (+G) → Connector → Â → MelDecoder → mel → Vocoder → wav
+
+Every part is causal and a StreamingModule tree, so `SpeechCodec.streaming(B)` streams all of it.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import kernels
+
+from .config import CodecConfig
+from .conv import StreamingConv1d, StreamingConvTranspose1d
+from .frontend import MelFrontend
+from .streaming import StreamingModule, StreamingState, check_batch
+from .transformer import CausalTransformer
+from .vocoder import Vocoder
+
+
+class SpeechEncoder(nn.Module):
+    """log-mel [B, n_mels, T·ds] → A [B, T, latent_dim] at the token rate."""
+
+    def __init__(self, cfg: CodecConfig) -> None:
+        super().__init__()
+        dim = cfg.encoder.dim
+        self.inp = StreamingConv1d(cfg.mel.n_mels, dim, 3)
+        self.transformer = CausalTransformer(cfg.encoder)
+        self.down = StreamingConv1d(dim, cfg.latent_dim, cfg.downsample, stride=cfg.downsample) \
+            if cfg.downsample > 1 else nn.Conv1d(dim, cfg.latent_dim, 1)
+
+    def forward(self, mel):
+        x = self.transformer(F.gelu(self.inp(mel)).transpose(1, 2))
+        return self.down(x.transpose(1, 2)).transpose(1, 2)
+
+
+@dataclasses.dataclass
+class SemanticOutput:
+    codes: torch.Tensor  # [B, T, L] quantised, in [-1, 1], straight-through gradient
+    indices: torch.Tensor  # [B, T] int64 token ids
+    mu: torch.Tensor  # [B, T, L]
+    logvar: torch.Tensor  # [B, T, L]
+
+
+class SemanticProjector(nn.Module):
+    """A [B, T, latent_dim] → VAE posterior over an L-dim latent → FSQ (one token per frame)."""
+
+    def __init__(self, cfg: CodecConfig) -> None:
+        super().__init__()
+        self.levels = list(cfg.fsq_levels)
+        self.inp = nn.Linear(cfg.latent_dim, cfg.semantic.dim)
+        self.transformer = CausalTransformer(cfg.semantic)
+        self.posterior = nn.Linear(cfg.semantic.dim, 2 * len(self.levels))
+
+    def forward(self, a: torch.Tensor, sample: bool = False) -> SemanticOutput:
+        mu, logvar = self.posterior(self.transformer(self.inp(a))).chunk(2, dim=-1)
+        logvar = logvar.clamp(-10, 5)
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if sample else mu
+        codes, indices = kernels.fsq(z, self.levels)
+        return SemanticOutput(codes, indices, mu, logvar)
+
+
+@dataclasses.dataclass
+class PoolState(StreamingState):
+    weighted_sum: torch.Tensor  # [B, C]
+    weight_total: torch.Tensor  # [B, 1]
+
+
+class ParalinguisticEncoder(StreamingModule):
+    """log-mel [B, n_mels, T] → (μ, logσ²) [B, T, voice_dim]: a running, attention-weighted pool of
+    frame features, so the vector at frame t summarises the voice heard so far (the last frame's is
+    the utterance's G). Streams with two running sums."""
+
+    def __init__(self, cfg: CodecConfig) -> None:
+        super().__init__()
+        h = cfg.voice_hidden
+        self.convs = nn.ModuleList([StreamingConv1d(cfg.mel.n_mels, h, 5), StreamingConv1d(h, h, 5, dilation=2),
+                                    StreamingConv1d(h, h, 5, dilation=4)])
+        self.score = nn.Linear(h, 1)
+        self.posterior = nn.Linear(h, 2 * cfg.voice_dim)
+
+    def init_state(self, batch_size, device):
+        h = self.score.in_features
+        return PoolState(torch.zeros(batch_size, h, device=device), torch.zeros(batch_size, 1, device=device))
+
+    def forward(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = mel
+        for i, conv in enumerate(self.convs):
+            y = F.gelu(conv(x))
+            x = y if i == 0 else x + y
+        h = x.transpose(1, 2)  # [B, T, C]
+        w = F.softplus(self.score(h)) + 1e-4  # [B, T, 1]
+        num, den = (w * h).cumsum(1), w.cumsum(1)
+        if self.is_streaming:
+            state: PoolState = self.state
+            check_batch(self, mel, state.weighted_sum.shape[0])
+            num, den = num + state.weighted_sum[:, None], den + state.weight_total[:, None]
+            if h.shape[1]:
+                state.weighted_sum.copy_(num[:, -1])
+                state.weight_total.copy_(den[:, -1])
+        mu, logvar = self.posterior(num / den).chunk(2, dim=-1)
+        return mu, logvar.clamp(-10, 5)
+
+
+class Connector(nn.Module):
+    """FSQ codes [B, T, L] + voice G [B, voice_dim] → Â [B, T, latent_dim]."""
+
+    def __init__(self, cfg: CodecConfig) -> None:
+        super().__init__()
+        self.inp = nn.Linear(len(cfg.fsq_levels), cfg.connector.dim)
+        self.voice = nn.Linear(cfg.voice_dim, cfg.connector.dim)
+        self.transformer = CausalTransformer(cfg.connector)
+        self.out = nn.Linear(cfg.connector.dim, cfg.latent_dim)
+
+    def forward(self, codes, voice):
+        return self.out(self.transformer(self.inp(codes) + self.voice(voice)[:, None]))
+
+
+class MelDecoder(nn.Module):
+    """A or Â [B, T, latent_dim] → log-mel [B, n_mels, T·ds]."""
+
+    def __init__(self, cfg: CodecConfig) -> None:
+        super().__init__()
+        dim = cfg.decoder.dim
+        self.up = StreamingConvTranspose1d(cfg.latent_dim, dim, 2 * cfg.downsample, stride=cfg.downsample) \
+            if cfg.downsample > 1 else nn.Conv1d(cfg.latent_dim, dim, 1)
+        self.transformer = CausalTransformer(cfg.decoder)
+        self.out = StreamingConv1d(dim, cfg.mel.n_mels, 3)
+
+    def forward(self, a):
+        x = self.transformer(self.up(a.transpose(1, 2)).transpose(1, 2))
+        return self.out(x.transpose(1, 2))
+
+
+class SpeechCodec(StreamingModule):
+    """All codec parts; `codec.api.Codec` wraps it with audio handling and the streaming API."""
+
+    def __init__(self, cfg: CodecConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.frontend = MelFrontend(cfg.mel)
+        self.encoder = SpeechEncoder(cfg)
+        self.semantic = SemanticProjector(cfg)
+        self.paralinguistic = ParalinguisticEncoder(cfg)
+        self.connector = Connector(cfg)
+        self.decoder = MelDecoder(cfg)
+        self.vocoder = Vocoder(cfg.vocoder, cfg.mel)
+
+    def tokens_from_mel(self, mel: torch.Tensor) -> SemanticOutput:
+        return self.semantic(self.encoder(mel))
+
+    def codes_from_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        return kernels.fsq_decode(indices, self.cfg.fsq_levels)
+
+    def mel_from_codes(self, codes: torch.Tensor, voice: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.connector(codes, voice))
