@@ -28,7 +28,10 @@ class MelFrontend(StreamingModule):
     def init_state(self, batch_size, device):
         return ConvState(torch.zeros(batch_size, 1, self.context, device=device))
 
-    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+    def forward(self, wav: torch.Tensor, history: torch.Tensor | None = None) -> torch.Tensor:
+        """history [B, n_fft − hop]: the real samples before `wav` (training crops); zeros if None."""
+        if history is not None:
+            return self.mel(torch.cat([history, wav], dim=-1)).clamp_min(1e-5).log()
         if wav.shape[-1] % self.cfg.hop_length:
             raise StreamingError(f"MelFrontend: {wav.shape[-1]} samples is not a multiple of hop {self.cfg.hop_length}")
         if wav.shape[-1] == 0:

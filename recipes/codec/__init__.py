@@ -1,0 +1,1 @@
+"""Codec training: shards, text encoder, losses, the multi-stage task and its entry point."""

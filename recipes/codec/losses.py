@@ -1,0 +1,35 @@
+"""Codec training losses that are the project's own: frame-level symmetric InfoNCE and hinged KL.
+Spectral and adversarial losses come from auraloss and encodec (see task.py)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def frame_infonce(speech: torch.Tensor, text: torch.Tensor, valid: torch.Tensor, temperature: float = 0.1,
+                  max_frames: int = 1024) -> torch.Tensor:
+    """Symmetric InfoNCE between speech frames [B, T, D] and text frames [B, T, D] over the valid
+    frames of the batch (each frame's positive is its own text frame; every other frame is a negative)."""
+    s = F.normalize(speech[valid], dim=-1)
+    t = F.normalize(text[valid], dim=-1)
+    if s.shape[0] < 2:
+        return speech.sum() * 0.0
+    if s.shape[0] > max_frames:  # bound the N×N similarity matrix
+        keep = torch.randperm(s.shape[0], device=s.device)[:max_frames]
+        s, t = s[keep], t[keep]
+    logits = s @ t.T / temperature
+    target = torch.arange(s.shape[0], device=s.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+def hinged_kl(mu: torch.Tensor, logvar: torch.Tensor, free_nats: float) -> torch.Tensor:
+    """KL(N(mu, σ²) || N(0, 1)) per element, averaged, with the part below `free_nats` not penalised."""
+    kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
+    return F.relu(kl.mean() - free_nats)
+
+
+def warmup(step: int, start: int, length: int) -> float:
+    """0 before `start`, then a linear ramp to 1 over `length` steps."""
+    if step < start:
+        return 0.0
+    return min(1.0, (step - start + 1) / max(1, length))

@@ -1,0 +1,254 @@
+"""The codec's multi-stage training task (DESIGN.md, "Training is multi-stage").
+
+    autoencoder  encoder + mel decoder on A: log-mel L1/L2
+    semantic     (encoder/decoder frozen) semantic projector (VAE→FSQ) + paralinguistic encoder +
+                 connector + text encoder: MSE(Â, A), mel through the frozen decoder, frame-level
+                 symmetric InfoNCE(semantic frames, phone frames), hinged KL with warm-up
+    vocoder      causal iSTFT vocoder on ground-truth mels: mel L1 + multi-resolution STFT
+                 (auraloss), then adversarial + feature matching against encodec's MS-STFT discriminator
+    finetune     connector + decoder + vocoder end to end from tokens, same waveform losses
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from codec.config import CodecConfig, preset
+from codec.config_io import merge
+from codec.model import SpeechCodec
+
+from ..trainer import LossTerm, TrainerConfig, TrainingTask
+from .losses import frame_infonce, hinged_kl, warmup
+from .shards import CropBatch, CropSampler, Shard
+from .text_encoder import FrameTextEncoder
+
+STAGES = ("autoencoder", "semantic", "vocoder", "finetune")
+
+
+@dataclasses.dataclass
+class LossWeights:
+    mel: float = 1.0
+    latent_mse: float = 1.0
+    decoded_mel: float = 0.5
+    infonce: float = 0.5
+    kl_semantic: float = 0.01
+    kl_voice: float = 0.01
+    free_nats: float = 0.05
+    kl_warmup: int = 500
+    wave_mel: float = 15.0
+    mrstft: float = 1.0
+    adversarial: float = 1.0
+    feature_matching: float = 2.0
+
+
+@dataclasses.dataclass
+class CodecTrainConfig:
+    stage: str = "autoencoder"
+    codec_preset: str = "duet_cpu16k"
+    codec_overrides: dict = dataclasses.field(default_factory=dict)
+    shard: str = "data/train.safetensors"
+    init_from: str | None = None  # a previous stage's checkpoint dir (step-N)
+    batch_size: int = 8
+    segment_frames: int = 96  # mel frames per crop
+    ref_frames: int = 96
+    contrastive_dim: int = 64
+    contrastive_temperature: float = 0.1
+    disc_filters: int = 16
+    adversarial_start: int = 0  # step at which the discriminator joins (vocoder / finetune)
+    weights: LossWeights = dataclasses.field(default_factory=LossWeights)
+    trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
+
+    def __post_init__(self):
+        if self.stage not in STAGES:
+            raise ValueError(f"unknown stage {self.stage!r}; expected one of {STAGES}")
+
+    def codec_config(self) -> CodecConfig:
+        return merge(preset(self.codec_preset), self.codec_overrides)
+
+
+class CodecTrainingModel(nn.Module):
+    """The codec plus what only training needs (text encoder, contrastive head, discriminator)."""
+
+    def __init__(self, cfg: CodecTrainConfig, num_phones: int) -> None:
+        super().__init__()
+        codec_cfg = cfg.codec_config()
+        self.codec = SpeechCodec(codec_cfg)
+        self.text_encoder = FrameTextEncoder(num_phones, out_dim=cfg.contrastive_dim)
+        self.speech_head = nn.Linear(len(codec_cfg.fsq_levels), cfg.contrastive_dim)
+        self.discriminator = None
+        if cfg.stage in ("vocoder", "finetune"):
+            from encodec.msstftd import MultiScaleSTFTDiscriminator
+
+            hop = codec_cfg.mel.hop_length
+            self.discriminator = MultiScaleSTFTDiscriminator(
+                filters=cfg.disc_filters, n_ffts=[4 * hop, 2 * hop, hop], hop_lengths=[hop, hop // 2, hop // 4],
+                win_lengths=[4 * hop, 2 * hop, hop])
+
+
+def _trainable(model: CodecTrainingModel, stage: str) -> list[nn.Module]:
+    c = model.codec
+    return {"autoencoder": [c.encoder, c.decoder],
+            "semantic": [c.semantic, c.paralinguistic, c.connector, model.text_encoder, model.speech_head],
+            "vocoder": [c.vocoder],
+            "finetune": [c.connector, c.decoder, c.vocoder]}[stage]
+
+
+class CodecTask(TrainingTask):
+    def __init__(self, cfg: CodecTrainConfig) -> None:
+        self.cfg = cfg
+        self.shard = Shard.load(cfg.shard)
+        codec_cfg = cfg.codec_config()
+        if self.shard.sample_rate != codec_cfg.sample_rate or self.shard.hop_length != codec_cfg.mel.hop_length:
+            raise ValueError(f"{cfg.shard}: shard is {self.shard.sample_rate} Hz / hop {self.shard.hop_length}, "
+                             f"codec {codec_cfg.name} needs {codec_cfg.sample_rate} Hz / hop {codec_cfg.mel.hop_length}")
+        self.codec_cfg = codec_cfg
+        self.mrstft = None
+
+    def build_model(self) -> nn.Module:
+        model = CodecTrainingModel(self.cfg, len(self.shard.phones))
+        model.requires_grad_(False)
+        for m in _trainable(model, self.cfg.stage):
+            m.requires_grad_(True)
+        if model.discriminator is not None:
+            model.discriminator.requires_grad_(True)
+        return model
+
+    def parameter_groups(self, model):
+        groups = {"main": [p for m in _trainable(model, self.cfg.stage) for p in m.parameters()]}
+        if model.discriminator is not None:
+            groups["disc"] = list(model.discriminator.parameters())
+        return groups
+
+    def batches(self, start_step: int, rank: int, world_size: int) -> Iterator[CropBatch]:
+        c = self.codec_cfg
+        sampler = CropSampler(self.shard, self.cfg.batch_size, self.cfg.segment_frames, c.downsample,
+                              c.mel.n_fft - c.mel.hop_length, seed=self.cfg.trainer.seed, ref_frames=self.cfg.ref_frames)
+        step = start_step
+        while True:
+            yield sampler.batch(step, rank)
+            step += 1
+
+    # --- losses ----------------------------------------------------------------------------------
+    def losses(self, model, batch: CropBatch, step: int) -> Iterator[LossTerm]:
+        m: CodecTrainingModel = model.module if hasattr(model, "module") else model
+        mel = m.codec.frontend(batch.wav, batch.history)
+        if self.cfg.stage == "autoencoder":
+            yield self._autoencoder(m, mel)
+        elif self.cfg.stage == "semantic":
+            yield self._semantic(m, mel, batch, step)
+        else:
+            yield from self._waveform(m, mel, batch, step)
+
+    def _autoencoder(self, m, mel):
+        rec = m.codec.decoder(m.codec.encoder(mel))
+        l1, l2 = F.l1_loss(rec, mel), F.mse_loss(rec, mel)
+        return LossTerm("main", self.cfg.weights.mel * (l1 + l2), {"ae/mel_l1": l1.item(), "ae/mel_l2": l2.item()})
+
+    def _voice(self, m, ref_wav, sample: bool):
+        mu, logvar = m.codec.paralinguistic(m.codec.frontend(ref_wav))
+        mu, logvar = mu[:, -1], logvar[:, -1]
+        g = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if sample else mu
+        return g, mu, logvar
+
+    def _semantic(self, m, mel, batch, step):
+        w = self.cfg.weights
+        with torch.no_grad():
+            a = m.codec.encoder(mel)
+        sem = m.codec.semantic(a, sample=True)
+        g, g_mu, g_logvar = self._voice(m, batch.ref_wav, sample=True)
+        a_hat = m.codec.connector(sem.codes, g)
+        latent = F.mse_loss(a_hat, a)
+        dec = F.l1_loss(m.codec.decoder(a_hat), mel)
+        labels = batch.labels[:, ::self.codec_cfg.downsample]
+        valid = labels >= 0
+        nce = frame_infonce(m.speech_head(sem.codes), m.text_encoder(labels.clamp_min(0)), valid,
+                            self.cfg.contrastive_temperature)
+        ramp = warmup(step, 0, w.kl_warmup)
+        kl_s = hinged_kl(sem.mu, sem.logvar, w.free_nats)
+        kl_v = hinged_kl(g_mu, g_logvar, w.free_nats)
+        loss = w.latent_mse * latent + w.decoded_mel * dec + w.infonce * nce + ramp * (w.kl_semantic * kl_s + w.kl_voice * kl_v)
+        used = sem.indices.unique().numel()
+        return LossTerm("main", loss, {"sem/latent_mse": latent.item(), "sem/decoded_mel_l1": dec.item(),
+                                       "sem/infonce": nce.item(), "sem/kl_semantic": kl_s.item(),
+                                       "sem/kl_voice": kl_v.item(), "sem/codes_in_batch": float(used)})
+
+    def _waveform(self, m, mel, batch, step):
+        w, c = self.cfg.weights, self.codec_cfg
+        if self.cfg.stage == "finetune":
+            with torch.no_grad():
+                codes = m.codec.semantic(m.codec.encoder(mel)).codes
+            g, _, _ = self._voice(m, batch.ref_wav, sample=False)
+            mel_in = m.codec.decoder(m.codec.connector(codes, g))
+        else:
+            mel_in = mel
+        n = batch.wav.shape[-1] - m.codec.vocoder.lag  # samples whose overlap-add is complete
+        n -= n % c.mel.hop_length
+        fake = m.codec.vocoder.synthesize(mel_in)[:, None, :n]
+        real = batch.wav[:, None, :n]
+        adversarial = m.discriminator is not None and step >= self.cfg.adversarial_start
+        if adversarial:
+            d_real, _ = m.discriminator(real)
+            d_fake, _ = m.discriminator(fake.detach())
+            d_loss = sum(F.relu(1 - r).mean() + F.relu(1 + f).mean() for r, f in zip(d_real, d_fake)) / len(d_real)
+            yield LossTerm("disc", d_loss, {"gan/d_loss": d_loss.item()})
+        if self.mrstft is None:
+            import auraloss
+
+            hop = c.mel.hop_length
+            self.mrstft = auraloss.freq.MultiResolutionSTFTLoss(
+                fft_sizes=[4 * hop, 2 * hop, hop // 2], hop_sizes=[hop, hop // 2, hop // 8],
+                win_lengths=[4 * hop, 2 * hop, hop // 2]).to(fake.device)
+        mel_fake = m.codec.frontend.mel(fake[:, 0]).clamp_min(1e-5).log()
+        mel_real = m.codec.frontend.mel(real[:, 0]).clamp_min(1e-5).log()
+        mel_l1 = F.l1_loss(mel_fake, mel_real)
+        stft = self.mrstft(fake, real)
+        loss = w.wave_mel * mel_l1 + w.mrstft * stft
+        scalars = {"voc/mel_l1": mel_l1.item(), "voc/mrstft": stft.item()}
+        if adversarial:
+            d_fake, fmap_fake = m.discriminator(fake)
+            with torch.no_grad():
+                _, fmap_real = m.discriminator(real)
+            adv = sum(F.relu(1 - f).mean() for f in d_fake) / len(d_fake)
+            fm = sum(F.l1_loss(a, b) / (b.abs().mean() + 1e-5) for fa, fr in zip(fmap_fake, fmap_real)
+                     for a, b in zip(fa, fr)) / len(fmap_fake)
+            loss = loss + w.adversarial * adv + w.feature_matching * fm
+            scalars.update({"gan/g_adv": adv.item(), "gan/feature_matching": fm.item()})
+        yield LossTerm("main", loss, scalars)
+
+    def log_samples(self, model, writer, step):
+        m: CodecTrainingModel = model
+        sr = self.codec_cfg.sample_rate
+        wav = torch.from_numpy(self.shard.wav(0)[: 3 * sr])[None]
+        wav = wav[:, : wav.shape[-1] // self.codec_cfg.samples_per_token * self.codec_cfg.samples_per_token]
+        with torch.no_grad():
+            mel = m.codec.frontend(wav.to(next(m.parameters()).device))
+            if self.cfg.stage in ("vocoder",):
+                out = m.codec.vocoder.synthesize(mel)
+            else:
+                codes = m.codec.semantic(m.codec.encoder(mel)).codes
+                g = m.codec.paralinguistic(mel)[0][:, -1]
+                out = m.codec.vocoder.synthesize(m.codec.decoder(m.codec.connector(codes, g)))
+        writer.add_audio("sample/reference", wav[0].clamp(-1, 1), step, sample_rate=sr)
+        writer.add_audio("sample/decoded", out[0].cpu().clamp(-1, 1), step, sample_rate=sr)
+
+
+def export_codec(stage_ckpt: Path, out: Path, cfg: CodecTrainConfig, vocoder_ckpt: Path | None = None,
+                 description: str = "") -> str:
+    """Assemble the codec from stage checkpoints into one safetensors file for `load_codec`."""
+    from safetensors.torch import load_file
+
+    from codec.api import save_codec_model
+
+    codec = SpeechCodec(cfg.codec_config())
+    state = {k[len("codec."):]: v for k, v in load_file(str(Path(stage_ckpt) / "model.safetensors")).items()
+             if k.startswith("codec.")}
+    if vocoder_ckpt is not None:
+        voc = load_file(str(Path(vocoder_ckpt) / "model.safetensors"))
+        state.update({k[len("codec."):]: v for k, v in voc.items() if k.startswith("codec.vocoder.")})
+    codec.load_state_dict(state)
+    return save_codec_model(codec, out, description)

@@ -1,0 +1,52 @@
+"""Train one codec stage.
+
+    torchrun --nproc_per_node=1 -m recipes.codec.train --config conf/stage1_autoencoder.yaml \
+        --out exp/codec/stage1 [--set trainer.max_steps=200 batch_size=4]
+
+Resumes from the newest complete checkpoint in --out; `init_from` in the config seeds a new stage
+from the previous stage's checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import yaml
+
+from codec.config_io import load, merge
+
+from ..trainer import train
+from .task import CodecTask, CodecTrainConfig
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """["trainer.max_steps=200", "stage=semantic"] → nested dict (values parsed as YAML scalars)."""
+    out: dict = {}
+    for item in items:
+        if "=" not in item:
+            raise SystemExit(f"--set expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        node = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = yaml.safe_load(value)
+    return out
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--config", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    cfg = merge(load(CodecTrainConfig, args.config), parse_overrides(args.set))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "config.yaml").write_text(yaml.safe_dump(__import__("dataclasses").asdict(cfg), sort_keys=False))
+    train(CodecTask(cfg), cfg.trainer, args.out, init_from=Path(cfg.init_from) if cfg.init_from else None,
+          progress=not args.no_progress)
+
+
+if __name__ == "__main__":
+    main()
