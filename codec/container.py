@@ -169,8 +169,8 @@ class TokenReader:
             self._fail(f"not a .duet token file (magic {magic!r}, expected {MAGIC!r})")
         if version != VERSION:
             self._fail(f"unsupported .duet version {version} (this reader handles {VERSION})")
-        if body_len > MAX_HEADER or body_len > self._size:
-            self._fail(f"header length {body_len} exceeds the limit {MAX_HEADER} or the file size {self._size}")
+        if body_len > MAX_HEADER:
+            self._fail(f"header length {body_len} exceeds the limit of {MAX_HEADER} bytes")
         body = self._read_exact(body_len, "header")
         (crc,) = struct.unpack("<I", self._read_exact(4, "header checksum"))
         if crc != zlib.crc32(pre + body):

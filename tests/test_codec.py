@@ -1,0 +1,137 @@
+"""Codec API: streaming == offline for every preset, bad input errors, bitrate arithmetic, files."""
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from codec import AudioError, Codec, CodecTokens, load_codec, preset
+from codec.config_io import merge
+from codec.model import SpeechCodec
+
+SMALL = {"latent_dim": 32, "voice_dim": 8, "voice_hidden": 16,
+         "encoder": {"dim": 32, "num_layers": 1, "num_heads": 2},
+         "semantic": {"dim": 32, "num_layers": 1, "num_heads": 2},
+         "connector": {"dim": 32, "num_layers": 1, "num_heads": 2},
+         "decoder": {"dim": 32, "num_layers": 1, "num_heads": 2},
+         "vocoder": {"dim": 32, "num_blocks": 1}}
+
+
+def make_codec(name, small=True, seed=0):
+    torch.manual_seed(seed)
+    cfg = preset(name)
+    if small:  # the preset's stream structure (rates, hop, downsampling, windows) at test width
+        cfg = merge(cfg, SMALL)
+    return Codec(SpeechCodec(cfg))
+
+
+def stream(codec, wav, voice, seed):
+    r = random.Random(seed)
+    spt = codec.config.samples_per_token
+    codes, audio, i = [], [], 0
+    with codec.streaming(wav.shape[0], voice=voice) as s:
+        while i < wav.shape[-1]:
+            n = r.choice([1, r.randint(1, spt), r.randint(spt, 4 * spt)])
+            c = s.encode_step(wav[:, i:i + n])
+            i += n
+            codes.append(c)
+            audio.append(s.decode_step(c))
+        c = s.encode_flush()
+        codes.append(c)
+        audio.append(s.decode_step(c))
+        audio.append(s.decode_flush())
+        running_voice = s.voice
+    return torch.cat(codes, 1), torch.cat(audio, -1), running_voice
+
+
+@pytest.mark.parametrize("name", ["duet_cpu16k", "secousti_1k", "secousti_027k"])
+def test_streaming_equals_offline(name):
+    codec = make_codec(name)
+    sr = codec.sample_rate
+    wav = 0.1 * torch.randn(2, int(0.9 * sr) + 37)
+    tokens = codec.encode(wav, sr)
+    ref = codec.decode(tokens)
+    assert tokens.codes.shape == (2, -(-wav.shape[-1] // codec.config.samples_per_token))
+    for seed in range(2):
+        codes, audio, voice = stream(codec, wav, tokens.voice, seed)
+        assert torch.equal(codes, tokens.codes)
+        torch.testing.assert_close(audio[..., :wav.shape[-1]], ref, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(voice, tokens.voice, atol=1e-5, rtol=1e-4)
+
+
+def test_full_size_preset_streams_like_offline():
+    codec = make_codec("secousti_027k", small=False)
+    wav = 0.1 * torch.randn(1, 8000)
+    tokens = codec.encode(wav, codec.sample_rate)
+    codes, audio, _ = stream(codec, wav, tokens.voice, 0)
+    assert torch.equal(codes, tokens.codes)
+    torch.testing.assert_close(audio[..., :8000], codec.decode(tokens), atol=1e-5, rtol=1e-4)
+
+
+def test_bitrate_arithmetic():
+    assert preset("secousti_1k").bitrate == pytest.approx(1092.4, abs=0.5)  # 86.13 Hz × 12.68 bits
+    assert preset("secousti_027k").bitrate == pytest.approx(273.1, abs=0.5)
+    assert preset("duet_cpu16k").bitrate == pytest.approx(792.5, abs=0.1)
+    assert preset("duet_cpu16k").frame_rate == 62.5
+    assert preset("secousti_1k").codebook_size == 6561
+
+
+@pytest.mark.parametrize("bad,match", [
+    (torch.zeros(1, 0), "empty"),
+    (torch.tensor([[0.1, float("nan"), 0.2]]), "NaN"),
+    (torch.tensor([[0.1, float("inf")]]), "NaN or infinite"),
+    (torch.zeros(1, 100, dtype=torch.int16), "not floating point"),
+    (torch.zeros(1, 1, 1, 100), "shape"),
+    ([0.1, 0.2], "torch.Tensor"),
+])
+def test_bad_audio_is_named(bad, match):
+    codec = make_codec("duet_cpu16k")
+    with pytest.raises(AudioError, match=match):
+        codec.encode(bad, 16000)
+
+
+def test_bad_sample_rate_and_unreadable_file(tmp_path):
+    codec = make_codec("duet_cpu16k")
+    with pytest.raises(AudioError, match="sample_rate"):
+        codec.encode(torch.zeros(1, 100), 0)
+    from codec import load_audio
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"RIFF\x00\x00garbage")
+    with pytest.raises(AudioError, match="unreadable"):
+        load_audio(junk)
+    with pytest.raises(AudioError, match="no such"):
+        load_audio(tmp_path / "missing.wav")
+
+
+def test_any_rate_and_channels_are_resampled_and_downmixed():
+    codec = make_codec("duet_cpu16k")
+    stereo = 0.1 * torch.randn(1, 2, 44100)
+    tokens = codec.encode(stereo, 44100)
+    assert tokens.codes.shape[1] == -(-16000 // 256)
+    assert tokens.num_samples == 16000
+    assert codec.decode(tokens).shape == (1, 1, 16000)
+
+
+def test_decode_rejects_bad_codes_and_voice():
+    codec = make_codec("duet_cpu16k")
+    with pytest.raises(ValueError, match="out of range"):
+        codec.decode(CodecTokens(torch.tensor([[6561]]), torch.zeros(1, 8), 62.5, codec.codec_id))
+    with pytest.raises(ValueError, match="voice"):
+        codec.decode(CodecTokens(torch.tensor([[1]]), torch.zeros(1, 3), 62.5, codec.codec_id))
+    with pytest.raises(ValueError, match="made by codec"):
+        codec.decode(CodecTokens(torch.tensor([[1]]), torch.zeros(1, 8), 62.5, "someoneelse"))
+
+
+def test_save_load_round_trip(tmp_path):
+    codec = make_codec("duet_cpu16k")
+    path = tmp_path / "c.safetensors"
+    codec_id = codec.save(path, half=False)
+    again = load_codec(path)
+    assert again.codec_id == codec_id and again.config == codec.config
+    wav = 0.1 * torch.randn(1, 4000)
+    assert torch.equal(again.encode(wav, 16000).codes, codec.encode(wav, 16000).codes)
+    with pytest.raises(FileNotFoundError):
+        load_codec(tmp_path / "nothing.safetensors")
+    (tmp_path / "x.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(ValueError, match="safetensors"):
+        load_codec(tmp_path / "x.safetensors")

@@ -1,0 +1,86 @@
+"""Training: exact resume after interruption, and half-written checkpoints are never loaded."""
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from recipes.checkpoint import latest_checkpoint, list_checkpoints
+from recipes.codec.shards import build_shard
+from recipes.codec.task import CodecTask, CodecTrainConfig
+from recipes.codec.text_encoder import FrameTextEncoder  # noqa: F401  (import check)
+from recipes.trainer import TrainerConfig, train
+
+SMALL = {"latent_dim": 16, "voice_dim": 4, "voice_hidden": 8,
+         "encoder": {"dim": 16, "num_layers": 1, "num_heads": 2},
+         "semantic": {"dim": 16, "num_layers": 1, "num_heads": 2},
+         "connector": {"dim": 16, "num_layers": 1, "num_heads": 2},
+         "decoder": {"dim": 16, "num_layers": 1, "num_heads": 2},
+         "vocoder": {"dim": 16, "num_blocks": 1}}
+
+
+@pytest.fixture(scope="module")
+def shard_path(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    utts = []
+    for i in range(6):
+        t = np.arange(16000) / 16000
+        wav = 0.3 * np.sin(2 * np.pi * (150 + 40 * i) * t) + 0.01 * rng.standard_normal(16000)
+        labels = rng.integers(0, 5, 16000 // 256) if i % 2 else None
+        utts.append((f"u{i}", f"s{i % 3}", wav.astype(np.float32), labels))
+    path = tmp_path_factory.mktemp("shard") / "train.safetensors"
+    build_shard(utts, ["sil", "a", "b", "c", "d"], 16000, 256).save(path)
+    return path
+
+
+def make_cfg(shard_path, stage, steps):
+    return CodecTrainConfig(stage=stage, shard=str(shard_path), codec_overrides=SMALL, batch_size=2,
+                            segment_frames=16, ref_frames=16, disc_filters=4, adversarial_start=1,
+                            trainer=TrainerConfig(max_steps=steps, warmup_steps=2, log_every=1,
+                                                  checkpoint_every=2, keep_checkpoints=5))
+
+
+@pytest.mark.parametrize("stage", ["semantic", "vocoder"])
+def test_resume_continues_exactly(tmp_path, shard_path, stage):
+    straight = tmp_path / "straight"
+    train(CodecTask(make_cfg(shard_path, stage, 4)), make_cfg(shard_path, stage, 4).trainer, straight, progress=False)
+    resumed = tmp_path / "resumed"
+    train(CodecTask(make_cfg(shard_path, stage, 2)), make_cfg(shard_path, stage, 2).trainer, resumed, progress=False)
+    assert latest_checkpoint(resumed).name == "step-2"
+    train(CodecTask(make_cfg(shard_path, stage, 4)), make_cfg(shard_path, stage, 4).trainer, resumed, progress=False)
+    a = load_file(str(straight / "step-4" / "model.safetensors"))
+    b = load_file(str(resumed / "step-4" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-5, msg=k)
+    assert "start_step=2" in (resumed / "cmd.txt").read_text()
+
+
+def test_half_written_checkpoint_is_never_loaded(tmp_path, shard_path):
+    out = tmp_path / "run"
+    cfg = make_cfg(shard_path, "autoencoder", 2)
+    train(CodecTask(cfg), cfg.trainer, out, progress=False)
+    # a run killed while writing step 4 leaves a .partial dir (or a dir without its trainer.json)
+    (out / "step-4.partial").mkdir()
+    (out / "step-4.partial" / "model.safetensors").write_bytes(b"half")
+    (out / "step-6").mkdir()
+    (out / "step-6" / "model.safetensors").write_bytes(b"half")
+    assert latest_checkpoint(out).name == "step-2"
+    assert [p.name for p in list_checkpoints(out)] == ["step-2"]
+    cfg = make_cfg(shard_path, "autoencoder", 4)
+    train(CodecTask(cfg), cfg.trainer, out, progress=False)  # resumes from step 2, not the debris
+    assert latest_checkpoint(out).name == "step-4"
+
+
+def test_shard_and_codec_mismatch_is_named(tmp_path, shard_path):
+    cfg = make_cfg(shard_path, "autoencoder", 1)
+    cfg.codec_preset = "secousti_1k"
+    with pytest.raises(ValueError, match="22050"):
+        CodecTask(cfg)
+
+
+def test_unknown_stage_and_config_key_are_errors():
+    from codec.config_io import ConfigError, from_dict
+    with pytest.raises(ValueError, match="unknown stage"):
+        CodecTrainConfig(stage="nope")
+    with pytest.raises(ConfigError, match="max_stesp"):
+        from_dict(CodecTrainConfig, {"trainer": {"max_stesp": 3}})
