@@ -1,0 +1,81 @@
+"""Dialogue checkpoints: one safetensors file with the weights, the tokenizer's bytes, the system
+voice G_sys, and the config + codec identity in the metadata. No pickle.
+
+The codec identity pins the token vocabulary: a dialogue model is only meaningful with the codec
+whose tokens it was trained on, so loading checks it against the codec in use.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from codec import config_io
+
+from .config import DialogueConfig
+from .model import DuplexModel
+from .tokenizer import TextTokenizer
+
+FORMAT = "duet-dialogue"
+
+
+@dataclasses.dataclass
+class DialogueBundle:
+    """What a dialogue checkpoint holds."""
+
+    model: DuplexModel
+    tokenizer: TextTokenizer
+    system_voice: torch.Tensor | None  # [voice_dim] G_sys the model was trained with
+    codec_id: str
+    description: str = ""
+    trained: bool = True
+
+
+def save_dialogue(path: str | Path, model: DuplexModel, tokenizer: TextTokenizer, codec_id: str,
+                  system_voice: torch.Tensor | None = None, description: str = "", half: bool = False) -> None:
+    """Write atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {f"model.{k}": (v.half() if half and v.is_floating_point() else v).detach().contiguous().cpu()
+               for k, v in model.state_dict().items()}
+    tensors["tokenizer"] = torch.frombuffer(bytearray(tokenizer.proto), dtype=torch.uint8).clone()
+    if system_voice is not None:
+        tensors["system_voice"] = system_voice.detach().float().reshape(-1).cpu()
+    meta = {"format": FORMAT, "config": json.dumps(config_io.to_dict(model.cfg)), "codec_id": codec_id,
+            "description": description}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    tmp.replace(path)
+
+
+def load_dialogue(path: str | Path, device: str | torch.device = "cpu", codec_id: str | None = None) -> DialogueBundle:
+    """Load a checkpoint; with `codec_id`, refuse one trained on another codec's tokens."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no dialogue checkpoint")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:
+        raise ValueError(f"{path}: not a safetensors file ({e})") from e
+    if meta.get("format") != FORMAT or "config" not in meta:
+        raise ValueError(f"{path}: metadata format is {meta.get('format')!r}, expected {FORMAT!r} with a config")
+    if codec_id is not None and meta.get("codec_id") not in (codec_id, "any"):
+        raise ValueError(f"{path}: trained on codec {meta.get('codec_id')!r} tokens, but the codec in use is "
+                         f"{codec_id!r}; pass the matching --codec")
+    cfg = config_io.from_dict(DialogueConfig, json.loads(meta["config"]), where=str(path))
+    tensors = load_file(str(path))
+    tokenizer = TextTokenizer(tensors.pop("tokenizer").numpy().tobytes(), where=f"{path}:tokenizer")
+    voice = tensors.pop("system_voice", None)
+    model = DuplexModel(cfg)
+    state = {k[len("model."):]: (v.float() if v.is_floating_point() else v) for k, v in tensors.items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{path}: weights do not match config {cfg.name}: missing {missing[:4]}, "
+                         f"unexpected {unexpected[:4]}")
+    return DialogueBundle(model.to(device).eval(), tokenizer, voice, meta.get("codec_id", "unknown"),
+                          meta.get("description", ""))

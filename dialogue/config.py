@@ -1,0 +1,112 @@
+"""Configuration of the full-duplex dialogue model.
+
+`StreamConfig` holds the facts of the token streams — codec frames per dialogue step (K), the codec's
+frame rate, codebook size, voice dimension, the codec token that encodes silence and the text
+vocabulary size. They are derived from the codec config and the tokenizer (`StreamConfig.derive`),
+saved with the weights, and never written as literals in code. `DialogueConfig` adds the
+architecture, the per-stream delays and the conditioning flags; it round-trips through
+`codec.config_io` like every Duet config.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from codec.config import CodecConfig
+from codec.transformer import TransformerConfig
+
+
+class DialogueConfigError(ValueError):
+    """A dialogue config that cannot build a model (streams not derived, bad delays, ...)."""
+
+
+@dataclasses.dataclass
+class StreamConfig:
+    """Token-stream facts; all zero until `derive` fills them from a codec config and a tokenizer."""
+
+    frames_per_step: int = 0  # K: codec frames per dialogue step
+    codec_frame_rate: float = 0.0  # codec tokens per second
+    codebook_size: int = 0  # codec vocabulary (audio tokens are in [0, codebook_size))
+    voice_dim: int = 0  # dimension of the codec's paralinguistic vector
+    silence_token: int = 0  # codec token of digital silence: fills delayed audio positions
+    text_vocab_size: int = 0  # sentencepiece vocabulary, special ids included
+    codec_latency_ms: float = 0.0  # the codec's algorithmic latency (codec.config.latency_ms)
+
+    @classmethod
+    def derive(cls, codec_cfg: CodecConfig, text_vocab_size: int, silence_token: int,
+               step_hz: float = 12.5) -> "StreamConfig":
+        """K = the whole number of codec frames closest to one step at `step_hz` (≥ 1)."""
+        k = max(1, round(codec_cfg.frame_rate / step_hz))
+        return cls(frames_per_step=k, codec_frame_rate=float(codec_cfg.frame_rate),
+                   codebook_size=codec_cfg.codebook_size, voice_dim=codec_cfg.voice_dim,
+                   silence_token=int(silence_token), text_vocab_size=int(text_vocab_size),
+                   codec_latency_ms=float(codec_cfg.latency_ms))
+
+    @property
+    def step_rate(self) -> float:
+        """Dialogue steps per second (12.5 Hz for 62.5 Hz codec tokens and K = 5)."""
+        return self.codec_frame_rate / self.frames_per_step
+
+    @property
+    def step_seconds(self) -> float:
+        return self.frames_per_step / self.codec_frame_rate
+
+    def check(self, where: str = "streams") -> None:
+        for f in ("frames_per_step", "codec_frame_rate", "codebook_size", "voice_dim", "text_vocab_size"):
+            if getattr(self, f) <= 0:
+                raise DialogueConfigError(f"{where}.{f} is {getattr(self, f)}; derive the stream facts from the "
+                                          f"codec and tokenizer with StreamConfig.derive(...)")
+        if not 0 <= self.silence_token < self.codebook_size:
+            raise DialogueConfigError(f"{where}.silence_token is {self.silence_token}, expected a codec token in "
+                                      f"[0, {self.codebook_size})")
+
+
+@dataclasses.dataclass
+class DelayConfig:
+    """Per-stream delays in dialogue steps: stream s at grid step t holds its content of step t - delay."""
+
+    text: int = 0
+    system: int = 1  # the system's audio follows its inner-monologue text by this many steps
+    user: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"text": self.text, "system": self.system, "user": self.user}
+
+    @property
+    def max(self) -> int:
+        return max(self.text, self.system, self.user)
+
+
+@dataclasses.dataclass
+class DialogueConfig:
+    name: str = "duet_dialogue_small"
+    streams: StreamConfig = dataclasses.field(default_factory=StreamConfig)
+    delays: DelayConfig = dataclasses.field(default_factory=DelayConfig)
+    # temporal transformer over dialogue steps; window = steps of context kept in the ring cache
+    temporal: TransformerConfig = dataclasses.field(
+        default_factory=lambda: TransformerConfig(dim=256, num_layers=4, num_heads=4, window=250, max_step=16))
+    # depth transformer over the K+1 (or 2K+1) positions of one step; its window is set by the model
+    depth: TransformerConfig = dataclasses.field(
+        default_factory=lambda: TransformerConfig(dim=128, num_layers=2, num_heads=4, window=None, max_step=1))
+    user_voice: bool = True  # add a projection of the user's running paralinguistic vector per step
+    system_voice: bool = True  # add a projection of the system voice G_sys to every step
+    predict_user: bool = False  # the depth transformer also predicts the user's next K tokens (training)
+
+    def check(self) -> None:
+        self.streams.check(f"{self.name}.streams")
+        for name, d in self.delays.as_dict().items():
+            if d < 0:
+                raise DialogueConfigError(f"{self.name}.delays.{name} is {d}, expected >= 0")
+        if self.temporal.window is None:
+            raise DialogueConfigError(f"{self.name}.temporal.window is None; streaming needs a finite window")
+
+    @property
+    def depth_positions(self) -> int:
+        """Positions per step in the depth transformer: text, system K tokens (+ user K tokens)."""
+        k = self.streams.frames_per_step
+        return 1 + k + (k if self.predict_user else 0)
+
+    @property
+    def theoretical_latency_ms(self) -> float:
+        """One step of input + the system audio's delay behind the user's + codec algorithmic latency."""
+        steps = 1 + max(0, self.delays.system - self.delays.user)
+        return 1000.0 * steps * self.streams.step_seconds + self.streams.codec_latency_ms

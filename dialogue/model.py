@@ -1,0 +1,144 @@
+"""The full-duplex dialogue model: a temporal transformer over dialogue steps and a depth transformer
+inside each step (Moshi's RQ-Transformer layout).
+
+Step t's temporal input is the sum of embeddings of the previous step's text token and system audio
+tokens, the current step's user audio tokens (K per-position tables each), and optionally projections
+of the user's running paralinguistic vector and of the system voice G_sys. The depth transformer
+then predicts, position by position, the text token and the system's K audio tokens of step t (and,
+with `predict_user`, the user's K tokens of step t + 1), with per-position input projections, input
+embeddings and output heads. Offline (`forward`) everything is teacher-forced; streaming
+(`step_hidden` + `depth_step` inside `model.streaming(B)`) the temporal transformer keeps a ring KV
+cache across steps and the depth transformer a K+1-slot cache that is cleared every step.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import torch
+from torch import nn
+
+from codec.streaming import StreamingModule
+from codec.transformer import CausalTransformer
+
+from .config import DialogueConfig
+from .layout import Columns
+from .tokenizer import TextTokenizer
+
+
+@dataclasses.dataclass
+class DuplexLogits:
+    text: torch.Tensor  # [B, S, text_vocab]
+    system: torch.Tensor  # [B, S, K, codebook]
+    user: torch.Tensor | None  # [B, S, K, codebook] predictions of the user's next step (predict_user)
+
+
+class DuplexModel(StreamingModule):
+    def __init__(self, cfg: DialogueConfig) -> None:
+        super().__init__()
+        cfg.check()
+        self.cfg = cfg
+        s = cfg.streams
+        k, c, dt, dd = s.frames_per_step, s.codebook_size, cfg.temporal.dim, cfg.depth.dim
+        self.columns = Columns(k)
+        self.audio_bos = c  # input-only audio id: "before the first step"
+        self.text_emb = nn.Embedding(s.text_vocab_size, dt)
+        self.system_emb = nn.ModuleList(nn.Embedding(c + 1, dt) for _ in range(k))
+        self.user_emb = nn.ModuleList(nn.Embedding(c, dt) for _ in range(k))
+        self.user_voice_proj = nn.Linear(s.voice_dim, dt) if cfg.user_voice else None
+        self.system_voice_proj = nn.Linear(s.voice_dim, dt) if cfg.system_voice else None
+        self.temporal = CausalTransformer(cfg.temporal)
+        p = cfg.depth_positions
+        vocabs = [s.text_vocab_size] + [c] * (p - 1)
+        self.depth_in = nn.ModuleList(nn.Linear(dt, dd) for _ in range(p))
+        self.depth_emb = nn.ModuleList(nn.Embedding(v, dd) for v in vocabs[:-1])  # token of position q-1 → q
+        self.depth = CausalTransformer(dataclasses.replace(cfg.depth, window=p, max_step=p))
+        self.heads = nn.ModuleList(nn.Linear(dd, v, bias=False) for v in vocabs)
+
+    # --- temporal ---------------------------------------------------------------------------------
+    def embed_steps(self, prev_text: torch.Tensor, prev_system: torch.Tensor, user: torch.Tensor,
+                    user_voice: torch.Tensor | None, system_voice: torch.Tensor | None) -> torch.Tensor:
+        """prev_text [B, S], prev_system [B, S, K], user [B, S, K], user_voice [B, S, D], system_voice
+        [B, D] → temporal input [B, S, dim]."""
+        x = self.text_emb(prev_text)
+        for i, (es, eu) in enumerate(zip(self.system_emb, self.user_emb)):
+            x = x + es(prev_system[..., i]) + eu(user[..., i])
+        if self.user_voice_proj is not None:
+            if user_voice is None:
+                raise ValueError(f"{self.cfg.name} is conditioned on the user's voice (user_voice=True); "
+                                 f"pass user_voice [B, S, {self.cfg.streams.voice_dim}]")
+            x = x + self.user_voice_proj(user_voice)
+        if self.system_voice_proj is not None:
+            if system_voice is None:
+                raise ValueError(f"{self.cfg.name} is conditioned on the system voice (system_voice=True); "
+                                 f"pass system_voice [B, {self.cfg.streams.voice_dim}]")
+            x = x + self.system_voice_proj(system_voice)[:, None]
+        return x
+
+    def temporal_inputs(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Delayed grid [B, S, 1 + 2K] → (prev_text [B, S], prev_system [B, S, K], user [B, S, K]):
+        text and system shifted one step later behind BOS, the user's current step as is."""
+        col = self.columns
+        b = tokens.shape[0]
+        bos_text = tokens.new_full((b, 1), TextTokenizer.BOS)
+        bos_audio = tokens.new_full((b, 1, col.k), self.audio_bos)
+        prev_text = torch.cat([bos_text, tokens[:, :-1, col.text]], dim=1)
+        prev_system = torch.cat([bos_audio, tokens[:, :-1, col.system]], dim=1)
+        return prev_text, prev_system, tokens[:, :, col.user]
+
+    # --- depth ------------------------------------------------------------------------------------
+    def depth_targets(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Delayed grid [B, S, 1 + 2K] → what each depth position predicts [B, S, P]; the user's
+        next step at the last step is the silence fill."""
+        col = self.columns
+        parts = [tokens[..., col.text, None], tokens[..., col.system]]
+        if self.cfg.predict_user:
+            nxt = torch.cat([tokens[:, 1:, col.user],
+                             tokens.new_full((tokens.shape[0], 1, col.k), self.cfg.streams.silence_token)], dim=1)
+            parts.append(nxt)
+        return torch.cat(parts, dim=-1)
+
+    def _depth_input(self, q: int, h: torch.Tensor, prev: torch.Tensor | None) -> torch.Tensor:
+        x = self.depth_in[q](h)
+        return x if q == 0 else x + self.depth_emb[q - 1](prev)
+
+    def forward(self, tokens: torch.Tensor, user_voice: torch.Tensor | None = None,
+                system_voice: torch.Tensor | None = None) -> DuplexLogits:
+        """Teacher-forced logits for a delayed grid [B, S, 1 + 2K] (user_voice [B, S, D] delayed like
+        the user stream, system_voice [B, D])."""
+        if self.is_streaming:
+            raise RuntimeError("DuplexModel.forward is the offline path; inside streaming(...) use "
+                               "step_hidden + depth_step (dialogue.session.DuplexSession)")
+        if tokens.dim() != 3 or tokens.shape[-1] != self.columns.width:
+            raise ValueError(f"tokens must be [B, S, {self.columns.width}], got {tuple(tokens.shape)}")
+        h = self.temporal(self.embed_steps(*self.temporal_inputs(tokens), user_voice, system_voice))
+        targets = self.depth_targets(tokens)
+        b, s, p = targets.shape
+        x = torch.stack([self._depth_input(q, h, targets[..., q - 1] if q else None) for q in range(p)], dim=2)
+        y = self.depth(x.view(b * s, p, -1)).view(b, s, p, -1)
+        k = self.columns.k
+        text = self.heads[0](y[:, :, 0])
+        system = torch.stack([self.heads[q](y[:, :, q]) for q in range(1, 1 + k)], dim=2)
+        user = torch.stack([self.heads[q](y[:, :, q]) for q in range(1 + k, p)], dim=2) if p > 1 + k else None
+        return DuplexLogits(text, system, user)
+
+    # --- streaming --------------------------------------------------------------------------------
+    def step_hidden(self, prev_text: torch.Tensor, prev_system: torch.Tensor, user: torch.Tensor,
+                    user_voice: torch.Tensor | None = None, system_voice: torch.Tensor | None = None) -> torch.Tensor:
+        """One step through the temporal transformer's ring cache: prev_text [B], prev_system [B, K],
+        user [B, K], user_voice [B, D] → hidden [B, dim]."""
+        uv = user_voice[:, None] if user_voice is not None else None
+        x = self.embed_steps(prev_text[:, None], prev_system[:, None], user[:, None], uv, system_voice)
+        return self.temporal(x)[:, 0]
+
+    def depth_step(self, h: torch.Tensor, choose: Callable[[int, torch.Tensor], torch.Tensor],
+                   out: torch.Tensor, positions: int | None = None) -> torch.Tensor:
+        """Autoregress the depth transformer over one step: for q < positions, logits [B, V_q] →
+        `choose(q, logits)` → token [B], written to out[:, q] ([B, ≥ positions] long). Returns out."""
+        self.depth.reset()
+        prev = None
+        for q in range(positions or self.cfg.depth_positions):
+            y = self.depth(self._depth_input(q, h, prev)[:, None])[:, 0]
+            prev = choose(q, self.heads[q](y))
+            out[:, q] = prev
+        return out

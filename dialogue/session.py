@@ -1,0 +1,160 @@
+"""Streaming full-duplex inference: one `step` per dialogue step for B parallel conversations.
+
+    with DuplexSession(model, batch_size=2, system_voice=g_sys) as session:
+        text, system = session.step(user_tokens, user_voice)   # [B, K] in → [B], [B, K] out
+
+`step` feeds the user's K codec tokens of the step that just ended (teacher-forced from the
+microphone) together with the text and system tokens the session emitted last step, advances the
+temporal transformer's ring KV cache by one step (the codec streaming protocol), and samples the
+next text token and the system's K audio tokens through the depth transformer. Sampling uses one
+random generator per conversation, so a batch of B gives the same result as B single runs; every
+buffer is allocated once, in the constructor. `reset(mask)` restarts chosen conversations only.
+Delays: the first `delays.system` steps of system audio (and `delays.text` of text) are the stream's
+fill, as in training; the user stream's delay is a small FIFO here.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import Sequence
+
+import torch
+
+from .model import DuplexModel
+from .tokenizer import TextTokenizer
+
+
+@dataclasses.dataclass
+class SamplingConfig:
+    """Temperature ≤ 0 means greedy; top_k ≤ 0 means the whole vocabulary."""
+
+    text_temperature: float = 0.7
+    text_top_k: int = 25
+    audio_temperature: float = 0.8
+    audio_top_k: int = 250
+
+
+class DuplexSession:
+    def __init__(self, model: DuplexModel, batch_size: int = 1, sampling: SamplingConfig | None = None,
+                 system_voice: torch.Tensor | None = None, seeds: int | Sequence[int] = 0) -> None:
+        self.model = model.eval()
+        cfg = model.cfg
+        self.cfg, self.batch_size = cfg, batch_size
+        self.sampling = sampling or SamplingConfig()
+        s = cfg.streams
+        k, dev = s.frames_per_step, next(model.parameters()).device
+        seeds = [seeds + b for b in range(batch_size)] if isinstance(seeds, int) else list(seeds)
+        if len(seeds) != batch_size:
+            raise ValueError(f"DuplexSession: {len(seeds)} seeds for batch_size={batch_size}")
+        self.seeds = seeds
+        self.generators = [torch.Generator(device=dev).manual_seed(int(x)) for x in seeds]
+        self.system_voice = self._check_system_voice(system_voice, dev)
+        # every per-step buffer, allocated once
+        self.prev_text = torch.full((batch_size,), TextTokenizer.BOS, dtype=torch.long, device=dev)
+        self.prev_system = torch.full((batch_size, k), model.audio_bos, dtype=torch.long, device=dev)
+        self.steps = torch.zeros(batch_size, dtype=torch.long, device=dev)
+        self.out = torch.zeros(batch_size, cfg.depth_positions, dtype=torch.long, device=dev)
+        self.user_fifo = torch.full((batch_size, cfg.delays.user + 1, k), s.silence_token, dtype=torch.long, device=dev)
+        self.voice_fifo = torch.zeros(batch_size, cfg.delays.user + 1, s.voice_dim, device=dev)
+        self._noise = {"text": torch.empty(batch_size, s.text_vocab_size, device=dev),
+                       "audio": torch.empty(batch_size, s.codebook_size, device=dev)}
+        self._stack = contextlib.ExitStack()
+        self._stack.enter_context(model.streaming(batch_size))
+
+    def _check_system_voice(self, voice, dev):
+        if not self.cfg.system_voice:
+            return None
+        d = self.cfg.streams.voice_dim
+        if voice is None:
+            raise ValueError(f"{self.cfg.name} is conditioned on a system voice: pass system_voice [{d}] or "
+                             f"[{self.batch_size}, {d}]")
+        voice = voice.to(dev, torch.float32).reshape(-1, d) if voice.shape[-1] == d else None
+        if voice is None or voice.shape[0] not in (1, self.batch_size):
+            raise ValueError(f"system_voice must be [{d}] or [{self.batch_size}, {d}]")
+        return voice.expand(self.batch_size, d).clone()
+
+    # --- context ------------------------------------------------------------------------------
+    def __enter__(self) -> "DuplexSession":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._stack.close()
+
+    # --- stepping -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def step(self, user_tokens: torch.Tensor, user_voice: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """user_tokens [B, K] (codec tokens of the user's last step), user_voice [B, D] (the codec's
+        running voice vector after that step; needed when the model uses it) → (text token [B],
+        system tokens [B, K]). The returned tensors are views of session buffers: copy to keep."""
+        s = self.cfg.streams
+        k = s.frames_per_step
+        if user_tokens.shape != (self.batch_size, k):
+            raise ValueError(f"user_tokens must be [{self.batch_size}, {k}], got {tuple(user_tokens.shape)}")
+        self.user_fifo[:, :-1] = self.user_fifo[:, 1:].clone()
+        self.user_fifo[:, -1] = user_tokens
+        if self.cfg.user_voice:
+            if user_voice is None:
+                raise ValueError(f"{self.cfg.name} uses the user's voice: pass user_voice [{self.batch_size}, {s.voice_dim}]")
+            self.voice_fifo[:, :-1] = self.voice_fifo[:, 1:].clone()
+            self.voice_fifo[:, -1] = user_voice
+            first = self.steps == 0  # the running vector holds its first value through the delay
+            self.voice_fifo[first] = user_voice[first, None]
+        h = self.model.step_hidden(self.prev_text, self.prev_system, self.user_fifo[:, 0],
+                                   self.voice_fifo[:, 0] if self.cfg.user_voice else None, self.system_voice)
+        self.model.depth_step(h, self._choose, self.out, positions=1 + k)
+        self.prev_text.copy_(self.out[:, 0])
+        self.prev_system.copy_(self.out[:, 1:1 + k])
+        self.steps += 1
+        return self.prev_text, self.prev_system
+
+    def _choose(self, q: int, logits: torch.Tensor) -> torch.Tensor:
+        sp, d = self.sampling, self.cfg.delays
+        if q == 0:
+            token = self._sample(logits, sp.text_temperature, sp.text_top_k, self._noise["text"])
+            return torch.where(self.steps < d.text, TextTokenizer.PAD, token)
+        token = self._sample(logits, sp.audio_temperature, sp.audio_top_k, self._noise["audio"])
+        return torch.where(self.steps < d.system, self.cfg.streams.silence_token, token)
+
+    def _sample(self, logits: torch.Tensor, temperature: float, top_k: int, noise: torch.Tensor) -> torch.Tensor:
+        if temperature <= 0:
+            return logits.argmax(-1)
+        logits = logits.float() / temperature
+        if 0 < top_k < logits.shape[-1]:
+            kth = logits.topk(top_k, dim=-1).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        for b, g in enumerate(self.generators):  # one stream of randomness per conversation
+            noise[b].exponential_(generator=g)
+        return (logits.softmax(-1) / noise).argmax(-1)  # exponential race: a sample from the softmax
+
+    # --- per-conversation control ---------------------------------------------------------------
+    @torch.no_grad()
+    def reset(self, mask: torch.Tensor | None = None) -> None:
+        """Restart the conversations where mask [B] is True (all when None); their caches, previous
+        tokens and delay FIFOs are cleared, the others continue untouched."""
+        m = torch.ones(self.batch_size, dtype=torch.bool, device=self.steps.device) if mask is None \
+            else mask.to(self.steps.device, torch.bool)
+        self.model.reset(m)
+        self.prev_text.masked_fill_(m, TextTokenizer.BOS)
+        self.prev_system.masked_fill_(m[:, None], self.model.audio_bos)
+        self.steps.masked_fill_(m, 0)
+        self.user_fifo.masked_fill_(m[:, None, None], self.cfg.streams.silence_token)
+        self.voice_fifo.masked_fill_(m[:, None, None], 0.0)
+
+    def get_state(self) -> dict[str, torch.Tensor]:
+        """Snapshot of caches, buffers and random generators (for rewinding and replay)."""
+        state = {f"model/{k}": v for k, v in self.model.get_state().items()}
+        for name in ("prev_text", "prev_system", "steps", "user_fifo", "voice_fifo"):
+            state[f"session/{name}"] = getattr(self, name).clone()
+        for b, g in enumerate(self.generators):
+            state[f"rng/{b}"] = g.get_state()
+        return state
+
+    def set_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.model.set_state({k[len("model/"):]: v for k, v in state.items() if k.startswith("model/")})
+        for name in ("prev_text", "prev_system", "steps", "user_fifo", "voice_fifo"):
+            getattr(self, name).copy_(state[f"session/{name}"])
+        for b, g in enumerate(self.generators):
+            g.set_state(state[f"rng/{b}"])

@@ -1,0 +1,154 @@
+"""Dialogue model: teacher-forced forward vs streaming steps, session batching, reset, checkpoints."""
+import dataclasses
+
+import pytest
+import torch
+
+from codec import config_io
+from codec.transformer import TransformerConfig
+from dialogue import (DelayConfig, DialogueConfig, DialogueConfigError, DuplexModel, DuplexSession, LossWeights,
+                      SamplingConfig, StreamConfig, TextTokenizer, delay_tokens, duplex_loss, load_dialogue,
+                      save_dialogue, train_tokenizer)
+from dialogue.layout import Columns, delay_rows
+
+
+def tiny_config(predict_user=False, window=8, delays=DelayConfig(text=0, system=2, user=1)) -> DialogueConfig:
+    streams = StreamConfig(frames_per_step=3, codec_frame_rate=37.5, codebook_size=50, voice_dim=6,
+                           silence_token=7, text_vocab_size=40, codec_latency_ms=64.0)
+    return DialogueConfig(name="tiny", streams=streams, delays=delays,
+                          temporal=TransformerConfig(dim=32, num_layers=2, num_heads=4, window=window, max_step=4),
+                          depth=TransformerConfig(dim=16, num_layers=2, num_heads=2), predict_user=predict_user)
+
+
+def random_grid(cfg, b, s, gen):
+    k = cfg.streams.frames_per_step
+    cols = Columns(k)
+    tokens = torch.cat([torch.randint(0, cfg.streams.text_vocab_size, (b, s, 1), generator=gen),
+                        torch.randint(0, cfg.streams.codebook_size, (b, s, 2 * k), generator=gen)], dim=-1)
+    delayed = delay_tokens(tokens, cols.delays(cfg.delays), cols.fills(cfg.streams))
+    voice = delay_rows(torch.randn(b, s, cfg.streams.voice_dim, generator=gen), cfg.delays.user, delayed.shape[1])
+    return delayed, voice, torch.randn(b, cfg.streams.voice_dim, generator=gen)
+
+
+def test_config_round_trip_and_checks(tmp_path):
+    cfg = tiny_config()
+    for suffix in (".yaml", ".json"):
+        config_io.save(cfg, tmp_path / f"c{suffix}")
+        assert config_io.load(DialogueConfig, tmp_path / f"c{suffix}") == cfg
+    with pytest.raises(DialogueConfigError, match="frames_per_step"):
+        DuplexModel(DialogueConfig())
+    assert cfg.theoretical_latency_ms == pytest.approx(2 * 80.0 + 64.0)
+
+
+@pytest.mark.parametrize("predict_user", [False, True])
+def test_streaming_steps_reproduce_teacher_forced_logits(rng, predict_user):
+    cfg = tiny_config(predict_user)
+    torch.manual_seed(0)
+    model = DuplexModel(cfg).eval()
+    tokens, voice, g_sys = random_grid(cfg, 2, 13, rng)  # 13 + 3 delay steps > window 8: the ring wraps
+    with torch.no_grad():
+        ref = model(tokens, voice, g_sys)
+        prev_text, prev_system, user = model.temporal_inputs(tokens)
+        targets = model.depth_targets(tokens)
+        out = torch.zeros_like(targets[:, 0])
+        with model.streaming(2):
+            for t in range(tokens.shape[1]):
+                h = model.step_hidden(prev_text[:, t], prev_system[:, t], user[:, t], voice[:, t], g_sys)
+                got = []
+
+                def teacher(q, logits):
+                    got.append(logits)
+                    return targets[:, t, q]
+
+                model.depth_step(h, teacher, out)
+                k = cfg.streams.frames_per_step
+                torch.testing.assert_close(got[0], ref.text[:, t], atol=1e-4, rtol=1e-4)
+                torch.testing.assert_close(torch.stack(got[1:1 + k], 1), ref.system[:, t], atol=1e-4, rtol=1e-4)
+                if predict_user:
+                    torch.testing.assert_close(torch.stack(got[1 + k:], 1), ref.user[:, t], atol=1e-4, rtol=1e-4)
+                assert torch.equal(out, targets[:, t])
+
+
+def test_loss_weights_and_gradients(rng):
+    cfg = tiny_config(predict_user=True)
+    model = DuplexModel(cfg)
+    tokens, voice, g_sys = random_grid(cfg, 2, 6, rng)
+    mask = torch.ones(tokens.shape[:2], dtype=torch.bool)
+    mask[1, 4:] = False
+    loss, scalars = duplex_loss(model, model(tokens, voice, g_sys), tokens, mask, LossWeights())
+    loss.backward()
+    assert torch.isfinite(loss) and {"loss/text", "loss/system", "loss/user", "acc/system"} <= set(scalars)
+    assert model.text_emb.weight.grad is not None and model.heads[-1].weight.grad.abs().sum() > 0
+    zero_text, _ = duplex_loss(model, model(tokens, voice, g_sys), tokens, mask,
+                               LossWeights(text=0.0, user=0.0))
+    assert float(zero_text) == pytest.approx(scalars["loss/system"], rel=1e-5)
+
+
+def run_session(model, user, voice, g_sys, seeds, sampling):
+    b = user.shape[0]
+    texts, systems = [], []
+    with DuplexSession(model, b, sampling, system_voice=g_sys, seeds=seeds) as session:
+        for t in range(user.shape[1]):
+            text, system = session.step(user[:, t], voice[:, t])
+            texts.append(text.clone())
+            systems.append(system.clone())
+    return torch.stack(texts, 1), torch.stack(systems, 1)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_session_batch_of_two_equals_two_single_runs(rng, temperature):
+    cfg = tiny_config()
+    torch.manual_seed(1)
+    model = DuplexModel(cfg).eval()
+    k = cfg.streams.frames_per_step
+    user = torch.randint(0, cfg.streams.codebook_size, (2, 12, k), generator=rng)
+    voice = torch.randn(2, 12, cfg.streams.voice_dim, generator=rng)
+    g_sys = torch.randn(2, cfg.streams.voice_dim, generator=rng)
+    sampling = SamplingConfig(temperature, 10, temperature, 20)
+    text2, sys2 = run_session(model, user, voice, g_sys, [11, 12], sampling)
+    for b in range(2):
+        text1, sys1 = run_session(model, user[b:b + 1], voice[b:b + 1], g_sys[b:b + 1], [11 + b], sampling)
+        assert torch.equal(text1[0], text2[b]) and torch.equal(sys1[0], sys2[b])
+    # the first `delays.system` steps of system audio are the silence fill, as in training
+    assert (sys2[:, :cfg.delays.system] == cfg.streams.silence_token).all()
+
+
+def test_session_reset_one_conversation_and_state_replay(rng):
+    cfg = tiny_config()
+    model = DuplexModel(cfg).eval()
+    k = cfg.streams.frames_per_step
+    user = torch.randint(0, cfg.streams.codebook_size, (2, 10, k), generator=rng)
+    voice = torch.randn(2, 10, cfg.streams.voice_dim, generator=rng)
+    g_sys = torch.randn(cfg.streams.voice_dim, generator=rng)
+    greedy = SamplingConfig(0.0, 0, 0.0, 0)
+    with DuplexSession(model, 2, greedy, system_voice=g_sys) as session:
+        for t in range(5):
+            session.step(user[:, t], voice[:, t])
+        snapshot = session.get_state()
+        session.reset(torch.tensor([True, False]))
+        outs = [tuple(x.clone() for x in session.step(user[:, 5 + t], voice[:, 5 + t])) for t in range(5)]
+        session.set_state(snapshot)
+        session.reset(torch.tensor([True, False]))
+        again = [tuple(x.clone() for x in session.step(user[:, 5 + t], voice[:, 5 + t])) for t in range(5)]
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(outs, again))
+    # conversation 0 restarted: it matches a fresh single run on the same input
+    fresh_text, fresh_sys = run_session(model, user[:1, 5:], voice[:1, 5:], g_sys, [0], greedy)
+    assert torch.equal(torch.stack([o[1][0] for o in outs]), fresh_sys[0])
+    assert torch.equal(torch.stack([o[0][0] for o in outs]), fresh_text[0])
+
+
+def test_checkpoint_round_trip(tmp_path, rng):
+    tok = train_tokenizer(["what is two plus two", "two plus two is four", "spell cat"] * 5, 40)
+    cfg = tiny_config()
+    cfg = dataclasses.replace(cfg, streams=dataclasses.replace(cfg.streams, text_vocab_size=tok.vocab_size))
+    model = DuplexModel(cfg)
+    g = torch.randn(cfg.streams.voice_dim)
+    save_dialogue(tmp_path / "m.safetensors", model, tok, "abc123", g, "test")
+    bundle = load_dialogue(tmp_path / "m.safetensors", codec_id="abc123")
+    assert bundle.model.cfg == cfg and bundle.tokenizer.proto == tok.proto
+    assert torch.equal(bundle.system_voice, g)
+    for (n, a), (_, b) in zip(model.state_dict().items(), bundle.model.state_dict().items()):
+        assert torch.equal(a, b), n
+    with pytest.raises(ValueError, match="codec"):
+        load_dialogue(tmp_path / "m.safetensors", codec_id="other")
+    assert TextTokenizer(tok.proto).vocab_size == tok.vocab_size
