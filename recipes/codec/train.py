@@ -36,12 +36,16 @@ def parse_overrides(items: list[str]) -> dict:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--config", type=Path, required=True)
+    p.add_argument("--config", type=Path, nargs="+", required=True,
+                   help="base config, then optional delta files applied in order (e.g. conf/tiny.yaml)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
-    cfg = merge(load(CodecTrainConfig, args.config), parse_overrides(args.set))
+    cfg = load(CodecTrainConfig, args.config[0])
+    for delta in args.config[1:]:
+        cfg = merge(cfg, yaml.safe_load(delta.read_text()) or {})
+    cfg = merge(cfg, parse_overrides(args.set))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "config.yaml").write_text(yaml.safe_dump(__import__("dataclasses").asdict(cfg), sort_keys=False))
     train(CodecTask(cfg), cfg.trainer, args.out, init_from=Path(cfg.init_from) if cfg.init_from else None,
