@@ -9,8 +9,8 @@
 """
 from .checkpoint import DialogueBundle, load_dialogue, save_dialogue
 from .config import DelayConfig, DialogueConfig, DialogueConfigError, StreamConfig
-from .layout import (Columns, DialogueGrid, Word, build_grid, delay_tokens, grid_words, read_ctm,
-                     text_stream, text_stream_words, undelay_tokens, write_ctm)
+from .layout import (Columns, DialogueGrid, Word, build_grid, delay_tokens, grid_words, text_stream,
+                     text_stream_words, undelay_tokens)
 from .losses import LossWeights, duplex_loss
 from .model import DuplexLogits, DuplexModel
 from .session import DuplexSession, SamplingConfig
@@ -18,6 +18,6 @@ from .tokenizer import TextTokenizer, TokenizerError, train_tokenizer
 
 __all__ = ["DialogueBundle", "load_dialogue", "save_dialogue", "DelayConfig", "DialogueConfig",
            "DialogueConfigError", "StreamConfig", "Columns", "DialogueGrid", "Word", "build_grid", "delay_tokens",
-           "grid_words", "read_ctm", "text_stream", "text_stream_words", "undelay_tokens", "write_ctm",
+           "grid_words", "text_stream", "text_stream_words", "undelay_tokens",
            "LossWeights", "duplex_loss", "DuplexLogits", "DuplexModel", "DuplexSession", "SamplingConfig",
            "TextTokenizer", "TokenizerError", "train_tokenizer"]

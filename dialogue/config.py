@@ -87,6 +87,7 @@ class DialogueConfig:
     # depth transformer over the K+1 (or 2K+1) positions of one step; its window is set by the model
     depth: TransformerConfig = dataclasses.field(
         default_factory=lambda: TransformerConfig(dim=128, num_layers=2, num_heads=4, window=None, max_step=1))
+    audio_rank: int | None = None  # None: per-position code tables and heads (Moshi); int: factorised
     user_voice: bool = True  # add a projection of the user's running paralinguistic vector per step
     system_voice: bool = True  # add a projection of the system voice G_sys to every step
     predict_user: bool = False  # the depth transformer also predicts the user's next K tokens (training)
@@ -96,6 +97,8 @@ class DialogueConfig:
         for name, d in self.delays.as_dict().items():
             if d < 0:
                 raise DialogueConfigError(f"{self.name}.delays.{name} is {d}, expected >= 0")
+        if self.audio_rank is not None and self.audio_rank < 1:
+            raise DialogueConfigError(f"{self.name}.audio_rank is {self.audio_rank}, expected None or >= 1")
         if self.temporal.window is None:
             raise DialogueConfigError(f"{self.name}.temporal.window is None; streaming needs a finite window")
 

@@ -6,13 +6,12 @@ of the word's onset in the system channel, an EPAD sits on the step just before 
 the rest (Moshi's convention). A word that would overlap the previous one is pushed later, so word
 order and count always survive the round trip; timings come back quantised to the step.
 Delays shift whole streams later by whole steps (`delay_tokens`) and are undone exactly
-(`undelay_tokens`). Word timings are Kaldi CTM entries (`Word`).
+(`undelay_tokens`).
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-from pathlib import Path
 
 import torch
 
@@ -21,7 +20,7 @@ from .tokenizer import TextTokenizer
 
 
 class LayoutError(ValueError):
-    """Inputs that cannot be laid out on the grid (shapes, lengths, malformed CTM lines)."""
+    """Inputs that cannot be laid out on the grid (shapes, lengths, delays)."""
 
 
 @dataclasses.dataclass
@@ -58,28 +57,6 @@ class Columns:
 
     def fills(self, streams: StreamConfig) -> list[int]:
         return [TextTokenizer.PAD] + [streams.silence_token] * (2 * self.k)
-
-
-# --- CTM ------------------------------------------------------------------------------------------
-def read_ctm(path: str | Path) -> dict[str, dict[str, list[Word]]]:
-    """Kaldi CTM `<utt> <channel> <start> <duration> <word> [conf]` → {utt: {channel: [Word]}}."""
-    out: dict[str, dict[str, list[Word]]] = {}
-    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) < 5:
-            raise LayoutError(f"{path}:{n}: CTM line has {len(parts)} fields, expected >= 5: {line!r}")
-        utt, ch, start, dur, word = parts[:5]
-        start_s, dur_s = float(start), float(dur)
-        out.setdefault(utt, {}).setdefault(ch, []).append(Word(word, start_s, start_s + dur_s))
-    return out
-
-
-def write_ctm(path: str | Path, entries: dict[str, dict[str, list[Word]]]) -> None:
-    lines = [f"{utt} {ch} {w.start:.3f} {w.end - w.start:.3f} {w.word}"
-             for utt in sorted(entries) for ch in sorted(entries[utt]) for w in entries[utt][ch]]
-    Path(path).write_text("".join(line + "\n" for line in lines))
 
 
 # --- text stream ----------------------------------------------------------------------------------

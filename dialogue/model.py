@@ -26,6 +26,45 @@ from .layout import Columns
 from .tokenizer import TextTokenizer
 
 
+class CodeEmbedding(nn.Module):
+    """Codec tokens at P positions → per-position embeddings. Full (Moshi): one table per position.
+    Factorised (`rank`): one codebook table of width `rank`, shared by every position and stream
+    (the K tokens of a step are the same single codebook at consecutive frames), then a
+    per-position projection — per-position weights at a fraction of the parameters."""
+
+    def __init__(self, num_codes: int, positions: int, dim: int, rank: int | None, shared: nn.Embedding | None):
+        super().__init__()
+        if rank is None:
+            self.tables = nn.ModuleList(nn.Embedding(num_codes, dim) for _ in range(positions))
+        else:
+            self.shared = [shared]  # a list: the table is registered once, by its owner
+            self.proj = nn.ModuleList(nn.Linear(rank, dim, bias=False) for _ in range(positions))
+
+    def embed(self, p: int, tokens: torch.Tensor) -> torch.Tensor:
+        if hasattr(self, "tables"):
+            return self.tables[p](tokens)
+        return self.proj[p](self.shared[0](tokens))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [..., P] → the sum of the P position embeddings [..., dim]."""
+        return sum(self.embed(p, tokens[..., p]) for p in range(tokens.shape[-1]))
+
+
+class CodeHead(nn.Module):
+    """Per-position output heads over the codebook: full (a Linear per position) or factorised
+    (a per-position Linear to `rank`, then one shared Linear to the codebook)."""
+
+    def __init__(self, dim: int, num_codes: int, positions: int, rank: int | None) -> None:
+        super().__init__()
+        width = num_codes if rank is None else rank
+        self.heads = nn.ModuleList(nn.Linear(dim, width, bias=False) for _ in range(positions))
+        self.out = nn.Linear(rank, num_codes) if rank is not None else None
+
+    def forward(self, p: int, h: torch.Tensor) -> torch.Tensor:
+        y = self.heads[p](h)
+        return y if self.out is None else self.out(y)
+
+
 @dataclasses.dataclass
 class DuplexLogits:
     text: torch.Tensor  # [B, S, text_vocab]
@@ -42,27 +81,28 @@ class DuplexModel(StreamingModule):
         k, c, dt, dd = s.frames_per_step, s.codebook_size, cfg.temporal.dim, cfg.depth.dim
         self.columns = Columns(k)
         self.audio_bos = c  # input-only audio id: "before the first step"
+        r = cfg.audio_rank
+        self.codes = nn.Embedding(c + 1, r) if r is not None else None  # shared codebook table (factorised)
         self.text_emb = nn.Embedding(s.text_vocab_size, dt)
-        self.system_emb = nn.ModuleList(nn.Embedding(c + 1, dt) for _ in range(k))
-        self.user_emb = nn.ModuleList(nn.Embedding(c, dt) for _ in range(k))
+        self.system_emb = CodeEmbedding(c + 1, k, dt, r, self.codes)
+        self.user_emb = CodeEmbedding(c, k, dt, r, self.codes)
         self.user_voice_proj = nn.Linear(s.voice_dim, dt) if cfg.user_voice else None
         self.system_voice_proj = nn.Linear(s.voice_dim, dt) if cfg.system_voice else None
         self.temporal = CausalTransformer(cfg.temporal)
         p = cfg.depth_positions
-        vocabs = [s.text_vocab_size] + [c] * (p - 1)
         self.depth_in = nn.ModuleList(nn.Linear(dt, dd) for _ in range(p))
-        self.depth_emb = nn.ModuleList(nn.Embedding(v, dd) for v in vocabs[:-1])  # token of position q-1 → q
+        self.depth_text_emb = nn.Embedding(s.text_vocab_size, dd)  # input of position 1
+        self.depth_audio_emb = CodeEmbedding(c, p - 2, dd, r, self.codes)  # inputs of positions 2 .. P-1
         self.depth = CausalTransformer(dataclasses.replace(cfg.depth, window=p, max_step=p))
-        self.heads = nn.ModuleList(nn.Linear(dd, v, bias=False) for v in vocabs)
+        self.text_head = nn.Linear(dd, s.text_vocab_size, bias=False)
+        self.audio_head = CodeHead(dd, c, p - 1, r)
 
     # --- temporal ---------------------------------------------------------------------------------
     def embed_steps(self, prev_text: torch.Tensor, prev_system: torch.Tensor, user: torch.Tensor,
                     user_voice: torch.Tensor | None, system_voice: torch.Tensor | None) -> torch.Tensor:
         """prev_text [B, S], prev_system [B, S, K], user [B, S, K], user_voice [B, S, D], system_voice
         [B, D] → temporal input [B, S, dim]."""
-        x = self.text_emb(prev_text)
-        for i, (es, eu) in enumerate(zip(self.system_emb, self.user_emb)):
-            x = x + es(prev_system[..., i]) + eu(user[..., i])
+        x = self.text_emb(prev_text) + self.system_emb(prev_system) + self.user_emb(user)
         if self.user_voice_proj is not None:
             if user_voice is None:
                 raise ValueError(f"{self.cfg.name} is conditioned on the user's voice (user_voice=True); "
@@ -100,7 +140,12 @@ class DuplexModel(StreamingModule):
 
     def _depth_input(self, q: int, h: torch.Tensor, prev: torch.Tensor | None) -> torch.Tensor:
         x = self.depth_in[q](h)
-        return x if q == 0 else x + self.depth_emb[q - 1](prev)
+        if q == 0:
+            return x
+        return x + (self.depth_text_emb(prev) if q == 1 else self.depth_audio_emb.embed(q - 2, prev))
+
+    def _depth_logits(self, q: int, y: torch.Tensor) -> torch.Tensor:
+        return self.text_head(y) if q == 0 else self.audio_head(q - 1, y)
 
     def forward(self, tokens: torch.Tensor, user_voice: torch.Tensor | None = None,
                 system_voice: torch.Tensor | None = None) -> DuplexLogits:
@@ -117,9 +162,9 @@ class DuplexModel(StreamingModule):
         x = torch.stack([self._depth_input(q, h, targets[..., q - 1] if q else None) for q in range(p)], dim=2)
         y = self.depth(x.view(b * s, p, -1)).view(b, s, p, -1)
         k = self.columns.k
-        text = self.heads[0](y[:, :, 0])
-        system = torch.stack([self.heads[q](y[:, :, q]) for q in range(1, 1 + k)], dim=2)
-        user = torch.stack([self.heads[q](y[:, :, q]) for q in range(1 + k, p)], dim=2) if p > 1 + k else None
+        text = self._depth_logits(0, y[:, :, 0])
+        system = torch.stack([self._depth_logits(q, y[:, :, q]) for q in range(1, 1 + k)], dim=2)
+        user = torch.stack([self._depth_logits(q, y[:, :, q]) for q in range(1 + k, p)], dim=2) if p > 1 + k else None
         return DuplexLogits(text, system, user)
 
     # --- streaming --------------------------------------------------------------------------------
@@ -139,6 +184,6 @@ class DuplexModel(StreamingModule):
         prev = None
         for q in range(positions or self.cfg.depth_positions):
             y = self.depth(self._depth_input(q, h, prev)[:, None])[:, 0]
-            prev = choose(q, self.heads[q](y))
+            prev = choose(q, self._depth_logits(q, y))
             out[:, q] = prev
         return out

@@ -83,5 +83,6 @@ def train_tokenizer(sentences: Iterable[str], vocab_size: int = 256, model_type:
         sentence_iterator=iter(lines), model_writer=model, vocab_size=vocab_size, model_type=model_type,
         pad_id=TextTokenizer.PAD, unk_id=TextTokenizer.UNK, bos_id=TextTokenizer.BOS, eos_id=TextTokenizer.EOS,
         user_defined_symbols=[TextTokenizer.EPAD_PIECE], character_coverage=1.0, hard_vocab_limit=False,
+        normalization_rule_name="identity",  # no NFKC table in the model: the proto stays a few KB
         num_threads=1, minloglevel=2)
     return TextTokenizer(model.getvalue(), where="trained tokenizer")

@@ -6,10 +6,10 @@ import codec
 from codec.api import Codec
 from codec.model import SpeechCodec
 from dialogue import (Columns, DelayConfig, StreamConfig, TextTokenizer, Word, build_grid, delay_tokens,
-                      grid_words, read_ctm, text_stream, text_stream_words, train_tokenizer, undelay_tokens,
-                      write_ctm)
+                      grid_words, text_stream, text_stream_words, train_tokenizer, undelay_tokens)
 from dialogue.features import encode_channels, silence_token
 from dialogue.layout import delay_rows
+from recipes.ctm import CtmEntry, read_ctm, write_ctm
 
 SENTENCES = ["sure seven plus five is twelve", "wow the capital of france is paris", "okay c a t",
              "what is three times four", "count from two to six", "two three four five six"]
@@ -83,8 +83,8 @@ def test_grid_build_and_inverse(tokenizer, tmp_path, rng):
     user = torch.randint(0, 6561, (frames,), generator=rng)
     system = torch.randint(0, 6561, (frames,), generator=rng)
     words = words_at("okay c a t", 0.9, 0.4, 0.08)
-    write_ctm(tmp_path / "ctm", {"conv1": {"B": words}})
-    words_read = read_ctm(tmp_path / "ctm")["conv1"]["B"]
+    write_ctm(tmp_path / "ctm", [CtmEntry("conv1", "2", w.start, w.end - w.start, w.word) for w in words])
+    words_read = [Word(e.token, e.start, e.end) for e in read_ctm(tmp_path / "ctm")]
     voice = torch.randn(frames, 8, generator=rng)
     grid = build_grid(user, system, words_read, tokenizer, streams, voice)
     cols = Columns(5)

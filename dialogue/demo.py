@@ -1,0 +1,178 @@
+"""Streaming full-duplex demo: a user recording in, the system's spoken answer out.
+
+    python -m dialogue.demo --user in.wav --out out_dir [--codec PATH] [--model PATH] [--realtime]
+    python -m dialogue.demo --bundled --out out_dir      # bundled conversation + checkpoint
+
+The user's audio is streamed in 80 ms steps through the streaming codec encoder, the dialogue
+model and the streaming codec decoder (`dialogue.pipeline`). Writes `duplex.wav` (stereo: user
+left, system right, on one clock), `monologue.ctm` (the inner monologue with timings),
+`timeline.png` (both streams and the monologue) and `summary.json`; prints per-step latency (mean,
+p95), the real-time factor and the theoretical latency computed from the configuration. A stereo
+`--user` file is read as (user, system): its left channel is the user.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from importlib import resources
+from pathlib import Path
+
+import soundfile as sf
+import torch
+
+from codec import load_codec
+from codec.api import Codec, codec_identity, default_checkpoint
+from codec.config import preset
+from codec.model import SpeechCodec
+from codec.audio import load_audio, to_mono_batch
+
+from .checkpoint import DialogueBundle, load_dialogue
+from .config import DialogueConfig, StreamConfig
+from .features import silence_token
+from .layout import Word
+from .model import DuplexModel
+from .pipeline import DuplexRun, run_duplex
+from .session import SamplingConfig
+from .tokenizer import TextTokenizer
+
+ASSETS = "assets"
+BUNDLED_MODEL, BUNDLED_TOKENIZER, BUNDLED_CONVERSATION = "dialogue.safetensors", "tokenizer.model", "conversation.flac"
+
+
+def asset(name: str) -> Path:
+    return Path(str(resources.files("dialogue").joinpath(ASSETS, name)))
+
+
+def untrained_codec(preset_name: str = "duet_cpu16k", seed: int = 0) -> Codec:
+    """The stand-in codec while none is bundled: seeded random weights, rounded to float16 as a saved
+    codec is, so a checkpoint written with `.save()` and this object have the same id and tokens."""
+    torch.manual_seed(seed)
+    model = SpeechCodec(preset(preset_name))
+    with torch.no_grad():
+        for v in model.state_dict().values():
+            if v.is_floating_point():
+                v.copy_(v.half().float())
+    return Codec(model, codec_identity(model), f"untrained {preset_name} (seed {seed})")
+
+
+def load_demo_codec(path: Path | None) -> Codec:
+    if path is not None or default_checkpoint().is_file():
+        return load_codec(path)
+    print(f"NOTE: no bundled codec at {default_checkpoint()}: using an UNTRAINED, randomly initialised codec "
+          f"(its tokens carry information, but its decoder turns any tokens into noise)")
+    return untrained_codec()
+
+
+def untrained_bundle(codec: Codec, reason: str) -> DialogueBundle:
+    print(f"NOTE: {reason}: using an UNTRAINED dialogue model (random weights; its words and audio are "
+          f"meaningless, the figures below measure speed and plumbing only)")
+    tok_path = asset(BUNDLED_TOKENIZER)
+    if not tok_path.is_file():
+        raise FileNotFoundError(f"{tok_path}: the bundled tokenizer is missing (made by egs/mini/dialogue1/run.sh)")
+    tok = TextTokenizer.load(tok_path)
+    streams = StreamConfig.derive(codec.config, tok.vocab_size, silence_token(codec))
+    torch.manual_seed(0)
+    model = DuplexModel(DialogueConfig(streams=streams)).eval()
+    return DialogueBundle(model, tok, torch.zeros(codec.config.voice_dim), codec.codec_id, "untrained", trained=False)
+
+
+def load_bundle(args, codec: Codec) -> DialogueBundle:
+    if args.model is not None:
+        return load_dialogue(args.model, codec_id=codec.codec_id)
+    path = asset(BUNDLED_MODEL)
+    if not path.is_file():
+        return untrained_bundle(codec, f"no bundled dialogue checkpoint at {path}")
+    try:
+        return load_dialogue(path, codec_id=codec.codec_id)
+    except ValueError as e:
+        return untrained_bundle(codec, str(e))
+
+
+def load_user(path: Path, codec: Codec) -> torch.Tensor:
+    wav, sr = load_audio(path)
+    return to_mono_batch(wav[:1], sr, codec.sample_rate)  # [1, N]: the left channel is the user
+
+
+def plot_timeline(run: DuplexRun, words: list[Word], path: Path, title: str) -> None:
+    """Both streams on one clock, and the inner monologue's words at their emission times."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sr = run.sample_rate
+    t = torch.arange(run.user_audio.shape[1]) / sr
+    fig, axes = plt.subplots(3, 1, figsize=(14, 6), sharex=True, gridspec_kw={"height_ratios": [1, 1, 1.3]})
+    for ax, sig, name, color in ((axes[0], run.user_audio[0], "user\n(input)", "tab:blue"),
+                                 (axes[1], run.system_audio[0], "system\n(output)", "tab:red")):
+        ax.plot(t[::4], sig[::4], lw=0.4, color=color)
+        ax.set_ylabel(name)
+        ax.set_ylim(-1, 1)
+    axes[1].axvspan(0, run.output_offset, color="grey", alpha=0.25, lw=0)
+    for i, w in enumerate(words):
+        axes[2].text(w.start, 3 - i % 4, w.word[:12], fontsize=7, va="center")
+        axes[2].plot([w.start, w.start], [3.4 - i % 4, 2.6 - i % 4], color="k", lw=0.5)
+    axes[2].set_ylim(-0.8, 3.8)
+    axes[2].set_yticks([])
+    axes[2].set_ylabel("inner\nmonologue")
+    axes[2].set_xlabel("seconds on the user's clock (grey: one step + codec latency, before any output can play)")
+    axes[0].set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--user", type=Path, help="user audio (wav/flac; stereo: left channel)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--codec", type=Path, default=None, help="codec checkpoint (default: the bundled one)")
+    p.add_argument("--model", type=Path, default=None, help="dialogue checkpoint (default: the bundled one)")
+    p.add_argument("--bundled", action="store_true", help="use the bundled conversation as --user")
+    p.add_argument("--realtime", action="store_true", help="pace the steps by the wall clock")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--text-temperature", type=float, default=0.7)
+    p.add_argument("--audio-temperature", type=float, default=0.8)
+    p.add_argument("--text-top-k", type=int, default=25)
+    p.add_argument("--audio-top-k", type=int, default=250)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    if (args.user is None) == (not args.bundled):
+        p.error("give exactly one of --user PATH and --bundled")
+    torch.set_num_threads(args.threads)
+    user_path = args.user or asset(BUNDLED_CONVERSATION)
+    codec = load_demo_codec(args.codec)
+    bundle = load_bundle(args, codec)
+    cfg = bundle.model.cfg
+    user = load_user(user_path, codec)
+    sampling = SamplingConfig(args.text_temperature, args.text_top_k, args.audio_temperature, args.audio_top_k)
+    voice = bundle.system_voice if cfg.system_voice else None
+    run = run_duplex(codec, bundle.model, user, voice, sampling, args.seed, args.realtime)
+    words = run.words(0, bundle.tokenizer)
+    args.out.mkdir(parents=True, exist_ok=True)
+    sf.write(args.out / "duplex.wav", run.stereo(0).numpy(), run.sample_rate, subtype="PCM_16")
+    (args.out / "monologue.ctm").write_text("".join(f"duplex 2 {w.start:.3f} {w.end - w.start:.3f} {w.word}\n"
+                                                    for w in words))
+    plot_timeline(run, words, args.out / "timeline.png",
+                  f"{user_path.name}: {cfg.name}{'' if bundle.trained else ' (UNTRAINED)'}")
+    mean, p95 = run.latency_ms
+    step_ms = 1000 * cfg.streams.step_seconds
+    delay_steps = max(0, cfg.delays.system - cfg.delays.user)
+    summary = {"user": str(user_path), "model": cfg.name, "trained": bundle.trained, "codec_id": codec.codec_id,
+               "steps": len(run.step_times), "step_ms": step_ms, "latency_mean_ms": mean, "latency_p95_ms": p95,
+               "rtf": run.rtf, "theoretical_latency_ms": cfg.theoretical_latency_ms,
+               "monologue": " ".join(w.word for w in words)}
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
+    print(f"inner monologue: {summary['monologue'] or '(silent)'}")
+    print(f"per-step compute latency: mean {mean:.1f} ms, p95 {p95:.1f} ms (budget {step_ms:.0f} ms per step); "
+          f"RTF {run.rtf:.3f} over {len(run.step_times)} steps")
+    print(f"theoretical latency {cfg.theoretical_latency_ms:.0f} ms = one step {step_ms:.0f} ms + system audio delay "
+          f"{delay_steps} step(s) {delay_steps * step_ms:.0f} ms + codec algorithmic latency "
+          f"{cfg.streams.codec_latency_ms:.0f} ms")
+    print(f"wrote {args.out / 'duplex.wav'}, monologue.ctm, timeline.png, summary.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

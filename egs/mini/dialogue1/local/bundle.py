@@ -1,0 +1,37 @@
+"""Copy what `python -m dialogue.demo --bundled` uses into dialogue/assets/:
+
+    python local/bundle.py EXP DATA_TEST ASSETS [--no-model]
+
+dialogue.safetensors (EXP/dialogue/model.safetensors re-saved in float16), tokenizer.model, and one
+test conversation that has a pause, a backchannel or an interruption: its user channel
+(conversation.flac, 16-bit FLAC) and its metadata (conversation.json).
+"""
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import soundfile as sf
+
+from dialogue import load_dialogue, save_dialogue
+
+p = argparse.ArgumentParser()
+p.add_argument("exp", type=Path)
+p.add_argument("data", type=Path)
+p.add_argument("assets", type=Path)
+p.add_argument("--no-model", action="store_true")
+args = p.parse_args()
+args.assets.mkdir(parents=True, exist_ok=True)
+if not args.no_model:
+    b = load_dialogue(args.exp / "dialogue" / "model.safetensors")
+    save_dialogue(args.assets / "dialogue.safetensors", b.model, b.tokenizer, b.codec_id, b.system_voice,
+                  b.description, half=True)
+shutil.copy(args.exp / "tokenizer.model", args.assets / "tokenizer.model")
+metas = sorted(args.data.glob("meta/*.json"))
+score = lambda m: sum(bool(v) for v in m["events"].values())  # noqa: E731
+best = max(metas, key=lambda f: (score(json.loads(f.read_text())), -json.loads(f.read_text())["duration"]))
+meta = json.loads(best.read_text())
+wav, sr = sf.read(args.data / "wav" / f"{meta['id']}.wav", dtype="float32")
+sf.write(args.assets / "conversation.flac", wav[:, 0], sr, subtype="PCM_16")
+(args.assets / "conversation.json").write_text(json.dumps(meta, indent=1))
+print(f"{args.assets}: bundled {meta['id']} ({meta['duration']:.1f} s){'' if args.no_model else ' and the model'}")

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Mini full-duplex dialogue recipe, end to end on CPU:
+#   0 codec   1 corpus   2 tokenizer   3 tokens   4 train   5 score   6 demo   7 bundle (opt-in)
+# Usage: ./run.sh [--stage N] [--stop_stage N] [--tiny true] [--codec PATH] [--exp DIR] [--data DIR]
+# Long runs: --exp ~/duet-runs/dialogue1/exp --data ~/duet-runs/dialogue1/data (resumable: every stage
+# leaves a .done marker, training resumes from its last checkpoint).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+stage=0
+stop_stage=6
+tiny=false
+codec=          # codec checkpoint; empty: the bundled default, else a random (untrained) codec
+exp=exp
+data=data
+nproc=1         # torchrun processes (GPUs on a GPU node)
+vocab=256
+bundle=false    # stage 7: copy the trained model into dialogue/assets/ (the demo's --bundled)
+help_message="$(sed -n "2,6p" run.sh)"
+. ./path.sh
+. utils/parse_options.sh
+
+corpus_conf=(conf/corpus.yaml); test_conf=(conf/corpus.yaml conf/corpus_test.yaml); train_conf=(conf/train.yaml)
+if [ "$tiny" = true ]; then
+  corpus_conf+=(conf/tiny/corpus.yaml); test_conf+=(conf/tiny/corpus_test.yaml); train_conf+=(conf/tiny/train.yaml)
+  vocab=128
+fi
+mkdir -p "$exp"
+log() { echo "$(date +%H:%M:%S) [dialogue1] $*"; }
+run_stage() {  # run_stage N name: true when stage N should run now (in range, not yet done)
+  [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ] || return 1
+  if [ -f "$exp/.done.$1.$2" ]; then log "stage $1 ($2): done already ($exp/.done.$1.$2)"; return 1; fi
+  log "stage $1: $2"
+}
+done_stage() { touch "$exp/.done.$1.$2"; }
+echo "$0 $*" >> "$exp/cmd.txt"
+
+if run_stage 0 codec; then
+  bundled=$(python -c "from codec.api import default_checkpoint as d; print(d())")
+  if [ -n "$codec" ]; then cp "$codec" "$exp/codec.safetensors"
+  elif [ "$tiny" != true ] && [ -f "$bundled" ]; then cp "$bundled" "$exp/codec.safetensors"
+  else log "no codec given: a randomly initialised (untrained) one"; python local/make_random_codec.py "$exp/codec.safetensors"
+  fi
+  done_stage 0 codec
+fi
+
+if run_stage 1 corpus; then
+  python -m recipes.dialogue.synth --config "${corpus_conf[@]}" --out "$data/train"
+  python -m recipes.dialogue.synth --config "${test_conf[@]}" --out "$data/test"
+  done_stage 1 corpus
+fi
+
+if run_stage 2 tokenizer; then
+  python -m recipes.dialogue.prepare tokenizer --data "$data/train" --out "$exp/tokenizer.model" --vocab "$vocab"
+  done_stage 2 tokenizer
+fi
+
+if run_stage 3 tokens; then
+  for part in train test; do
+    python -m recipes.dialogue.prepare tokens --data "$data/$part" --codec "$exp/codec.safetensors" \
+      --tokenizer "$exp/tokenizer.model" --out "$exp/tokens/$part.safetensors"
+  done
+  done_stage 3 tokens
+fi
+
+if run_stage 4 train; then
+  torchrun --standalone --nproc_per_node "$nproc" -m recipes.dialogue.train --config "${train_conf[@]}" \
+    --out "$exp/dialogue" --no-progress --set tokens="$exp/tokens/train.safetensors" tokenizer="$exp/tokenizer.model"
+  done_stage 4 train
+fi
+
+if run_stage 5 score; then
+  n=0; [ "$tiny" = true ] && n=2
+  python -m recipes.dialogue.score --data "$data/test" --model "$exp/dialogue/model.safetensors" \
+    --codec "$exp/codec.safetensors" --out "$exp/dialogue/score" --max-conversations $n
+  [ "$tiny" = true ] || cp "$exp/dialogue/score/RESULTS.md" RESULTS.md
+  done_stage 5 score
+fi
+
+if run_stage 6 demo; then
+  first=$(head -n 1 "$data/test/wav.scp" | awk '{print $2}')
+  python -m dialogue.demo --user "$data/test/$first" --model "$exp/dialogue/model.safetensors" \
+    --codec "$exp/codec.safetensors" --out "$exp/demo"
+  done_stage 6 demo
+fi
+
+if [ "$bundle" = true ] && [ "$stop_stage" -ge 7 ]; then
+  log "stage 7: bundle the trained model and a test conversation into dialogue/assets/"
+  python local/bundle.py "$exp" "$data/test" "$DUET_ROOT/dialogue/assets"
+fi
+log "finished stages $stage..$stop_stage in $exp"

@@ -1,0 +1,130 @@
+"""Turn a synthetic dialogue data dir into what the dialogue model trains on.
+
+    python -m recipes.dialogue.prepare tokenizer --data data/train --out exp/tokenizer.model --vocab 256
+    python -m recipes.dialogue.prepare tokens --data data/train --codec exp/codec.safetensors \
+        --tokenizer exp/tokenizer.model --out exp/tokens/train.safetensors
+
+`tokenizer` trains the sentencepiece model on the corpus text (both channels' words plus the task
+vocabulary). `tokens` encodes both channels with the codec (tokens and the user's running voice
+vector per frame, as the streaming encoder reports them), lays out the undelayed grid per
+conversation (`dialogue.build_grid`), takes the system voice G_sys from the system channel's speech,
+and writes one safetensors file per split with the stream facts (K, codebook, silence token, codec
+id) in its metadata.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from codec import load_codec
+from codec.audio import load_audio, to_mono_batch
+from dialogue import StreamConfig, TextTokenizer, Word, build_grid, train_tokenizer
+from dialogue.features import encode_channels, silence_token
+
+from ..ctm import group_by_utt, read_ctm
+from ..datadir import DataDir
+from .tasks import corpus_sentences
+
+
+def make_tokenizer(data: Path, out: Path, vocab_size: int) -> TextTokenizer:
+    d = DataDir.load(data)
+    lines = list(d.text.values())
+    lines += [" ".join(e.token for e in entries) for entries in group_by_utt(read_ctm(data / "user.ctm")).values()]
+    tok = train_tokenizer(lines + corpus_sentences(), vocab_size=vocab_size)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tok.save(out)
+    return tok
+
+
+def make_tokens(data: Path, codec_path: Path | None, tokenizer_path: Path, out: Path, step_hz: float = 12.5) -> int:
+    codec = load_codec(codec_path)
+    tok = TextTokenizer.load(tokenizer_path)
+    streams = StreamConfig.derive(codec.config, tok.vocab_size, silence_token(codec), step_hz)
+    d = DataDir.load(data)
+    system_words = group_by_utt(read_ctm(data / "system.ctm"))
+    grids, ids = [], []
+    for utt in d.utts:
+        wav, sr = load_audio(d.wav_path(utt))
+        if wav.shape[0] != 2:
+            raise ValueError(f"{d.wav_path(utt)}: {wav.shape[0]} channels, expected 2 (user, system)")
+        x = to_mono_batch(wav[:, None], sr, codec.sample_rate)  # [2, N] at the codec rate
+        codes, voice = encode_channels(codec, x)
+        words = [Word(e.token, e.start, e.end) for e in system_words.get(utt, [])]
+        g_sys = _speech_voice(codec, x[1], words)
+        grids.append(build_grid(codes[0], codes[1], words, tok, streams, voice[0], g_sys))
+        ids.append(utt)
+    lengths = torch.tensor([g.num_steps for g in grids])
+    tensors = {"tokens": torch.cat([g.tokens for g in grids]).to(torch.int32).contiguous(),
+               "user_voice": torch.cat([g.user_voice for g in grids]).half().contiguous(),
+               "system_voice": torch.stack([g.system_voice for g in grids]).float().contiguous(),
+               "offsets": torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])}
+    meta = {"format": "duet-dialogue-tokens", "streams": json.dumps(streams.__dict__), "codec_id": codec.codec_id,
+            "ids": json.dumps(ids), "data": str(data)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    tmp.replace(out)
+    return len(ids)
+
+
+def _speech_voice(codec, wav: torch.Tensor, words: list[Word]) -> torch.Tensor:
+    """G_sys: the codec's voice vector of the channel's speech only (word spans, silences left out)."""
+    sr = codec.sample_rate
+    spans = [wav[int(w.start * sr):int(w.end * sr)] for w in words]
+    speech = torch.cat(spans) if spans else wav
+    return codec.voice(speech[None], sr)[0].cpu()
+
+
+class TokenSet:
+    """A split written by `make_tokens`, in memory: grids per conversation and the stream facts."""
+
+    def __init__(self, path: str | Path) -> None:
+        path = Path(path)
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        if meta.get("format") != "duet-dialogue-tokens":
+            raise ValueError(f"{path}: not a dialogue token file (run recipes.dialogue.prepare tokens)")
+        t = load_file(str(path))
+        self.path = path
+        self.streams = StreamConfig(**json.loads(meta["streams"]))
+        self.codec_id = meta["codec_id"]
+        self.ids = json.loads(meta["ids"])
+        off = t["offsets"].tolist()
+        self.tokens = [t["tokens"][a:b].long() for a, b in zip(off, off[1:])]
+        self.user_voice = [t["user_voice"][a:b].float() for a, b in zip(off, off[1:])]
+        self.system_voice = t["system_voice"]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("tokenizer")
+    a.add_argument("--data", type=Path, required=True)
+    a.add_argument("--out", type=Path, required=True)
+    a.add_argument("--vocab", type=int, default=256)
+    b = sub.add_parser("tokens")
+    b.add_argument("--data", type=Path, required=True)
+    b.add_argument("--codec", type=Path, default=None)
+    b.add_argument("--tokenizer", type=Path, required=True)
+    b.add_argument("--out", type=Path, required=True)
+    b.add_argument("--step-hz", type=float, default=12.5)
+    args = p.parse_args(argv)
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    if args.cmd == "tokenizer":
+        tok = make_tokenizer(args.data, args.out, args.vocab)
+        print(f"{args.out}: sentencepiece, {tok.vocab_size} pieces")
+    else:
+        n = make_tokens(args.data, args.codec, args.tokenizer, args.out, args.step_hz)
+        print(f"{args.out}: {n} conversations")
+
+
+if __name__ == "__main__":
+    main()

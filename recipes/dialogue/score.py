@@ -1,0 +1,149 @@
+"""Score the dialogue model's turn-taking and task accuracy on test conversations.
+
+    python -m recipes.dialogue.score --data data/test --model exp/dialogue/model.safetensors \
+        --codec exp/codec/codec.safetensors --out exp/dialogue/score [--vad energy|silero] [--batch 4]
+
+Streams every test conversation's user channel through the full-duplex pipeline (the same code as
+`python -m dialogue.demo`, B conversations at a time), writes each stereo output and the inner
+monologue, then measures on the system channel (VAD) and the monologue: takeover rate in user
+pauses, response latency after the user's end of turn, stop latency after an interruption,
+whether the system keeps talking through a backchannel, and task / style accuracy. The corpus's own
+system channel is scored the same way (`reference` row) as the ceiling. Writes scores.json and
+RESULTS.md (with the command).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from codec import load_codec
+from codec.audio import load_audio, to_mono_batch
+from dialogue import SamplingConfig, load_dialogue
+from dialogue.pipeline import run_duplex
+
+from ..ctm import group_by_utt, read_ctm
+from ..datadir import DataDir
+from .turns import TurnTakingConfig, aggregate, energy_vad, score_conversation, silero_vad
+
+COLUMNS = (("takeover_rate", "takeover in pauses ↓", "rate"), ("response_latency", "response latency s", "mean"),
+           ("response_rate", "responded", "rate"), ("stop_latency", "stop latency s", "mean"),
+           ("backchannel_kept_talking", "kept talking over backchannel", "rate"),
+           ("task_accuracy", "task acc", "rate"), ("style_accuracy", "style-word acc", "rate"))
+
+
+def vad(wav: np.ndarray, sr: int, kind: str):
+    return silero_vad(wav, sr) if kind == "silero" else energy_vad(wav, sr)
+
+
+def score_reference(d: DataDir, metas: dict, kind: str) -> dict:
+    ctm = group_by_utt(read_ctm(d.path / "system.ctm"))
+    results = []
+    for utt in d.utts:
+        wav, sr = sf.read(d.wav_path(utt), dtype="float32")
+        words = [(e.token, e.start) for e in ctm.get(utt, [])]
+        results.append(score_conversation(metas[utt], vad(wav[:, 1], sr, kind), words))
+    return aggregate(results)
+
+
+def score_model(d: DataDir, metas: dict, args) -> tuple[dict, dict]:
+    codec = load_codec(args.codec)
+    bundle = load_dialogue(args.model, codec_id=codec.codec_id)
+    sampling = SamplingConfig(args.text_temperature, 25, args.audio_temperature, 250)
+    results, times, steps = [], [], 0
+    (args.out / "wav").mkdir(parents=True, exist_ok=True)
+    ctm_lines = []
+    utts = d.utts[:args.max_conversations] if args.max_conversations else d.utts
+    for i in range(0, len(utts), args.batch):
+        batch = utts[i:i + args.batch]
+        users = [to_mono_batch(*_user_channel(d.wav_path(u)), codec.sample_rate)[0] for u in batch]
+        n = max(len(x) for x in users)
+        user = torch.stack([torch.nn.functional.pad(x, (0, n - len(x))) for x in users])
+        voice = bundle.system_voice if bundle.model.cfg.system_voice else None
+        run = run_duplex(codec, bundle.model, user, voice, sampling, seeds=[args.seed + i + j for j in range(len(batch))])
+        times += run.step_times
+        steps += len(run.step_times)
+        for j, utt in enumerate(batch):
+            length = len(users[j])
+            stereo = run.stereo(j)[:length].numpy()
+            sf.write(args.out / "wav" / f"{utt}.wav", stereo, run.sample_rate, subtype="PCM_16")
+            words = run.words(j, bundle.tokenizer)
+            ctm_lines += [f"{utt} 2 {w.start:.3f} {w.end - w.start:.3f} {w.word}\n" for w in words]
+            speech = vad(stereo[:, 1], run.sample_rate, args.vad)
+            results.append(score_conversation(metas[utt], speech, [(w.word, w.start) for w in words]))
+    (args.out / "monologue.ctm").write_text("".join(ctm_lines))
+    t = np.array(times) * 1000
+    cfg = bundle.model.cfg
+    speed = {"step_ms_mean": float(t.mean()), "step_ms_p95": float(np.percentile(t, 95)), "batch": args.batch,
+             "rtf": float(t.sum() / 1000 / (steps * cfg.streams.step_seconds)),
+             "theoretical_latency_ms": cfg.theoretical_latency_ms, "trained": bundle.description}
+    return aggregate(results), speed
+
+
+def _user_channel(path: Path) -> tuple[torch.Tensor, int]:
+    wav, sr = load_audio(path)
+    return wav[:1], sr
+
+
+def fmt(value, kind):
+    v = value[0]
+    if v is None:
+        return "–"
+    return f"{100 * v:.0f}% ({value[-1]})" if kind == "rate" else f"{v:.2f} ({value[-1]})"
+
+
+def write_results(path: Path, rows: dict, speed: dict | None, data: Path, args_line: str) -> None:
+    head = "| system | " + " | ".join(c[1] for c in COLUMNS) + " |"
+    lines = ["# Dialogue turn-taking and task scores", "",
+             f"Data: `{data}` ({rows.pop('_conversations')} synthetic conversations); VAD on the system channel. "
+             f"Counts of events in parentheses.", "", head, "|" + "---|" * (len(COLUMNS) + 1)]
+    for name, agg in rows.items():
+        lines.append(f"| {name} | " + " | ".join(fmt(agg[key], kind) for key, _, kind in COLUMNS) + " |")
+    if speed is not None:
+        lines += ["", f"Streaming speed (CPU, batch {speed['batch']}): {speed['step_ms_mean']:.1f} ms per 80 ms step "
+                      f"(p95 {speed['step_ms_p95']:.1f}), RTF {speed['rtf']:.3f}; theoretical latency "
+                      f"{speed['theoretical_latency_ms']:.0f} ms. Model: {speed['trained']}."]
+    lines += ["", "Command:", "", "```", args_line, "```", ""]
+    path.write_text("\n".join(lines))
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--model", type=Path, default=None, help="dialogue checkpoint (omit: reference only)")
+    p.add_argument("--codec", type=Path, default=None)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--vad", choices=("energy", "silero"), default="energy")
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--max-conversations", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--text-temperature", type=float, default=0.0)
+    p.add_argument("--audio-temperature", type=float, default=0.8)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    d = DataDir.load(args.data)
+    metas = {u: json.loads((args.data / "meta" / f"{u}.json").read_text()) for u in d.utts}
+    rows = {"_conversations": len(d.utts), "reference (corpus system channel)": score_reference(d, metas, args.vad)}
+    speed = None
+    if args.model is not None:
+        start = time.time()
+        rows["model"], speed = score_model(d, metas, args)
+        speed["wall_s"] = time.time() - start
+    scores = {k: v for k, v in rows.items() if not k.startswith("_")}
+    (args.out / "scores.json").write_text(json.dumps({"scores": scores, "speed": speed, "vad": args.vad}, indent=1))
+    write_results(args.out / "RESULTS.md", rows, speed, args.data, shlex.join([sys.executable, "-m",
+                                                                                "recipes.dialogue.score"] + sys.argv[1:]))
+    print((args.out / "RESULTS.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,227 @@
+"""Synthetic full-duplex corpus: two voices, checkable tasks, and the dynamics of real conversation.
+
+    python -m recipes.dialogue.synth --config conf/corpus.yaml --out data/train [--set num_conversations=8]
+
+Each conversation is a few exchanges: the user asks (in one of the `tasks.STYLES`), the system
+answers starting with the style's word. Around that: pauses inside the user's turn (the system
+must not take over), user backchannels while the system talks (it must keep talking), user
+interruptions (the system yields within a word and the user's new question follows) and small
+overlaps at turn ends. Audio and word times come from flite (`recipes.synth.flite`, the engine's
+own segment times); clips are placed by their first word's onset.
+
+Output (a Kaldi data dir): `wav.scp` → stereo wavs (left = user, right = system), `utt2spk`
+(speaker = the user's style), `text` (the system's words), `user.ctm` (channel 1) and
+`system.ctm` (channel 2) word CTMs, and `meta/<id>.json` with turns, task answers, the style and
+event times (pauses, backchannels, interruptions, overlaps).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import yaml
+
+from codec.config_io import to_dict
+
+from ..codec.train import parse_overrides
+from ..ctm import CtmEntry, write_ctm
+from ..datadir import DataDir
+from ..synth.flite import synthesize
+from . import load_configs
+from .tasks import BACKCHANNELS, INTERRUPTIONS, STYLES, TASKS, Utterance, reply_for
+
+USER_CHANNEL, SYSTEM_CHANNEL = "1", "2"
+
+
+@dataclasses.dataclass
+class CorpusConfig:
+    num_conversations: int = 200
+    seed: int = 0
+    min_turns: int = 2
+    max_turns: int = 3
+    user_voice: str = "kal16"
+    system_voice: str = "slt"
+    sample_rate: int = 16000
+    styles: list[str] = dataclasses.field(default_factory=lambda: list(STYLES))
+    tasks: list[str] = dataclasses.field(default_factory=lambda: list(TASKS))
+    p_pause: float = 0.4  # a pause inside the user's question
+    p_backchannel: float = 0.35  # the user backchannels while the system answers
+    p_interruption: float = 0.25  # the user interrupts the answer with the next question
+    p_overlap: float = 0.15  # the system starts just before the user has finished
+    pause: list[float] = dataclasses.field(default_factory=lambda: [0.6, 1.2])  # seconds
+    response_gap: list[float] = dataclasses.field(default_factory=lambda: [0.2, 0.5])
+    turn_gap: list[float] = dataclasses.field(default_factory=lambda: [0.5, 1.1])
+    overlap: list[float] = dataclasses.field(default_factory=lambda: [0.05, 0.2])
+    yield_after: list[float] = dataclasses.field(default_factory=lambda: [0.1, 0.3])  # then stop at a word end
+    rms: float = 0.07  # loudness of every clip
+
+
+@dataclasses.dataclass
+class Clip:
+    """Audio placed so that its first word starts at `onset` (seconds); words in absolute time."""
+
+    audio: np.ndarray
+    offset: float  # where the clip's first sample goes
+    words: list[tuple[str, float, float]]
+
+
+class ConversationBuilder:
+    def __init__(self, cfg: CorpusConfig, rng: random.Random) -> None:
+        self.cfg, self.rng = cfg, rng
+        self.clips: dict[str, list[Clip]] = {USER_CHANNEL: [], SYSTEM_CHANNEL: []}
+
+    def say(self, channel: str, utt: Utterance, onset: float, voice: str, rate=1.0, pitch=1.0) -> Clip:
+        syn = synthesize(utt.tts_text, voice, rate=rate, pitch=pitch)
+        if syn.sample_rate != self.cfg.sample_rate:
+            raise ValueError(f"flite {voice} gives {syn.sample_rate} Hz, corpus sample_rate is {self.cfg.sample_rate}")
+        if syn.words is None or len(syn.words) != len(utt.spoken):
+            raise ValueError(f"flite {voice}: {len(syn.words or [])} word times for {len(utt.spoken)} words "
+                             f"of {utt.tts_text!r}")
+        words = _display_words(utt, syn.words)
+        offset = onset - words[0][1]
+        audio = syn.audio * (self.cfg.rms / max(1e-6, float(np.sqrt(np.mean(syn.audio ** 2)))))
+        clip = Clip(np.clip(audio, -0.99, 0.99), offset, [(w, s + offset, e + offset) for w, s, e in words])
+        self.clips[channel].append(clip)
+        return clip
+
+    def render(self, duration: float) -> np.ndarray:
+        sr = self.cfg.sample_rate
+        out = np.zeros((2, int(round(duration * sr))), dtype=np.float32)
+        for row, channel in enumerate((USER_CHANNEL, SYSTEM_CHANNEL)):
+            for clip in self.clips[channel]:
+                start = int(round(clip.offset * sr))
+                a = clip.audio[max(0, -start):out.shape[1] - start]
+                out[row, max(0, start):max(0, start) + len(a)] += a
+        return np.clip(out, -1, 1)
+
+
+def _display_words(utt: Utterance, engine_words) -> list[tuple[str, float, float]]:
+    """Engine word segments carry the spoken form ("double you" is two): map back to display words."""
+    out, i = [], 0
+    for display, spoken in zip(utt.words, utt.spoken):
+        n = len(spoken.split())
+        seg = engine_words[i:i + n]
+        out.append((display, seg[0].start, seg[-1].end))
+        i += n
+    return out
+
+
+def _truncate(clip: Clip, stop: float, sr: int) -> None:
+    """Cut a clip at absolute time `stop` with a 20 ms fade-out; words that had not started 50 ms
+    before the cut are dropped, the word being spoken ends at the cut."""
+    n = max(0, int(round((stop - clip.offset) * sr)))
+    fade = min(n, int(0.02 * sr))
+    audio = clip.audio[:n].copy()
+    audio[n - fade:] *= np.linspace(1, 0, fade, dtype=np.float32)
+    clip.audio = audio
+    clip.words = [(w, s, min(e, stop)) for w, s, e in clip.words if s < stop - 0.05]
+
+
+def build_conversation(cfg: CorpusConfig, seed: int) -> tuple[np.ndarray, dict, dict[str, list]]:
+    """One conversation → (stereo audio [2, N], metadata, {channel: [(word, start, end)]})."""
+    rng = random.Random(seed)
+    b = ConversationBuilder(cfg, rng)
+    u = lambda a, c: rng.uniform(a, c)  # noqa: E731
+    style = STYLES[rng.choice(cfg.styles)]
+    voice_u, voice_s = cfg.user_voice, cfg.system_voice
+    events = {"pauses": [], "backchannels": [], "interruptions": [], "overlaps": []}
+    turns = []
+    t = u(0.4, 0.8)
+    prefix = None
+    n_turns = rng.randint(cfg.min_turns, cfg.max_turns)
+    for i in range(n_turns):
+        ex = TASKS[rng.choice(cfg.tasks)](rng)
+        q = ex.question if prefix is None else Utterance.plain(prefix) + ex.question
+        q_start = t
+        if prefix is None and len(q.words) >= 3 and rng.random() < cfg.p_pause:
+            cut = rng.randint(2, len(q.words) - 1)
+            first = b.say(USER_CHANNEL, Utterance(q.words[:cut], q.spoken[:cut]), t, voice_u, style.rate, style.pitch)
+            pause_start = first.words[-1][2]
+            resume = pause_start + u(*cfg.pause)
+            events["pauses"].append({"start": pause_start, "end": resume})
+            last = b.say(USER_CHANNEL, Utterance(q.words[cut:], q.spoken[cut:]), resume, voice_u, style.rate,
+                         style.pitch)
+        else:
+            last = b.say(USER_CHANNEL, q, t, voice_u, style.rate, style.pitch)
+        q_end = last.words[-1][2]
+        gap = u(*cfg.response_gap)
+        if rng.random() < cfg.p_overlap:
+            gap = -u(*cfg.overlap)
+            events["overlaps"].append({"start": q_end + gap, "end": q_end})
+        reply = b.say(SYSTEM_CHANNEL, reply_for(ex, style), q_end + gap, voice_s)
+        words = reply.words
+        turn = {"task": ex.task, "question": ex.question.text, "reply": reply_for(ex, style).text,
+                "answer": list(ex.answer_words), "style_word": style.reply_word, "question_start": q_start,
+                "question_end": q_end, "reply_start": words[0][1], "reply_end": words[-1][2], "interrupted": False}
+        prefix = None
+        if i < n_turns - 1 and len(words) >= 4 and rng.random() < cfg.p_interruption:
+            onset = u(words[1][1], words[-2][2])
+            stop = onset + u(*cfg.yield_after)
+            _truncate(reply, stop, cfg.sample_rate)
+            events["interruptions"].append({"user_start": onset, "system_stop": stop})
+            turn.update(reply_end=stop, interrupted=True)
+            prefix = rng.choice(INTERRUPTIONS)
+            t = onset
+        else:
+            end = words[-1][2]
+            if len(words) >= 3 and rng.random() < cfg.p_backchannel:
+                bc = b.say(USER_CHANNEL, Utterance.plain(rng.choice(BACKCHANNELS)),
+                           u(words[1][1], max(words[1][1], words[-2][1])), voice_u, style.rate, style.pitch)
+                events["backchannels"].append({"start": bc.words[0][1], "end": bc.words[-1][2],
+                                               "word": " ".join(w[0] for w in bc.words)})
+                end = max(end, bc.words[-1][2])
+            t = end + u(*cfg.turn_gap)
+        turns.append(turn)
+    speech_end = max(c.words[-1][2] for ch in b.clips.values() for c in ch if c.words)
+    duration = speech_end + u(0.6, 1.0)
+    audio = b.render(duration)
+    words = {ch: sorted((w for c in clips for w in c.words), key=lambda w: w[1]) for ch, clips in b.clips.items()}
+    meta = {"sample_rate": cfg.sample_rate, "duration": duration, "style": style.name,
+            "user_voice": voice_u, "system_voice": voice_s, "channels": {"user": 0, "system": 1},
+            "turns": turns, "events": events}
+    return audio, meta, words
+
+
+def synthesize_corpus(cfg: CorpusConfig, out: Path) -> DataDir:
+    out = Path(out)
+    (out / "wav").mkdir(parents=True, exist_ok=True)
+    (out / "meta").mkdir(exist_ok=True)
+    wav_scp, utt2spk, text, utt2dur, ctm = {}, {}, {}, {}, {USER_CHANNEL: [], SYSTEM_CHANNEL: []}
+    for i in range(cfg.num_conversations):
+        audio, meta, words = build_conversation(cfg, cfg.seed * 1_000_003 + i)
+        conv_id = meta["id"] = f"{meta['style']}-{cfg.seed:03d}-{i:05d}"
+        sf.write(out / "wav" / f"{conv_id}.wav", audio.T, cfg.sample_rate, subtype="PCM_16")
+        (out / "meta" / f"{conv_id}.json").write_text(json.dumps(meta, indent=1))
+        wav_scp[conv_id] = f"wav/{conv_id}.wav"
+        utt2spk[conv_id] = meta["style"]
+        text[conv_id] = " ".join(w[0] for w in words[SYSTEM_CHANNEL])
+        utt2dur[conv_id] = meta["duration"]
+        for ch in ctm:
+            ctm[ch] += [CtmEntry(conv_id, ch, s, e - s, w) for w, s, e in words[ch]]
+    for ch, name in ((USER_CHANNEL, "user.ctm"), (SYSTEM_CHANNEL, "system.ctm")):
+        write_ctm(out / name, ctm[ch])
+    (out / "corpus.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    d = DataDir(wav_scp=wav_scp, utt2spk=utt2spk, text=text, utt2dur=utt2dur, path=out)
+    d.save(out)
+    return d.validate()
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--config", type=Path, nargs="*", default=[], help="base config, then deltas")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    args = p.parse_args(argv)
+    cfg = load_configs(CorpusConfig, args.config, parse_overrides(args.set))
+    d = synthesize_corpus(cfg, args.out)
+    hours = sum(d.utt2dur.values()) / 3600
+    print(f"{args.out}: {len(d.utts)} conversations, {hours * 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""The dialogue model's training task for the shared trainer (`recipes.trainer`).
+
+Batches are whole conversations (cropped to `crop_steps` when longer), delayed as the model
+config says, padded to the longest in the batch with a step mask; the batch for a step is a
+function of (seed, step, rank), so a resumed run sees exactly the batches it would have seen.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from dialogue import Columns, DialogueConfig, DuplexModel, LossWeights, TextTokenizer, delay_tokens, duplex_loss
+from dialogue.layout import delay_rows
+
+from ..trainer import LossTerm, TrainerConfig, TrainingTask
+from .prepare import TokenSet
+
+
+@dataclasses.dataclass
+class DialogueTrainConfig:
+    tokens: str = "exp/tokens/train.safetensors"
+    tokenizer: str = "exp/tokenizer.model"
+    model: DialogueConfig = dataclasses.field(default_factory=DialogueConfig)  # streams: from the token file
+    loss: LossWeights = dataclasses.field(default_factory=LossWeights)
+    trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
+    batch_size: int = 8
+    crop_steps: int = 250  # longest training sequence in dialogue steps (250 = 20 s at 12.5 Hz)
+    p_crop_from_start: float = 0.5  # a crop of a long conversation starts at step 0 this often (BOS seen)
+
+
+def model_config(cfg: DialogueTrainConfig, data: TokenSet, tokenizer: TextTokenizer) -> DialogueConfig:
+    if data.streams.text_vocab_size != tokenizer.vocab_size:
+        raise ValueError(f"{data.path}: made with a {data.streams.text_vocab_size}-piece tokenizer, "
+                         f"{cfg.tokenizer} has {tokenizer.vocab_size}")
+    return dataclasses.replace(cfg.model, streams=data.streams)
+
+
+class DialogueTask(TrainingTask):
+    def __init__(self, cfg: DialogueTrainConfig) -> None:
+        self.cfg = cfg
+        self.data = TokenSet(cfg.tokens)
+        self.tokenizer = TextTokenizer.load(cfg.tokenizer)
+        self.model_cfg = model_config(cfg, self.data, self.tokenizer)
+        self.model_cfg.check()
+
+    def build_model(self) -> nn.Module:
+        return DuplexModel(self.model_cfg)
+
+    def batches(self, start_step: int, rank: int, world_size: int) -> Iterator[dict]:
+        step = start_step
+        while True:
+            yield self.batch(step, rank)
+            step += 1
+
+    def batch(self, step: int, rank: int = 0) -> dict:
+        """The batch of a training step (deterministic in seed, step and rank)."""
+        g = torch.Generator().manual_seed(self.cfg.trainer.seed * 1_000_003 + step * 7919 + rank * 104_729)
+        n = len(self.data)
+        picks = torch.randint(0, n, (self.cfg.batch_size,), generator=g).tolist()
+        cols = Columns(self.model_cfg.streams.frames_per_step)
+        delays, fills = cols.delays(self.model_cfg.delays), cols.fills(self.model_cfg.streams)
+        items = []
+        for i in picks:
+            tokens = delay_tokens(self.data.tokens[i], delays, fills)
+            voice = delay_rows(self.data.user_voice[i], self.model_cfg.delays.user, tokens.shape[0])
+            start = 0
+            extra = tokens.shape[0] - self.cfg.crop_steps
+            if extra > 0 and float(torch.rand((), generator=g)) >= self.cfg.p_crop_from_start:
+                start = int(torch.randint(0, extra + 1, (), generator=g))
+            end = start + min(tokens.shape[0], self.cfg.crop_steps)
+            items.append((tokens[start:end], voice[start:end], self.data.system_voice[i]))
+        length = max(t.shape[0] for t, _, _ in items)
+        b = len(items)
+        out_tokens = torch.tensor(fills).expand(b, length, cols.width).clone()
+        out_voice = torch.zeros(b, length, self.model_cfg.streams.voice_dim)
+        mask = torch.zeros(b, length, dtype=torch.bool)
+        for j, (t, v, _) in enumerate(items):
+            out_tokens[j, :t.shape[0]] = t
+            out_voice[j, :t.shape[0]] = v
+            out_voice[j, t.shape[0]:] = v[-1]
+            mask[j, :t.shape[0]] = True
+        return {"tokens": out_tokens, "user_voice": out_voice, "mask": mask,
+                "system_voice": torch.stack([s for _, _, s in items])}
+
+    def losses(self, model: nn.Module, batch: dict, step: int) -> Iterator[LossTerm]:
+        logits = model(batch["tokens"], batch["user_voice"], batch["system_voice"])
+        inner = model.module if hasattr(model, "module") else model
+        loss, scalars = duplex_loss(inner, logits, batch["tokens"], batch["mask"], self.cfg.loss)
+        yield LossTerm("main", loss, scalars)
+
+    def system_voice(self) -> torch.Tensor:
+        """The G_sys a trained model is saved with: the mean over the training conversations."""
+        return self.data.system_voice.mean(0)
+
+
+def export(task: DialogueTask, model: DuplexModel, out: Path, description: str) -> None:
+    from dialogue import save_dialogue
+
+    save_dialogue(out, model, task.tokenizer, task.data.codec_id, task.system_voice(), description)

@@ -1,0 +1,136 @@
+"""The small, checkable tasks of the synthetic dialogue corpus, and the user's speaking styles.
+
+Every task draws a question and its reply from a seeded `random.Random`, and names the answer words
+a scorer looks for in the system's inner monologue. Words are kept in two forms: the display form
+(the transcript, CTM and inner monologue: "c", "twelve") and the form the TTS engine reads ("see").
+The system's reply always starts with the style's word, so which reply is right depends on how the
+user spoke (pitch and rate), not only on what was said.
+"""
+from __future__ import annotations
+
+import dataclasses
+import random
+
+NUMBERS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+           "fifteen sixteen seventeen eighteen nineteen twenty").split()
+LETTERS = {"a": "ay", "b": "bee", "c": "see", "d": "dee", "e": "ee", "f": "eff", "g": "gee", "h": "aitch",
+           "i": "eye", "k": "kay", "l": "el", "m": "em", "n": "en", "o": "oh", "p": "pee", "r": "are",
+           "s": "ess", "t": "tee", "u": "you", "w": "double you", "y": "why"}
+SPELL_WORDS = ("cat", "dog", "sun", "book", "tree", "fish", "milk", "rain", "bird", "star", "cake", "moon")
+FACTS = (  # (question, reply, answer words)
+    ("what color is the sky", "the sky is blue", ("blue",)),
+    ("what color is grass", "grass is green", ("green",)),
+    ("what is the capital of france", "the capital of france is paris", ("paris",)),
+    ("what is the capital of italy", "the capital of italy is rome", ("rome",)),
+    ("how many legs does a spider have", "a spider has eight legs", ("eight",)),
+    ("how many days are in a week", "a week has seven days", ("seven",)),
+    ("what do bees make", "bees make honey", ("honey",)),
+    ("which animal says moo", "a cow says moo", ("cow",)),
+    ("what is frozen water called", "frozen water is called ice", ("ice",)),
+    ("how many wheels does a bike have", "a bike has two wheels", ("two",)),
+)
+BACKCHANNELS = ("uh huh", "yeah", "right", "okay")
+INTERRUPTIONS = ("wait", "hold on", "sorry", "no wait")
+
+
+@dataclasses.dataclass(frozen=True)
+class Style:
+    """A way of speaking: rate (speed factor), pitch (F0 factor) and the reply's first word."""
+
+    name: str
+    rate: float
+    pitch: float
+    reply_word: str
+
+
+STYLES = {
+    "calm": Style("calm", 1.0, 1.0, "sure"),
+    "excited": Style("excited", 1.35, 1.6, "wow"),
+    "slow": Style("slow", 0.72, 0.72, "okay"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Utterance:
+    """Words in display form and the text the TTS engine reads (same word count)."""
+
+    words: tuple[str, ...]
+    spoken: tuple[str, ...]
+
+    @classmethod
+    def plain(cls, text: str) -> "Utterance":
+        w = tuple(text.split())
+        return cls(w, w)
+
+    def __add__(self, other: "Utterance") -> "Utterance":
+        return Utterance(self.words + other.words, self.spoken + other.spoken)
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.words)
+
+    @property
+    def tts_text(self) -> str:
+        return " ".join(self.spoken)
+
+
+@dataclasses.dataclass(frozen=True)
+class Exchange:
+    task: str
+    question: Utterance
+    answer: Utterance  # the reply without the style word
+    answer_words: tuple[str, ...]  # what must appear in the reply for the task to count as solved
+
+
+def arithmetic(rng: random.Random) -> Exchange:
+    op = rng.choice(["plus", "minus", "times"])
+    if op == "plus":
+        a, b = rng.randint(1, 10), rng.randint(1, 10)
+        c = a + b
+    elif op == "minus":
+        a = rng.randint(2, 20)
+        b = rng.randint(1, a - 1)
+        c = a - b
+    else:
+        a, b = rng.randint(1, 5), rng.randint(1, 4)
+        c = a * b
+    expr = f"{NUMBERS[a]} {op} {NUMBERS[b]}"
+    return Exchange("arithmetic", Utterance.plain(f"what is {expr}"), Utterance.plain(f"{expr} is {NUMBERS[c]}"),
+                    (NUMBERS[c],))
+
+
+def counting(rng: random.Random) -> Exchange:
+    a = rng.randint(1, 14)
+    b = a + rng.randint(2, 5)
+    seq = " ".join(NUMBERS[i] for i in range(a, b + 1))
+    return Exchange("counting", Utterance.plain(f"count from {NUMBERS[a]} to {NUMBERS[b]}"), Utterance.plain(seq),
+                    tuple(NUMBERS[i] for i in range(a, b + 1)))
+
+
+def spelling(rng: random.Random) -> Exchange:
+    word = rng.choice(SPELL_WORDS)
+    letters = Utterance(tuple(word), tuple(LETTERS[ch] for ch in word))
+    return Exchange("spelling", Utterance.plain(f"how do you spell {word}"),
+                    Utterance.plain(f"{word} is spelled") + letters, tuple(word))
+
+
+def fact(rng: random.Random) -> Exchange:
+    question, reply, answer = rng.choice(FACTS)
+    return Exchange("facts", Utterance.plain(question), Utterance.plain(reply), answer)
+
+
+TASKS = {"arithmetic": arithmetic, "counting": counting, "spelling": spelling, "facts": fact}
+
+
+def reply_for(exchange: Exchange, style: Style) -> Utterance:
+    return Utterance.plain(style.reply_word) + exchange.answer
+
+
+def corpus_sentences() -> list[str]:
+    """Every word the corpus can produce, in sentences (for the sentencepiece model)."""
+    out = [f"what is {a} {op} {b}" for a in NUMBERS for op in ("plus", "minus", "times") for b in NUMBERS[:5]]
+    out += [" ".join(NUMBERS), " ".join(LETTERS), " ".join(SPELL_WORDS)]
+    out += [f"{q} {r}" for q, r, _ in FACTS]
+    out += [f"count from {n} to {m} how do you spell is spelled" for n, m in zip(NUMBERS, NUMBERS[3:])]
+    out += [" ".join(s.reply_word for s in STYLES.values()), " ".join(BACKCHANNELS), " ".join(INTERRUPTIONS)]
+    return out

@@ -1,0 +1,44 @@
+"""Train the full-duplex dialogue model, then export it as one dialogue checkpoint.
+
+    torchrun --nproc_per_node=1 -m recipes.dialogue.train --config conf/train.yaml --out exp/dialogue \
+        [--set trainer.max_steps=20 batch_size=2]
+
+Resumes from the newest complete checkpoint in --out (the shared trainer's step-N/ directories);
+when training is done rank 0 writes --out/model.safetensors (weights + tokenizer + G_sys + config +
+codec id), which `python -m dialogue.demo --model` loads.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from pathlib import Path
+
+import yaml
+
+from ..codec.train import parse_overrides
+from ..trainer import train
+from . import load_configs
+from .task import DialogueTask, DialogueTrainConfig, export
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--config", type=Path, nargs="+", required=True, help="base config, then deltas")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    cfg = load_configs(DialogueTrainConfig, args.config, parse_overrides(args.set))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+    task = DialogueTask(cfg)
+    model = train(task, cfg.trainer, args.out, progress=not args.no_progress)
+    if int(os.environ.get("RANK", "0")) == 0:
+        export(task, model.cpu().eval(), args.out / "model.safetensors",
+               f"{cfg.model.name}: {cfg.trainer.max_steps} steps on {cfg.tokens}")
+        print(f"{args.out / 'model.safetensors'}: exported")
+
+
+if __name__ == "__main__":
+    main()

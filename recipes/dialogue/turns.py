@@ -1,0 +1,142 @@
+"""Turn-taking metrics in the Full-Duplex-Bench manner, from a VAD on the system channel.
+
+All times are seconds on the user's clock. `score_conversation` takes the corpus metadata (pauses,
+ends of turn, interruptions, backchannels, task answers), the system channel's speech segments and
+the system's words (inner monologue, or any transcript with times), and returns per-event
+outcomes; `aggregate` turns many into rates and means.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+Segments = list[tuple[float, float]]
+
+
+@dataclasses.dataclass
+class TurnTakingConfig:
+    takeover_min_speech: float = 0.2  # seconds of system speech inside a user pause that count as taking over
+    response_window: tuple[float, float] = (-0.3, 3.0)  # system onsets counted after a user's end of turn
+    stop_silence: float = 0.2  # the system has stopped once silent this long
+    backchannel_tail: float = 0.5  # seconds after a backchannel that the system should still be talking
+    backchannel_cover: float = 0.5  # fraction of (backchannel + tail) the system must cover to "keep talking"
+
+
+def energy_vad(wav: np.ndarray, sr: int, frame: float = 0.02, threshold_db: float = -38.0,
+               min_speech: float = 0.06, merge_gap: float = 0.25) -> Segments:
+    """Speech segments of a mono signal: frames whose RMS exceeds `threshold_db` dBFS, short gaps
+    merged, short blips dropped."""
+    n = int(frame * sr)
+    frames = len(wav) // n
+    if frames == 0:
+        return []
+    rms = np.sqrt(np.mean(wav[:frames * n].reshape(frames, n).astype(np.float64) ** 2, axis=1) + 1e-12)
+    active = 20 * np.log10(rms) > threshold_db
+    segs: Segments = []
+    start = None
+    for i, a in enumerate(np.append(active, False)):
+        if a and start is None:
+            start = i
+        elif not a and start is not None:
+            segs.append((start * frame, i * frame))
+            start = None
+    merged: Segments = []
+    for s, e in segs:
+        if merged and s - merged[-1][1] < merge_gap:
+            merged[-1] = (merged[-1][0], e)
+        else:
+            merged.append((s, e))
+    return [(s, e) for s, e in merged if e - s >= min_speech]
+
+
+def silero_vad(wav: np.ndarray, sr: int) -> Segments:
+    """Speech segments from silero-vad (its ONNX model ships inside the wheel; nothing is downloaded)."""
+    import torch
+    from silero_vad import get_speech_timestamps, load_silero_vad
+
+    model = load_silero_vad(onnx=True)
+    x = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))
+    if sr != 16000:
+        import torchaudio
+
+        x, sr = torchaudio.functional.resample(x, sr, 16000), 16000
+    return [(t["start"], t["end"]) for t in get_speech_timestamps(x, model, sampling_rate=sr, return_seconds=True)]
+
+
+def overlap(segs: Segments, start: float, end: float) -> float:
+    return sum(max(0.0, min(e, end) - max(s, start)) for s, e in segs)
+
+
+def score_conversation(meta: dict, speech: Segments, words: list[tuple[str, float]],
+                       cfg: TurnTakingConfig = TurnTakingConfig()) -> dict:
+    """meta: the corpus JSON; speech: system VAD segments; words: (word, start) of the system."""
+    ev = meta["events"]
+    out = {"takeover": [], "response_latency": [], "responded": [], "stop_latency": [], "talking_when_interrupted": [],
+           "backchannel_kept_talking": [], "task_correct": [], "style_correct": []}
+    for p in ev["pauses"]:
+        out["takeover"].append(overlap(speech, p["start"], p["end"]) >= cfg.takeover_min_speech)
+    turns = meta["turns"]
+    for i, turn in enumerate(turns):
+        q_end = turn["question_end"]
+        lo, hi = q_end + cfg.response_window[0], q_end + cfg.response_window[1]
+        onsets = [s for s, e in speech if lo <= s <= hi]
+        out["responded"].append(bool(onsets))
+        if onsets:
+            out["response_latency"].append(onsets[0] - q_end)
+        if turn["interrupted"]:
+            continue
+        until = turns[i + 1]["question_start"] if i + 1 < len(turns) else math.inf
+        said = [w for w, t in words if lo <= t < until]
+        out["task_correct"].append(_is_subsequence(turn["answer"], said))
+        out["style_correct"].append(bool(said) and said[0] == turn["style_word"])
+    for it in ev["interruptions"]:
+        u = it["user_start"]
+        talking = [(s, e) for s, e in speech if s <= u + cfg.stop_silence and e > u]
+        out["talking_when_interrupted"].append(bool(talking))
+        if talking:
+            out["stop_latency"].append(max(0.0, _stop_time(speech, u, cfg.stop_silence) - u))
+    for bc in ev["backchannels"]:
+        span = bc["end"] + cfg.backchannel_tail - bc["start"]
+        out["backchannel_kept_talking"].append(
+            overlap(speech, bc["start"], bc["end"] + cfg.backchannel_tail) >= cfg.backchannel_cover * span)
+    return out
+
+
+def _stop_time(speech: Segments, t: float, silence: float) -> float:
+    """End of the system speech that is running at t (gaps shorter than `silence` bridged)."""
+    end = t
+    for s, e in sorted(speech):
+        if e <= t:
+            continue
+        if s > end + silence:
+            break
+        end = max(end, e)
+    return end
+
+
+def _is_subsequence(needle: list[str], hay: list[str]) -> bool:
+    it = iter(hay)
+    return all(any(w == h for h in it) for w in needle)
+
+
+def aggregate(results: list[dict]) -> dict:
+    """Rates (fractions) and mean/median latencies (seconds) over conversations; None where no event."""
+    pooled: dict[str, list] = {}
+    for r in results:
+        for k, v in r.items():
+            pooled.setdefault(k, []).extend(v)
+
+    def rate(k):
+        v = pooled.get(k, [])
+        return (float(np.mean(v)) if v else None, len(v))
+
+    def stats(k):
+        v = pooled.get(k, [])
+        return (float(np.mean(v)) if v else None, float(np.median(v)) if v else None, len(v))
+
+    return {"takeover_rate": rate("takeover"), "response_rate": rate("responded"),
+            "response_latency": stats("response_latency"), "talking_when_interrupted": rate("talking_when_interrupted"),
+            "stop_latency": stats("stop_latency"), "backchannel_kept_talking": rate("backchannel_kept_talking"),
+            "task_accuracy": rate("task_correct"), "style_accuracy": rate("style_correct")}

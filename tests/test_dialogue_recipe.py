@@ -1,0 +1,88 @@
+"""The dialogue recipe: corpus synthesis is consistent with its own metadata, the turn-taking
+scorer gives the corpus a perfect score, and egs/mini/dialogue1/run.sh --tiny runs end to end."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recipes.ctm import group_by_utt, read_ctm
+from recipes.dialogue.synth import CorpusConfig, build_conversation, synthesize_corpus
+from recipes.dialogue.turns import aggregate, energy_vad, score_conversation
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_conversation_events_match_the_audio_and_words():
+    cfg = CorpusConfig(p_pause=1.0, p_backchannel=1.0, p_interruption=1.0, max_turns=3, min_turns=3)
+    for seed in range(3):
+        audio, meta, words = build_conversation(cfg, seed)
+        sr = cfg.sample_rate
+        assert audio.shape == (2, int(round(meta["duration"] * sr)))
+        user, system = words["1"], words["2"]
+        speech = energy_vad(audio[1], sr)
+        for p in meta["events"]["pauses"]:  # the user is silent and the system does not take over
+            assert not [w for w in user if w[1] < p["end"] - 1e-6 and w[2] > p["start"] + 1e-6]
+            assert not [w for w in system if p["start"] < w[1] < p["end"]]
+        for it in meta["events"]["interruptions"]:  # the system yields shortly after the user starts
+            assert 0 < it["system_stop"] - it["user_start"] <= cfg.yield_after[1] + 1e-6
+            assert not [w for w in system if it["system_stop"] < w[1] < it["system_stop"] + 0.3]
+        for turn in meta["turns"]:
+            said = [w[0] for w in system if turn["reply_start"] - 1e-6 <= w[1] <= turn["reply_end"]]
+            assert said[0] == turn["style_word"]
+            if not turn["interrupted"]:
+                assert said[1:] == turn["reply"].split()[1:]
+        result = score_conversation(meta, speech, [(w[0], w[1]) for w in system])
+        assert not any(result["takeover"]) and all(result["task_correct"]) and all(result["style_correct"])
+        assert all(result["backchannel_kept_talking"])
+
+
+def test_scorer_catches_a_bad_system():
+    meta = {"events": {"pauses": [{"start": 1.0, "end": 2.0}], "backchannels": [{"start": 5.0, "end": 5.3}],
+                       "interruptions": [{"user_start": 7.0, "system_stop": 7.2}], "overlaps": []},
+            "turns": [{"question_start": 0.0, "question_end": 3.0, "interrupted": False, "answer": ["twelve"],
+                       "style_word": "sure"},
+                      {"question_start": 7.0, "question_end": 8.0, "interrupted": False, "answer": ["four"],
+                       "style_word": "sure"}]}
+    speech = [(1.2, 1.8), (3.5, 5.1), (6.5, 8.4)]  # talks in the pause, drops the backchannel, ignores the interruption
+    words = [("okay", 3.5), ("twelve", 3.9), ("sure", 8.5), ("four", 8.9)]
+    agg = aggregate([score_conversation(meta, speech, words)])
+    assert agg["takeover_rate"][0] == 1.0 and agg["backchannel_kept_talking"][0] == 0.0
+    assert agg["stop_latency"][0] == pytest.approx(1.4)
+    assert agg["response_latency"][0] == pytest.approx((0.5 + 0.5) / 2)  # the 2nd turn: speech at 6.5 is too early
+    assert agg["task_accuracy"][0] == 1.0 and agg["style_accuracy"][0] == 0.5
+
+
+def test_corpus_data_dir(tmp_path):
+    d = synthesize_corpus(CorpusConfig(num_conversations=2, seed=7), tmp_path / "data")
+    assert len(d.utts) == 2
+    ctm = group_by_utt(read_ctm(tmp_path / "data" / "system.ctm"))
+    for utt in d.utts:
+        meta = json.loads((tmp_path / "data" / "meta" / f"{utt}.json").read_text())
+        assert meta["id"] == utt and utt.startswith(meta["style"])
+        assert d.text[utt].split() == [e.token for e in ctm[utt]]
+
+
+def test_tiny_recipe_end_to_end(tmp_path):
+    exp, data = tmp_path / "exp", tmp_path / "data"
+    cmd = ["bash", str(ROOT / "egs/mini/dialogue1/run.sh"), "--tiny", "true", "--exp", str(exp), "--data", str(data)]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=170)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert (exp / "dialogue" / "model.safetensors").is_file()
+    scores = json.loads((exp / "dialogue" / "score" / "scores.json").read_text())["scores"]
+    ref = scores["reference (corpus system channel)"]
+    assert ref["takeover_rate"][0] == 0.0 and ref["task_accuracy"][0] == 1.0
+    assert set(scores["model"]) == set(ref)
+    summary = json.loads((exp / "demo" / "summary.json").read_text())
+    assert summary["steps"] > 0 and summary["theoretical_latency_ms"] > 0
+    for name in ("duplex.wav", "monologue.ctm", "timeline.png"):
+        assert (exp / "demo" / name).is_file()
+    import soundfile as sf
+    wav, sr = sf.read(exp / "demo" / "duplex.wav")
+    assert wav.shape[1] == 2 and np.abs(wav[:, 0]).max() > 0.01
+    again = subprocess.run(cmd + ["--stage", "4"], capture_output=True, text=True, env=env, timeout=60)
+    assert again.returncode == 0 and "done already" in again.stdout
