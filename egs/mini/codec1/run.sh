@@ -26,6 +26,9 @@ baselines=codec2_1200,codec2_3200,opus6k
 results_md=RESULTS.md
 export_to=""              # also copy the final codec here (e.g. ../../../codec/assets/default_codec.safetensors)
 . utils/parse_options.sh
+# One intra-op thread per training process: on a small CPU box oversubscribed OpenMP threads spin
+# (half the time in the kernel) and run ~10x slower. Raise it when a process has cores to itself.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 extra=()
 if [ "$tiny" = true ]; then
