@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Debian/Ubuntu packages used by Duet's recipes and scorer: TTS engines with exact timings
+# (espeak-ng, flite, festival + voices), classical codec baselines (codec2, opus-tools),
+# real speech prompts (asterisk-core-sounds-*), sentence text (fortunes), ffmpeg and sox.
+# Installs only what is missing; exits non-zero with a message when it cannot.
+#
+#   bash recipes/install_system_deps.sh            # install what is missing (needs root or sudo)
+#   bash recipes/install_system_deps.sh --check    # only report, exit 1 if something is missing
+set -u
+
+PACKAGES=(
+  espeak-ng libespeak-ng-dev
+  flite
+  festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
+  codec2 opus-tools
+  asterisk-core-sounds-en-wav asterisk-core-sounds-en-g722
+  asterisk-core-sounds-es-wav asterisk-core-sounds-fr-wav asterisk-core-sounds-ru-wav
+  fortunes fortune-mod
+  ffmpeg sox
+)
+
+check_only=0
+[ "${1:-}" = "--check" ] && check_only=1
+
+if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
+  echo "install_system_deps: no apt-get/dpkg here (not Debian/Ubuntu). Install by other means:" >&2
+  echo "  ${PACKAGES[*]}" >&2
+  exit 2
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  case "$status" in
+    *"install ok installed"*) ;;
+    *) missing+=("$p") ;;
+  esac
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install_system_deps: all ${#PACKAGES[@]} packages are installed"
+  exit 0
+fi
+echo "install_system_deps: missing: ${missing[*]}"
+if [ $check_only -eq 1 ]; then
+  exit 1
+fi
+
+if [ "$(id -u)" -eq 0 ]; then
+  SUDO=()
+elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+  SUDO=(sudo)
+else
+  echo "install_system_deps: need root to install packages; run as root or with sudo:" >&2
+  echo "  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+  exit 3
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+if ! "${SUDO[@]}" apt-get update; then
+  echo "install_system_deps: apt-get update failed (no network or broken sources?)" >&2
+  exit 4
+fi
+if ! "${SUDO[@]}" apt-get install -y --no-install-recommends "${missing[@]}"; then
+  echo "install_system_deps: apt-get install failed for: ${missing[*]}" >&2
+  echo "  (the asterisk-core-sounds-* and festvox-* packages are in Debian 'main'; fortunes is in 'main')" >&2
+  exit 5
+fi
+echo "install_system_deps: installed ${missing[*]}"
