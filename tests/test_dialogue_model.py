@@ -155,3 +155,18 @@ def test_checkpoint_round_trip(tmp_path, rng):
     with pytest.raises(ValueError, match="codec"):
         load_dialogue(tmp_path / "m.safetensors", codec_id="other")
     assert TextTokenizer(tok.proto).vocab_size == tok.vocab_size
+
+
+def test_session_steps_reuse_their_buffers(rng):
+    cfg = tiny_config(window=4)
+    model = DuplexModel(cfg).eval()
+    k = cfg.streams.frames_per_step
+    with DuplexSession(model, 2, system_voice=torch.zeros(cfg.streams.voice_dim)) as session:
+        cache = model.temporal.layers[0].attn.state
+        pointers = (cache.keys.data_ptr(), cache.values.data_ptr(), cache.slot_positions.data_ptr())
+        outs = set()
+        for t in range(12):  # past the ring's size: it wraps in place
+            text, system = session.step(torch.randint(0, 50, (2, k), generator=rng), torch.randn(2, 6, generator=rng))
+            outs.add((text.data_ptr(), system.data_ptr()))
+        assert (cache.keys.data_ptr(), cache.values.data_ptr(), cache.slot_positions.data_ptr()) == pointers
+        assert len(outs) == 1 and int(cache.slot_positions.max()) == 11

@@ -47,7 +47,7 @@ def make_tokens(data: Path, codec_path: Path | None, tokenizer_path: Path, out: 
     streams = StreamConfig.derive(codec.config, tok.vocab_size, silence_token(codec), step_hz)
     d = DataDir.load(data)
     system_words = group_by_utt(read_ctm(data / "system.ctm"))
-    grids, ids = [], []
+    grids, ids, speech = [], [], []
     for utt in d.utts:
         wav, sr = load_audio(d.wav_path(utt))
         if wav.shape[0] != 2:
@@ -57,11 +57,13 @@ def make_tokens(data: Path, codec_path: Path | None, tokenizer_path: Path, out: 
         words = [Word(e.token, e.start, e.end) for e in system_words.get(utt, [])]
         g_sys = _speech_voice(codec, x[1], words)
         grids.append(build_grid(codes[0], codes[1], words, tok, streams, voice[0], g_sys))
+        speech.append(_speech_frames(words, grids[-1].num_steps * streams.frames_per_step, codec.frame_rate))
         ids.append(utt)
     lengths = torch.tensor([g.num_steps for g in grids])
     tensors = {"tokens": torch.cat([g.tokens for g in grids]).to(torch.int32).contiguous(),
                "user_voice": torch.cat([g.user_voice for g in grids]).half().contiguous(),
                "system_voice": torch.stack([g.system_voice for g in grids]).float().contiguous(),
+               "system_speech": torch.cat(speech).view(-1, streams.frames_per_step).contiguous(),
                "offsets": torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])}
     meta = {"format": "duet-dialogue-tokens", "streams": json.dumps(streams.__dict__), "codec_id": codec.codec_id,
             "ids": json.dumps(ids), "data": str(data)}
@@ -70,6 +72,15 @@ def make_tokens(data: Path, codec_path: Path | None, tokenizer_path: Path, out: 
     save_file(tensors, str(tmp), metadata=meta)
     tmp.replace(out)
     return len(ids)
+
+
+def _speech_frames(words: list[Word], frames: int, frame_rate: float) -> torch.Tensor:
+    """uint8 [frames]: 1 where the frame's centre lies inside a word (the system is speaking)."""
+    centres = (torch.arange(frames) + 0.5) / frame_rate
+    out = torch.zeros(frames, dtype=torch.uint8)
+    for w in words:
+        out[(centres >= w.start) & (centres < w.end)] = 1
+    return out
 
 
 def _speech_voice(codec, wav: torch.Tensor, words: list[Word]) -> torch.Tensor:
@@ -98,6 +109,7 @@ class TokenSet:
         self.tokens = [t["tokens"][a:b].long() for a, b in zip(off, off[1:])]
         self.user_voice = [t["user_voice"][a:b].float() for a, b in zip(off, off[1:])]
         self.system_voice = t["system_voice"]
+        self.system_speech = [t["system_speech"][a:b].bool() for a, b in zip(off, off[1:])]  # [S, K] per frame
 
     def __len__(self) -> int:
         return len(self.ids)

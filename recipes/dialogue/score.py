@@ -26,38 +26,57 @@ import torch
 
 from codec import load_codec
 from codec.audio import load_audio, to_mono_batch
-from dialogue import SamplingConfig, load_dialogue
+from dialogue import Columns, SamplingConfig, load_dialogue
+from dialogue.features import encode_channels
 from dialogue.pipeline import run_duplex
 
 from ..ctm import group_by_utt, read_ctm
 from ..datadir import DataDir
-from .turns import TurnTakingConfig, aggregate, energy_vad, score_conversation, silero_vad
+from .prepare import TokenSet
+from .turns import TokenVad, aggregate, asr_task_correct, energy_vad, score_conversation, silero_vad
 
 COLUMNS = (("takeover_rate", "takeover in pauses ↓", "rate"), ("response_latency", "response latency s", "mean"),
            ("response_rate", "responded", "rate"), ("stop_latency", "stop latency s", "mean"),
            ("backchannel_kept_talking", "kept talking over backchannel", "rate"),
-           ("task_accuracy", "task acc", "rate"), ("style_accuracy", "style-word acc", "rate"))
+           ("task_accuracy", "task acc (monologue)", "rate"), ("style_accuracy", "style-word acc", "rate"),
+           ("task_accuracy_asr", "task acc (ASR of audio)", "rate"))
 
 
 def vad(wav: np.ndarray, sr: int, kind: str):
     return silero_vad(wav, sr) if kind == "silero" else energy_vad(wav, sr)
 
 
-def score_reference(d: DataDir, metas: dict, kind: str) -> dict:
+def recognizer(enabled: bool):
+    if not enabled:
+        return None
+    from ..score.asr import Recognizer  # pocketsphinx's bundled en-us model
+
+    return Recognizer()
+
+
+def score_reference(d: DataDir, metas: dict, kind: str, token_vad: TokenVad | None, codec, asr) -> dict:
+    """The corpus's own system channel and transcript, scored like a model's output."""
     ctm = group_by_utt(read_ctm(d.path / "system.ctm"))
-    results = []
+    results: dict[str, list] = {kind: [], "tokens": []}
     for utt in d.utts:
         wav, sr = sf.read(d.wav_path(utt), dtype="float32")
         words = [(e.token, e.start) for e in ctm.get(utt, [])]
-        results.append(score_conversation(metas[utt], vad(wav[:, 1], sr, kind), words))
-    return aggregate(results)
+        results[kind].append(score_conversation(metas[utt], vad(wav[:, 1], sr, kind), words))
+        if asr is not None:
+            results[kind][-1]["task_correct_asr"] = asr_task_correct(metas[utt], wav[:, 1], sr, asr)
+        if token_vad is not None:
+            x = to_mono_batch(torch.from_numpy(wav[:, 1].copy())[None], sr, codec.sample_rate)
+            codes = encode_channels(codec, x)[0][0]
+            results["tokens"].append(score_conversation(metas[utt], token_vad.segments(codes, 1 / codec.frame_rate),
+                                                        words))
+    return {k: aggregate(v) for k, v in results.items() if v}
 
 
-def score_model(d: DataDir, metas: dict, args) -> tuple[dict, dict]:
-    codec = load_codec(args.codec)
+def score_model(d: DataDir, metas: dict, args, codec, token_vad: TokenVad | None, asr) -> tuple[dict, dict]:
     bundle = load_dialogue(args.model, codec_id=codec.codec_id)
     sampling = SamplingConfig(args.text_temperature, 25, args.audio_temperature, 250)
-    results, times, steps = [], [], 0
+    results: dict[str, list] = {args.vad: [], "tokens": []}
+    times, steps = [], 0
     (args.out / "wav").mkdir(parents=True, exist_ok=True)
     ctm_lines = []
     utts = d.utts[:args.max_conversations] if args.max_conversations else d.utts
@@ -76,15 +95,23 @@ def score_model(d: DataDir, metas: dict, args) -> tuple[dict, dict]:
             sf.write(args.out / "wav" / f"{utt}.wav", stereo, run.sample_rate, subtype="PCM_16")
             words = run.words(j, bundle.tokenizer)
             ctm_lines += [f"{utt} 2 {w.start:.3f} {w.end - w.start:.3f} {w.word}\n" for w in words]
-            speech = vad(stereo[:, 1], run.sample_rate, args.vad)
-            results.append(score_conversation(metas[utt], speech, [(w.word, w.start) for w in words]))
+            said = [(w.word, w.start) for w in words]
+            results[args.vad].append(score_conversation(metas[utt], vad(stereo[:, 1], run.sample_rate, args.vad), said))
+            if asr is not None:
+                results[args.vad][-1]["task_correct_asr"] = asr_task_correct(metas[utt], stereo[:, 1], run.sample_rate,
+                                                                             asr)
+            if token_vad is not None:
+                frames = -(-length // codec.config.samples_per_token)
+                segs = token_vad.segments(run.system_tokens[j].flatten()[:frames], 1 / codec.frame_rate,
+                                          run.output_offset)
+                results["tokens"].append(score_conversation(metas[utt], segs, said))
     (args.out / "monologue.ctm").write_text("".join(ctm_lines))
     t = np.array(times) * 1000
     cfg = bundle.model.cfg
     speed = {"step_ms_mean": float(t.mean()), "step_ms_p95": float(np.percentile(t, 95)), "batch": args.batch,
              "rtf": float(t.sum() / 1000 / (steps * cfg.streams.step_seconds)),
              "theoretical_latency_ms": cfg.theoretical_latency_ms, "trained": bundle.description}
-    return aggregate(results), speed
+    return {k: aggregate(v) for k, v in results.items() if v}, speed
 
 
 def _user_channel(path: Path) -> tuple[torch.Tensor, int]:
@@ -102,8 +129,9 @@ def fmt(value, kind):
 def write_results(path: Path, rows: dict, speed: dict | None, data: Path, args_line: str) -> None:
     head = "| system | " + " | ".join(c[1] for c in COLUMNS) + " |"
     lines = ["# Dialogue turn-taking and task scores", "",
-             f"Data: `{data}` ({rows.pop('_conversations')} synthetic conversations); VAD on the system channel. "
-             f"Counts of events in parentheses.", "", head, "|" + "---|" * (len(COLUMNS) + 1)]
+             f"Data: `{data}` ({rows.pop('_conversations')} synthetic conversations). Speech of the system "
+             f"from a VAD on its audio, or (token VAD) from its codec tokens with P(speech | token) counted on "
+             f"the training corpus. Counts of events in parentheses.", "", head, "|" + "---|" * (len(COLUMNS) + 1)]
     for name, agg in rows.items():
         lines.append(f"| {name} | " + " | ".join(fmt(agg[key], kind) for key, _, kind in COLUMNS) + " |")
     if speed is not None:
@@ -120,7 +148,10 @@ def main(argv=None) -> None:
     p.add_argument("--model", type=Path, default=None, help="dialogue checkpoint (omit: reference only)")
     p.add_argument("--codec", type=Path, default=None)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--vad", choices=("energy", "silero"), default="energy")
+    p.add_argument("--vad", choices=("energy", "silero"), default="energy", help="VAD on the system's audio")
+    p.add_argument("--token-vad", type=Path, default=None,
+                   help="training token file (prepare tokens): also score with a VAD on the system's codec tokens")
+    p.add_argument("--asr", action="store_true", help="also task accuracy from the system audio (pocketsphinx)")
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--max-conversations", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
@@ -132,11 +163,24 @@ def main(argv=None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     d = DataDir.load(args.data)
     metas = {u: json.loads((args.data / "meta" / f"{u}.json").read_text()) for u in d.utts}
-    rows = {"_conversations": len(d.utts), "reference (corpus system channel)": score_reference(d, metas, args.vad)}
+    codec = load_codec(args.codec)
+    token_vad = None
+    if args.token_vad is not None:
+        train = TokenSet(args.token_vad)
+        cols = Columns(train.streams.frames_per_step)
+        token_vad = TokenVad.fit([t[:, cols.system] for t in train.tokens], train.system_speech,
+                                 train.streams.codebook_size)
+    rows = {"_conversations": len(d.utts)}
+    label = {args.vad: f"{args.vad} VAD", "tokens": "token VAD"}
+    asr = recognizer(args.asr)
+    for kind, agg in score_reference(d, metas, args.vad, token_vad, codec, asr).items():
+        rows[f"reference (corpus), {label[kind]}"] = agg
     speed = None
     if args.model is not None:
         start = time.time()
-        rows["model"], speed = score_model(d, metas, args)
+        scored, speed = score_model(d, metas, args, codec, token_vad, asr)
+        for kind, agg in scored.items():
+            rows[f"model, {label[kind]}"] = agg
         speed["wall_s"] = time.time() - start
     scores = {k: v for k, v in rows.items() if not k.startswith("_")}
     (args.out / "scores.json").write_text(json.dumps({"scores": scores, "speed": speed, "vad": args.vad}, indent=1))

@@ -33,14 +33,20 @@ def energy_vad(wav: np.ndarray, sr: int, frame: float = 0.02, threshold_db: floa
     if frames == 0:
         return []
     rms = np.sqrt(np.mean(wav[:frames * n].reshape(frames, n).astype(np.float64) ** 2, axis=1) + 1e-12)
-    active = 20 * np.log10(rms) > threshold_db
+    return segments_from_frames(20 * np.log10(rms) > threshold_db, frame, 0.0, min_speech, merge_gap)
+
+
+def segments_from_frames(active: np.ndarray, frame: float, offset: float = 0.0, min_speech: float = 0.06,
+                         merge_gap: float = 0.25) -> Segments:
+    """Per-frame speech flags → segments in seconds (frame i starts at offset + i·frame), gaps
+    shorter than `merge_gap` merged, segments shorter than `min_speech` dropped."""
     segs: Segments = []
     start = None
-    for i, a in enumerate(np.append(active, False)):
+    for i, a in enumerate(np.append(np.asarray(active, dtype=bool), False)):
         if a and start is None:
             start = i
         elif not a and start is not None:
-            segs.append((start * frame, i * frame))
+            segs.append((offset + start * frame, offset + i * frame))
             start = None
     merged: Segments = []
     for s, e in segs:
@@ -49,6 +55,29 @@ def energy_vad(wav: np.ndarray, sr: int, frame: float = 0.02, threshold_db: floa
         else:
             merged.append((s, e))
     return [(s, e) for s, e in merged if e - s >= min_speech]
+
+
+class TokenVad:
+    """VAD in token space, for any codec (trained or not): P(speech | codec token) counted on the
+    training corpus, where the system channel's word spans say which frames are speech. A frame
+    is speech when that probability exceeds one half (unseen tokens count as speech)."""
+
+    def __init__(self, speech_prob: np.ndarray) -> None:
+        self.speech_prob = speech_prob
+
+    @classmethod
+    def fit(cls, tokens: list, speech: list, codebook_size: int) -> "TokenVad":
+        hits = np.zeros(codebook_size)
+        total = np.zeros(codebook_size)
+        for t, s in zip(tokens, speech):
+            t, s = np.asarray(t).reshape(-1), np.asarray(s).reshape(-1)
+            np.add.at(total, t, 1)
+            np.add.at(hits, t, s.astype(np.float64))
+        return cls((hits + 1) / (total + 2))
+
+    def segments(self, tokens, frame: float, offset: float = 0.0) -> Segments:
+        """System tokens [S, K] (or [F]) → speech segments (frame = 1 / codec frame rate)."""
+        return segments_from_frames(self.speech_prob[np.asarray(tokens).reshape(-1)] > 0.5, frame, offset)
 
 
 def silero_vad(wav: np.ndarray, sr: int) -> Segments:
@@ -104,6 +133,28 @@ def score_conversation(meta: dict, speech: Segments, words: list[tuple[str, floa
     return out
 
 
+def turn_windows(meta: dict, lo: float = -0.3) -> list[tuple[dict, float, float]]:
+    """(turn, start, end) of every answered (not interrupted) turn: from just before the user's end
+    of turn to the start of the user's next question (or the end of the conversation)."""
+    turns = meta["turns"]
+    out = []
+    for i, turn in enumerate(turns):
+        if not turn["interrupted"]:
+            end = turns[i + 1]["question_start"] if i + 1 < len(turns) else meta["duration"]
+            out.append((turn, turn["question_end"] + lo, end))
+    return out
+
+
+def asr_task_correct(meta: dict, system: np.ndarray, sr: int, recognizer) -> list[bool]:
+    """Task accuracy from the system's *audio*: each answered turn's window transcribed by
+    `recognizer.transcribe(audio) -> text` (pocketsphinx), answer words looked for in order."""
+    out = []
+    for turn, start, end in turn_windows(meta):
+        text = recognizer.transcribe(system[max(0, int(start * sr)):int(end * sr)])
+        out.append(_is_subsequence(turn["answer"], text.lower().split()))
+    return out
+
+
 def _stop_time(speech: Segments, t: float, silence: float) -> float:
     """End of the system speech that is running at t (gaps shorter than `silence` bridged)."""
     end = t
@@ -139,4 +190,5 @@ def aggregate(results: list[dict]) -> dict:
     return {"takeover_rate": rate("takeover"), "response_rate": rate("responded"),
             "response_latency": stats("response_latency"), "talking_when_interrupted": rate("talking_when_interrupted"),
             "stop_latency": stats("stop_latency"), "backchannel_kept_talking": rate("backchannel_kept_talking"),
-            "task_accuracy": rate("task_correct"), "style_accuracy": rate("style_correct")}
+            "task_accuracy": rate("task_correct"), "style_accuracy": rate("style_correct"),
+            "task_accuracy_asr": rate("task_correct_asr")}

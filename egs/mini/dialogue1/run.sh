@@ -16,7 +16,6 @@ data=data
 nproc=1         # torchrun processes (GPUs on a GPU node)
 vocab=256
 bundle=false    # stage 7: copy the trained model into dialogue/assets/ (the demo's --bundled)
-help_message="$(sed -n "2,6p" run.sh)"
 . ./path.sh
 . utils/parse_options.sh
 
@@ -70,9 +69,10 @@ if run_stage 4 train; then
 fi
 
 if run_stage 5 score; then
-  n=0; [ "$tiny" = true ] && n=2
+  n=0; asr_opt=--asr; [ "$tiny" = true ] && n=2 && asr_opt=
   python -m recipes.dialogue.score --data "$data/test" --model "$exp/dialogue/model.safetensors" \
-    --codec "$exp/codec.safetensors" --out "$exp/dialogue/score" --max-conversations $n
+    --codec "$exp/codec.safetensors" --out "$exp/dialogue/score" --max-conversations $n \
+    --token-vad "$exp/tokens/train.safetensors" $asr_opt
   [ "$tiny" = true ] || cp "$exp/dialogue/score/RESULTS.md" RESULTS.md
   done_stage 5 score
 fi
