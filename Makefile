@@ -19,13 +19,13 @@ setup: $(VENV)/.installed
 
 # Debian packages used by the recipes and the scorer (TTS engines, classical codecs, real prompts).
 system-deps:
-	@bash recipes/install_system_deps.sh
+	@bash recipes/install_system_deps.sh || echo "warning: system packages could not be installed; the recipe tests will be skipped"
 
 demo: setup
 	$(PY) -m codec.demo --out exp/demo
 	$(PY) -m dialogue.demo --bundled --out exp/demo
 
-test: setup
+test: setup system-deps
 	$(PY) -m pytest tests
 
 clean-venv:

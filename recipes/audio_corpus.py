@@ -130,7 +130,8 @@ def _load(path: Path, sample_rate: int) -> np.ndarray:
 
 def build_asterisk(out_dir: str | Path, sample_rate: int = 16000, sources=DEFAULT_SOURCES,
                    with_text: bool = True, min_duration: float = 0.3, max_duration: float | None = 15.0,
-                   sounds: Path = SOUNDS, docs: Path = DOCS, progress: bool = True) -> DataDir:
+                   sounds: Path = SOUNDS, docs: Path = DOCS, progress: bool = True,
+                   max_files_per_source: int | None = None) -> DataDir:
     """Write the Asterisk prompts of `sources` as a Kaldi data dir at `out_dir` (wav/ below it,
     16-bit PCM at `sample_rate`). Returns the validated DataDir."""
     out_dir = Path(out_dir)
@@ -144,6 +145,7 @@ def build_asterisk(out_dir: str | Path, sample_rate: int = 16000, sources=DEFAUL
                                 f"for G.722); run recipes/install_system_deps.sh")
     files = []
     for source in sources:
+        before = len(files)
         directory, ext, lang, _ = SOURCES[source]
         prompts = read_prompts(lang, docs)
         root = sounds / directory
@@ -158,6 +160,10 @@ def build_asterisk(out_dir: str | Path, sample_rate: int = 16000, sources=DEFAUL
             if with_text and not transcript:
                 continue
             files.append((source, lang, name, path, transcript))
+        if max_files_per_source and len(files) - before > max_files_per_source:  # evenly spread subset
+            mine = files[before:]
+            step = len(mine) / max_files_per_source
+            files[before:] = [mine[int(i * step)] for i in range(max_files_per_source)]
     if progress:
         from tqdm import tqdm
 

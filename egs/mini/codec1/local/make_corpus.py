@@ -25,10 +25,9 @@ def main():
     build_corpus(args.data / "synth_train", args.train_utts, split.train, seed=args.seed, sample_rate=args.sample_rate)
     build_corpus(args.data / "synth_heldout", args.heldout_utts, split.heldout, seed=args.seed + 1,
                  sample_rate=args.sample_rate)
-    real = build_asterisk(args.data / "real_all", sample_rate=args.sample_rate)
+    per_source = -(-args.real_max_utts // 4) if args.real_max_utts else None
+    real = build_asterisk(args.data / "real_all", sample_rate=args.sample_rate, max_files_per_source=per_source)
     utts = real.utts
-    if args.real_max_utts:
-        utts = utts[:: max(1, len(utts) // args.real_max_utts)][: args.real_max_utts]
     # every 8th English 16 kHz prompt (by a stable hash) is held out for scoring real speech
     heldout = [u for u in utts if real.utt2spk[u] == "asterisk-en-g722" and zlib.crc32(u.encode()) % 8 == 0]
     if not heldout:  # tiny runs: keep at least one real English prompt for scoring
