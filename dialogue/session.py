@@ -61,17 +61,14 @@ class DuplexSession:
         self._stack = contextlib.ExitStack()
         self._stack.enter_context(model.streaming(batch_size))
 
-    def _check_system_voice(self, voice, dev):
+    def _check_system_voice(self, voice: torch.Tensor | None, dev: torch.device) -> torch.Tensor | None:
         if not self.cfg.system_voice:
             return None
-        d = self.cfg.streams.voice_dim
-        if voice is None:
+        d, b = self.cfg.streams.voice_dim, self.batch_size
+        if voice is None or voice.shape[-1] != d or voice.numel() not in (d, b * d):
             raise ValueError(f"{self.cfg.name} is conditioned on a system voice: pass system_voice [{d}] or "
-                             f"[{self.batch_size}, {d}]")
-        voice = voice.to(dev, torch.float32).reshape(-1, d) if voice.shape[-1] == d else None
-        if voice is None or voice.shape[0] not in (1, self.batch_size):
-            raise ValueError(f"system_voice must be [{d}] or [{self.batch_size}, {d}]")
-        return voice.expand(self.batch_size, d).clone()
+                             f"[{b}, {d}], got {None if voice is None else tuple(voice.shape)}")
+        return voice.to(dev, torch.float32).reshape(-1, d).expand(b, d).clone()
 
     # --- context ------------------------------------------------------------------------------
     def __enter__(self) -> "DuplexSession":

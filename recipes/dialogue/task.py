@@ -13,7 +13,8 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from dialogue import Columns, DialogueConfig, DuplexModel, LossWeights, TextTokenizer, delay_tokens, duplex_loss
+from dialogue import (Columns, DialogueConfig, DuplexModel, LossWeights, TextTokenizer, delay_tokens, duplex_loss,
+                      save_dialogue)
 from dialogue.layout import delay_rows
 
 from ..trainer import LossTerm, TrainerConfig, TrainingTask
@@ -98,6 +99,4 @@ class DialogueTask(TrainingTask):
 
 
 def export(task: DialogueTask, model: DuplexModel, out: Path, description: str) -> None:
-    from dialogue import save_dialogue
-
     save_dialogue(out, model, task.tokenizer, task.data.codec_id, task.system_voice(), description)

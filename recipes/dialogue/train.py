@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from ..codec.train import parse_overrides
+from ..checkpoint import latest_checkpoint, load_checkpoint
 from ..trainer import train
 from . import load_configs
 from .task import DialogueTask, DialogueTrainConfig, export
@@ -28,16 +29,26 @@ def main(argv=None) -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--export-only", action="store_true",
+                   help="skip training: export the newest checkpoint in --out (e.g. of a run still going)")
     args = p.parse_args(argv)
     cfg = load_configs(DialogueTrainConfig, args.config, parse_overrides(args.set))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
     task = DialogueTask(cfg)
-    model = train(task, cfg.trainer, args.out, progress=not args.no_progress)
+    if args.export_only:
+        ckpt = latest_checkpoint(args.out)
+        if ckpt is None:
+            raise SystemExit(f"{args.out}: no checkpoint to export")
+        model = task.build_model()
+        steps = load_checkpoint(ckpt, model)["step"]
+    else:
+        model = train(task, cfg.trainer, args.out, progress=not args.no_progress)
+        steps = cfg.trainer.max_steps
     if int(os.environ.get("RANK", "0")) == 0:
         export(task, model.cpu().eval(), args.out / "model.safetensors",
-               f"{cfg.model.name}: {cfg.trainer.max_steps} steps on {cfg.tokens}")
-        print(f"{args.out / 'model.safetensors'}: exported")
+               f"{cfg.model.name}: {steps} of {cfg.trainer.max_steps} steps on {cfg.tokens}")
+        print(f"{args.out / 'model.safetensors'}: exported ({steps} steps)")
 
 
 if __name__ == "__main__":
