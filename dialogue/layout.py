@@ -19,6 +19,9 @@ from .config import DelayConfig, StreamConfig
 from .tokenizer import TextTokenizer
 
 
+WORD_START = "\u2581"  # sentencepiece's word-boundary mark
+
+
 class LayoutError(ValueError):
     """Inputs that cannot be laid out on the grid (shapes, lengths, delays)."""
 
@@ -77,18 +80,27 @@ def text_stream(words: list[Word], num_steps: int, step_seconds: float, tokenize
 
 
 def text_stream_words(tokens: torch.Tensor, step_seconds: float, tokenizer: TextTokenizer) -> list[Word]:
-    """Inverse of `text_stream`: text tokens [S] → words; a word is a run of pieces, start = its first
-    piece's step, end = the step after its last piece (seconds on the stream's clock)."""
+    """Inverse of `text_stream`: text tokens [S] → words; a word is a run of pieces that starts at a
+    word-initial piece ("▁…") or after PAD/EPAD; start = its first piece's step, end = the step after
+    its last piece (seconds on the stream's clock). Generated streams that drop an EPAD still give
+    one word per word-initial piece."""
     words: list[Word] = []
     run: list[int] = []
-    for t, tok in enumerate(tokens.tolist() + [TextTokenizer.PAD]):
-        if tokenizer.is_piece(tok):
-            run.append(tok)
-            continue
+
+    def close(t: int) -> None:
         if run:
-            words.append(Word(tokenizer.decode(run), (t - len(run)) * step_seconds, t * step_seconds))
-            run = []
-    return words
+            words.append(Word("".join(tokenizer.decode(run).split()), (t - len(run)) * step_seconds, t * step_seconds))
+            run.clear()
+
+    for t, tok in enumerate(tokens.tolist()):
+        if not tokenizer.is_piece(tok):
+            close(t)
+            continue
+        if tokenizer.piece(tok).startswith(WORD_START):
+            close(t)
+        run.append(tok)
+    close(len(tokens))
+    return [w for w in words if w.word]
 
 
 # --- delays ---------------------------------------------------------------------------------------

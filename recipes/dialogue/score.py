@@ -30,7 +30,7 @@ from dialogue import Columns, SamplingConfig, load_dialogue
 from dialogue.features import encode_channels
 from dialogue.pipeline import run_duplex
 
-from ..ctm import group_by_utt, read_ctm
+from ..ctm import CtmEntry, group_by_utt, read_ctm, write_ctm
 from ..datadir import DataDir
 from .prepare import TokenSet
 from .turns import TokenVad, aggregate, asr_task_correct, energy_vad, score_conversation, silero_vad
@@ -78,7 +78,7 @@ def score_model(d: DataDir, metas: dict, args, codec, token_vad: TokenVad | None
     results: dict[str, list] = {args.vad: [], "tokens": []}
     times, steps = [], 0
     (args.out / "wav").mkdir(parents=True, exist_ok=True)
-    ctm_lines = []
+    ctm = []
     utts = d.utts[:args.max_conversations] if args.max_conversations else d.utts
     for i in range(0, len(utts), args.batch):
         batch = utts[i:i + args.batch]
@@ -94,7 +94,7 @@ def score_model(d: DataDir, metas: dict, args, codec, token_vad: TokenVad | None
             stereo = run.stereo(j)[:length].numpy()
             sf.write(args.out / "wav" / f"{utt}.wav", stereo, run.sample_rate, subtype="PCM_16")
             words = run.words(j, bundle.tokenizer)
-            ctm_lines += [f"{utt} 2 {w.start:.3f} {w.end - w.start:.3f} {w.word}\n" for w in words]
+            ctm += [CtmEntry(utt, "2", w.start, w.end - w.start, w.word) for w in words]
             said = [(w.word, w.start) for w in words]
             results[args.vad].append(score_conversation(metas[utt], vad(stereo[:, 1], run.sample_rate, args.vad), said))
             if asr is not None:
@@ -105,7 +105,7 @@ def score_model(d: DataDir, metas: dict, args, codec, token_vad: TokenVad | None
                 segs = token_vad.segments(run.system_tokens[j].flatten()[:frames], 1 / codec.frame_rate,
                                           run.output_offset)
                 results["tokens"].append(score_conversation(metas[utt], segs, said))
-    (args.out / "monologue.ctm").write_text("".join(ctm_lines))
+    write_ctm(args.out / "monologue.ctm", ctm)
     t = np.array(times) * 1000
     cfg = bundle.model.cfg
     speed = {"step_ms_mean": float(t.mean()), "step_ms_p95": float(np.percentile(t, 95)), "batch": args.batch,
