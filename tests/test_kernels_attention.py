@@ -56,7 +56,7 @@ def _fwd_bwd(fn, q, k, v, do, **kw):
     return o.detach(), q.grad, k.grad, v.grad
 
 
-def _assert_close(got, want, dtype, what):
+def assert_close_per_dtype(got, want, dtype, what):
     for name, a, b in zip(("out", "dq", "dk", "dv"), got, want):
         torch.testing.assert_close(a.float(), b.float(), **TOL[dtype], msg=lambda m: f"{what} {name}: {m}")
 
@@ -82,7 +82,7 @@ def test_causal_attention_fp32_matches_reference(case):
     do = torch.randn(b, h, tq, d, generator=torch.Generator().manual_seed(1))
     got = _fwd_bwd(ta.causal_attention_triton, q, k, v, do, q_offset=off, window=win)
     want = _fwd_bwd(reference.causal_attention_reference, q, k, v, do, q_offset=off, window=win)
-    _assert_close(got, want, torch.float32, str(case))
+    assert_close_per_dtype(got, want, torch.float32, str(case))
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
@@ -92,7 +92,7 @@ def test_causal_attention_low_precision(dtype):
     got = _fwd_bwd(ta.causal_attention_triton, q, k, v, do, window=20, q_offset=0)
     want = _fwd_bwd(reference.causal_attention_reference, q.float(), k.float(), v.float(), do.float(), window=20)
     assert all(x.dtype == dtype for x in got)
-    _assert_close(got, want, dtype, str(dtype))
+    assert_close_per_dtype(got, want, dtype, str(dtype))
 
 
 def test_causal_attention_strided_inputs_and_scale():
@@ -104,7 +104,7 @@ def test_causal_attention_strided_inputs_and_scale():
     do = torch.randn(2, 4, 17, 16, generator=g)
     got = _fwd_bwd(ta.causal_attention_triton, q, k, v, do, scale=0.3, window=9)
     want = _fwd_bwd(reference.causal_attention_reference, q, k, v, do, scale=0.3, window=9)
-    _assert_close(got, want, torch.float32, "strided")
+    assert_close_per_dtype(got, want, torch.float32, "strided")
 
 
 def test_public_api_uses_triton_when_forced():
