@@ -161,12 +161,13 @@ def main(argv=None) -> int:
     delay_steps = max(0, cfg.delays.system - cfg.delays.user)
     summary = {"user": str(user_path), "model": cfg.name, "trained": bundle.trained, "codec_id": codec.codec_id,
                "steps": len(run.step_times), "step_ms": step_ms, "latency_mean_ms": mean, "latency_p95_ms": p95,
-               "rtf": run.rtf, "theoretical_latency_ms": cfg.theoretical_latency_ms,
+               "rtf": run.rtf, "realtime": args.realtime, "late_steps": run.late_steps, "theoretical_latency_ms": cfg.theoretical_latency_ms,
                "monologue": " ".join(w.word for w in words)}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(f"inner monologue: {summary['monologue'] or '(silent)'}")
     print(f"per-step compute latency: mean {mean:.1f} ms, p95 {p95:.1f} ms (budget {step_ms:.0f} ms per step); "
-          f"RTF {run.rtf:.3f} over {len(run.step_times)} steps")
+          f"RTF {run.rtf:.3f} over {len(run.step_times)} steps"
+          + (f"; realtime: {run.late_steps} step(s) missed their {step_ms:.0f} ms deadline" if args.realtime else ""))
     print(f"theoretical latency {cfg.theoretical_latency_ms:.0f} ms = one step {step_ms:.0f} ms + system audio delay "
           f"{delay_steps} step(s) {delay_steps * step_ms:.0f} ms + codec algorithmic latency "
           f"{cfg.streams.codec_latency_ms:.0f} ms")

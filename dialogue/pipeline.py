@@ -32,6 +32,7 @@ class DuplexRun:
     text_tokens: torch.Tensor  # [B, S]
     system_tokens: torch.Tensor  # [B, S, K]
     step_times: list[float]  # compute seconds per step (encode + model + decode, whole batch)
+    late_steps: int = 0  # realtime only: steps whose output was not ready when the next step's audio arrived
 
     def words(self, b: int, tokenizer: TextTokenizer) -> list[Word]:
         """Conversation b's inner monologue; times = when each word's tokens were emitted."""
@@ -73,7 +74,7 @@ def run_duplex(codec: Codec, model: DuplexModel, user: torch.Tensor, system_voic
     user_tokens = torch.zeros(b, steps, k, dtype=torch.long)
     text_tokens = torch.zeros(b, steps, dtype=torch.long)
     system_tokens = torch.zeros(b, steps, k, dtype=torch.long)
-    audio, times = [], []
+    audio, times, late = [], [], 0
     t0 = time.perf_counter()
     with codec.streaming(b, voice=voice) as stream, DuplexSession(model, b, sampling, voice, seeds) as session:
         for i in range(steps):
@@ -84,6 +85,7 @@ def run_duplex(codec: Codec, model: DuplexModel, user: torch.Tensor, system_voic
             text, system = session.step(codes, stream.voice if cfg.user_voice else None)
             audio.append(stream.decode_step(system)[:, 0])
             times.append(time.perf_counter() - start)
+            late += realtime and time.perf_counter() > t0 + (i + 2) * cfg.streams.step_seconds
             user_tokens[:, i], text_tokens[:, i], system_tokens[:, i] = codes, text, system
             if on_step is not None:
                 on_step(i, text)
@@ -93,4 +95,4 @@ def run_duplex(codec: Codec, model: DuplexModel, user: torch.Tensor, system_voic
     system_audio = torch.cat([torch.zeros(b, offset)] + [a.cpu() for a in audio], dim=1)[:, :n]
     system_audio = torch.nn.functional.pad(system_audio, (0, n - system_audio.shape[1]))
     return DuplexRun(codec.sample_rate, cfg.streams.step_seconds, offset_s, user.float().cpu(), system_audio,
-                     user_tokens, text_tokens, system_tokens, times)
+                     user_tokens, text_tokens, system_tokens, times, int(late))
