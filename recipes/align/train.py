@@ -1,0 +1,50 @@
+"""Train the CTC forced aligner on Kaldi data dirs with transcripts.
+
+    torchrun --nproc_per_node=1 -m recipes.align.train --config conf/aligner.yaml --out exp/aligner \
+        [--set data=[data/train] trainer.max_steps=200]
+
+Resumes from the newest checkpoint in --out. When training ends, rank 0 writes the self-contained
+`--out/aligner.safetensors` (weights + AlignerConfig) that `python -m recipes.align.align --model`
+takes.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from pathlib import Path
+
+import yaml
+
+from codec.config_io import load, merge
+
+from ..codec.train import parse_overrides
+from ..trainer import train
+from .model import save_aligner
+from .task import AlignerTask, AlignerTrainConfig
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--config", type=Path, nargs="+", required=True,
+                   help="base config, then optional delta files applied in order")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    cfg = load(AlignerTrainConfig, args.config[0])
+    for delta in args.config[1:]:
+        cfg = merge(cfg, yaml.safe_load(delta.read_text()) or {})
+    cfg = merge(cfg, parse_overrides(args.set))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+    model = train(AlignerTask(cfg), cfg.trainer, args.out, progress=not args.no_progress)
+    if int(os.environ.get("RANK", "0")) == 0:
+        path = save_aligner(model, args.out / "aligner.safetensors", extra={"steps": cfg.trainer.max_steps,
+                                                                             "data": cfg.data})
+        print(f"{path}: aligner ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, "
+              f"{1 / cfg.model.frame_seconds:.0f} frames/s)")
+
+
+if __name__ == "__main__":
+    main()
