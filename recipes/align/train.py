@@ -16,9 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from codec.config_io import load, merge
-
-from ..codec.train import parse_overrides
+from ..cli_config import load_configs, parse_overrides
 from ..trainer import train
 from .model import save_aligner
 from .task import AlignerTask, AlignerTrainConfig
@@ -32,10 +30,7 @@ def main(argv=None) -> None:
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
-    cfg = load(AlignerTrainConfig, args.config[0])
-    for delta in args.config[1:]:
-        cfg = merge(cfg, yaml.safe_load(delta.read_text()) or {})
-    cfg = merge(cfg, parse_overrides(args.set))
+    cfg = load_configs(AlignerTrainConfig, args.config, parse_overrides(args.set))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
     model = train(AlignerTask(cfg), cfg.trainer, args.out, progress=not args.no_progress)

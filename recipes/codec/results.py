@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 
-def collect(scores: Path, exp: Path) -> str:
-    parts = [f"# Results: egs/mini/codec1\n\nWritten {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by "
+def collect(scores: Path, exp: Path, title: str = "egs/mini/codec1") -> str:
+    parts = [f"# Results: {title}\n\nWritten {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by "
              f"the scoring stage. Every row was measured on the named data with the command shown.\n"]
     for table in sorted(scores.glob("*/RESULTS.md")):
         body = table.read_text().strip()
@@ -30,8 +30,9 @@ def main(argv=None) -> None:
     p.add_argument("--scores", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--exp", type=Path, required=True)
+    p.add_argument("--title", default="egs/mini/codec1", help="recipe named in the heading")
     args = p.parse_args(argv)
-    args.out.write_text(collect(args.scores, args.exp))
+    args.out.write_text(collect(args.scores, args.exp, args.title))
 
 
 if __name__ == "__main__":

@@ -9,29 +9,14 @@ from the previous stage's checkpoint.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import yaml
 
-from codec.config_io import load, merge
-
+from ..cli_config import load_configs, parse_overrides
 from ..trainer import train
 from .task import CodecTask, CodecTrainConfig
-
-
-def parse_overrides(items: list[str]) -> dict:
-    """["trainer.max_steps=200", "stage=semantic"] → nested dict (values parsed as YAML scalars)."""
-    out: dict = {}
-    for item in items:
-        if "=" not in item:
-            raise SystemExit(f"--set expects key=value, got {item!r}")
-        key, value = item.split("=", 1)
-        node = out
-        parts = key.split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = yaml.safe_load(value)
-    return out
 
 
 def main(argv=None) -> None:
@@ -42,12 +27,9 @@ def main(argv=None) -> None:
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
-    cfg = load(CodecTrainConfig, args.config[0])
-    for delta in args.config[1:]:
-        cfg = merge(cfg, yaml.safe_load(delta.read_text()) or {})
-    cfg = merge(cfg, parse_overrides(args.set))
+    cfg = load_configs(CodecTrainConfig, args.config, parse_overrides(args.set))
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "config.yaml").write_text(yaml.safe_dump(__import__("dataclasses").asdict(cfg), sort_keys=False))
+    (args.out / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
     train(CodecTask(cfg), cfg.trainer, args.out, init_from=Path(cfg.init_from) if cfg.init_from else None,
           progress=not args.no_progress)
 

@@ -135,7 +135,6 @@ if [ $stage -le 9 ] && [ $stop_stage -ge 9 ]; then
     python -m recipes.score --data "$data/$set" --codec "$exp/codec.safetensors" --out "$exp/score/$set" \
       --baselines "$baselines" --max-utts "$score_max_utts" --name "duet ($preset, LibriTTS)" --quiet $score_opts
   done
-  python -m recipes.codec.results --scores "$exp/score" --out "$results_md" --exp "$exp"
-  sed -i '1s|egs/mini/codec1|egs/libritts/codec1|' "$results_md"
+  python -m recipes.codec.results --scores "$exp/score" --out "$results_md" --exp "$exp" --title egs/libritts/codec1
   cat "$results_md"
 fi

@@ -25,6 +25,7 @@ score_max_utts=120
 baselines=codec2_1200,codec2_3200,opus6k
 results_md=RESULTS.md
 export_to=""              # also copy the final codec here (e.g. ../../../codec/assets/default_codec.safetensors)
+cmdline="$0 $*"
 . utils/parse_options.sh
 # One intra-op thread per training process: on a small CPU box oversubscribed OpenMP threads spin
 # (half the time in the kernel) and run ~10x slower. Raise it when a process has cores to itself.
@@ -36,7 +37,7 @@ if [ "$tiny" = true ]; then
   extra=(conf/tiny.yaml); results_md="$exp/RESULTS.md"
 fi
 mkdir -p "$exp"
-echo "$0 $*" >> "$exp/run_commands.txt"
+echo "$cmdline" >> "$exp/run_commands.txt"
 
 train_stage() {  # name conf [init]
   local name=$1 conf=$2 init=${3:-}
@@ -47,7 +48,7 @@ train_stage() {  # name conf [init]
     --config "$conf" "${extra[@]}" --out "$exp/$name" --set "${sets[@]}"
   touch "$exp/$name/.done"
 }
-last() { ls -d "$exp/$1"/step-* | sort -t- -k2 -n | tail -1; }
+last() { ls -d "$exp/$1"/step-* | awk -F'step-' '{print $NF "\t" $0}' | sort -n | tail -1 | cut -f2; }
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   echo "stage 0: system packages (TTS engines, codec2, opus-tools, Asterisk prompts)"
