@@ -38,7 +38,7 @@ class CodecTokens:
     codes: torch.Tensor  # [B, T] int64 in [0, codebook_size)
     voice: torch.Tensor  # [B, voice_dim] float
     frame_rate: float  # tokens per second
-    codec_id: str  # identity of the codec that made them (hash of config + weights)
+    codec_id: str  # identity of the token space that made them (see `codec_identity`)
     num_samples: int | None = None  # original length at the codec rate, to trim the decode
 
 
@@ -218,12 +218,22 @@ def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
 
 
 # --- files ---------------------------------------------------------------------------------------
+TOKEN_SPACE_PARTS = ("frontend", "encoder", "semantic", "paralinguistic")
+TOKEN_SPACE_FIELDS = ("mel", "downsample", "fsq_levels", "latent_dim", "voice_dim", "voice_hidden", "encoder", "semantic")
+
+
 def codec_identity(model: SpeechCodec) -> str:
-    """16 hex digits of SHA-256 over config JSON and weights: what a token file records."""
-    h = hashlib.sha256(json.dumps(config_io.to_dict(model.cfg), sort_keys=True).encode())
+    """16 hex digits of SHA-256 over what defines the token space: the stream config (rates, FSQ
+    levels, encoder shapes) and the weights of the front end, encoder, semantic projector and
+    paralinguistic encoder. Token files and dialogue models record it. Decoder-side training
+    (connector, mel decoder, vocoder) leaves it unchanged, so improving the decoder never
+    invalidates existing tokens or the models trained on them."""
+    cfg = config_io.to_dict(model.cfg)
+    h = hashlib.sha256(json.dumps({k: cfg[k] for k in TOKEN_SPACE_FIELDS}, sort_keys=True).encode())
     for name, tensor in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().to(torch.float16).cpu().numpy().tobytes())
+        if name.split(".")[0] in TOKEN_SPACE_PARTS:
+            h.update(name.encode())
+            h.update(tensor.detach().to(torch.float16).cpu().numpy().tobytes())
     return h.hexdigest()[:16]
 
 

@@ -135,3 +135,16 @@ def test_save_load_round_trip(tmp_path):
     (tmp_path / "x.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(ValueError, match="safetensors"):
         load_codec(tmp_path / "x.safetensors")
+
+
+def test_codec_id_names_the_token_space_not_the_decoder():
+    codec = make_codec("duet_cpu16k")
+    from codec.api import codec_identity
+    before = codec_identity(codec.model)
+    with torch.no_grad():
+        codec.model.vocoder.head.bias.add_(0.1)  # decoder-side training keeps tokens decodable
+        codec.model.connector.out.bias.add_(0.1)
+    assert codec_identity(codec.model) == before
+    with torch.no_grad():
+        codec.model.encoder.inp.conv.bias.add_(0.1)  # a new encoder makes a new token space
+    assert codec_identity(codec.model) != before
