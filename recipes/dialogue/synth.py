@@ -28,11 +28,10 @@ import yaml
 
 from codec.config_io import to_dict
 
-from ..codec.train import parse_overrides
+from ..cli_config import load_configs, parse_overrides
 from ..ctm import CtmEntry, write_ctm
 from ..datadir import DataDir
 from ..synth.flite import synthesize
-from . import load_configs
 from .tasks import BACKCHANNELS, INTERRUPTIONS, STYLES, TASKS, Utterance, reply_for
 
 USER_CHANNEL, SYSTEM_CHANNEL = "1", "2"

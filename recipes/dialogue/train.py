@@ -16,10 +16,9 @@ from pathlib import Path
 
 import yaml
 
-from ..codec.train import parse_overrides
+from ..cli_config import load_configs, parse_overrides
 from ..checkpoint import latest_checkpoint, load_checkpoint
 from ..trainer import train
-from . import load_configs
 from .task import DialogueTask, DialogueTrainConfig, export
 
 
