@@ -255,6 +255,20 @@ def default_checkpoint() -> Path:
     return Path(str(resources.files("codec").joinpath(DEFAULT_CHECKPOINT)))
 
 
+def read_checkpoint_metadata(path: Path, expected_format: str) -> dict[str, str]:
+    """The metadata of a Duet safetensors checkpoint, checked to be `expected_format` with a config
+    (codec and dialogue checkpoints both carry their config there)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:
+        raise ValueError(f"{path}: not a safetensors file ({e})") from e
+    if meta.get("format") != expected_format or "config" not in meta:
+        raise ValueError(f"{path}: metadata format is {meta.get('format')!r}, expected {expected_format!r} "
+                         f"with a config")
+    return meta
+
+
 def load_codec(path: str | Path | None = None, device: str | torch.device = "cpu") -> Codec:
     """Load a codec from a safetensors file (None = the bundled default; never downloads)."""
     path = Path(path) if path is not None else default_checkpoint()
@@ -263,13 +277,7 @@ def load_codec(path: str | Path | None = None, device: str | torch.device = "cpu
     if not path.is_file():
         hint = " (the bundled default is made by egs/mini/codec1/run.sh)" if path == default_checkpoint() else ""
         raise FileNotFoundError(f"{path}: no codec checkpoint{hint}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception as e:
-        raise ValueError(f"{path}: not a safetensors codec checkpoint ({e})") from e
-    if meta.get("format") != "duet-codec" or "config" not in meta:
-        raise ValueError(f"{path}: safetensors file has no Duet codec config in its metadata")
+    meta = read_checkpoint_metadata(path, "duet-codec")
     cfg = config_io.from_dict(CodecConfig, json.loads(meta["config"]), where=str(path))
     model = SpeechCodec(cfg)
     state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}

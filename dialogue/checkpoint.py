@@ -11,10 +11,10 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from codec import config_io
+from codec.api import read_checkpoint_metadata
 
 from .config import DialogueConfig
 from .model import DuplexModel
@@ -57,13 +57,7 @@ def load_dialogue(path: str | Path, device: str | torch.device = "cpu", codec_id
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no dialogue checkpoint")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception as e:
-        raise ValueError(f"{path}: not a safetensors file ({e})") from e
-    if meta.get("format") != FORMAT or "config" not in meta:
-        raise ValueError(f"{path}: metadata format is {meta.get('format')!r}, expected {FORMAT!r} with a config")
+    meta = read_checkpoint_metadata(path, FORMAT)
     if codec_id is not None and meta.get("codec_id") not in (codec_id, "any"):
         raise ValueError(f"{path}: trained on codec {meta.get('codec_id')!r} tokens, but the codec in use is "
                          f"{codec_id!r}; pass the matching --codec")
