@@ -2,18 +2,23 @@
 
     python -m dialogue.demo --user in.wav --out out_dir [--codec PATH] [--model PATH] [--realtime]
     python -m dialogue.demo --bundled --out out_dir      # bundled conversation + checkpoint
+    python -m dialogue.demo --live 30 --out out_dir      # 30 s from the microphone, system on the speaker
 
 The user's audio is streamed in 80 ms steps through the streaming codec encoder, the dialogue
 model and the streaming codec decoder (`dialogue.pipeline`). Writes `duplex.wav` (stereo: user
 left, system right, on one clock), `monologue.ctm` (the inner monologue with timings),
 `timeline.png` (both streams and the monologue) and `summary.json`; prints per-step latency (mean,
 p95), the real-time factor and the theoretical latency computed from the configuration. A stereo
-`--user` file is read as (user, system): its left channel is the user.
+`--user` file is read as (user, system): its left channel is the user. `--live` (needs sounddevice
+and PortAudio: `dialogue.live`) listens to the microphone and plays the system on the loudspeaker
+as it is decoded; use headphones, or the system hears itself.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
 from importlib import resources
 from pathlib import Path
@@ -32,7 +37,8 @@ from .config import DialogueConfig, StreamConfig
 from .features import silence_token
 from .layout import Word
 from .model import DuplexModel
-from .pipeline import DuplexRun, run_duplex
+from .live import MicrophoneSource
+from .pipeline import DuplexRun, run_duplex, stream_duplex
 from .session import SamplingConfig
 from .tokenizer import TextTokenizer
 
@@ -123,6 +129,16 @@ def plot_timeline(run: DuplexRun, words: list[Word], path: Path, title: str) -> 
     plt.close(fig)
 
 
+@contextlib.contextmanager
+def _stop_on_ctrl_c(source: MicrophoneSource):
+    """Ctrl-C ends a live conversation at the next step (the outputs are still written)."""
+    previous = signal.signal(signal.SIGINT, lambda *_: source.stop())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--user", type=Path, help="user audio (wav/flac; stereo: left channel)")
@@ -131,6 +147,9 @@ def main(argv=None) -> int:
     p.add_argument("--model", type=Path, default=None, help="dialogue checkpoint (default: the bundled one)")
     p.add_argument("--bundled", action="store_true", help="use the bundled conversation as --user")
     p.add_argument("--realtime", action="store_true", help="pace the steps by the wall clock")
+    p.add_argument("--live", type=float, default=None, metavar="SECONDS",
+                   help="listen to the microphone for SECONDS and play the system live (sounddevice)")
+    p.add_argument("--device", default=None, help="sounddevice device (name or index) for --live")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--text-temperature", type=float, default=0.7)
     p.add_argument("--audio-temperature", type=float, default=0.8)
@@ -138,17 +157,31 @@ def main(argv=None) -> int:
     p.add_argument("--audio-top-k", type=int, default=250)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
-    if (args.user is None) == (not args.bundled):
-        p.error("give exactly one of --user PATH and --bundled")
+    if sum((args.user is not None, args.bundled, args.live is not None)) != 1:
+        p.error("give exactly one of --user PATH, --bundled and --live SECONDS")
+    if args.live is not None and args.live <= 0:
+        p.error(f"--live SECONDS must be > 0, got {args.live}")
     torch.set_num_threads(args.threads)
-    user_path = args.user or asset(BUNDLED_CONVERSATION)
     codec = load_demo_codec(args.codec)
     bundle = load_bundle(args, codec)
     cfg = bundle.model.cfg
-    user = load_user(user_path, codec)
     sampling = SamplingConfig(args.text_temperature, args.text_top_k, args.audio_temperature, args.audio_top_k)
     voice = bundle.system_voice if cfg.system_voice else None
-    run = run_duplex(codec, bundle.model, user, voice, sampling, args.seed, args.realtime)
+    if args.live is not None:
+        user_path = Path("microphone")
+        source = MicrophoneSource(codec.sample_rate, cfg.streams.frames_per_step * codec.config.samples_per_token,
+                                  args.live, args.device)
+        print(f"live: listening for {args.live:g} s (Ctrl-C stops early); the system plays on the loudspeaker")
+        try:
+            with _stop_on_ctrl_c(source):
+                run = stream_duplex(codec, bundle.model, source, voice, sampling, args.seed)
+        except (ImportError, OSError, RuntimeError) as e:
+            p.exit(2, f"dialogue.demo --live: {e}\n")
+    else:
+        user_path = args.user or asset(BUNDLED_CONVERSATION)
+        user = load_user(user_path, codec)
+        run = run_duplex(codec, bundle.model, user, voice, sampling, args.seed, args.realtime)
+    realtime = args.realtime or args.live is not None
     words = run.words(0, bundle.tokenizer)
     args.out.mkdir(parents=True, exist_ok=True)
     sf.write(args.out / "duplex.wav", run.stereo(0).numpy(), run.sample_rate, subtype="PCM_16")
@@ -161,13 +194,13 @@ def main(argv=None) -> int:
     delay_steps = max(0, cfg.delays.system - cfg.delays.user)
     summary = {"user": str(user_path), "model": cfg.name, "trained": bundle.trained, "codec_id": codec.codec_id,
                "steps": len(run.step_times), "step_ms": step_ms, "latency_mean_ms": mean, "latency_p95_ms": p95,
-               "rtf": run.rtf, "realtime": args.realtime, "late_steps": run.late_steps, "theoretical_latency_ms": cfg.theoretical_latency_ms,
+               "rtf": run.rtf, "realtime": realtime, "late_steps": run.late_steps, "theoretical_latency_ms": cfg.theoretical_latency_ms,
                "monologue": " ".join(w.word for w in words)}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(f"inner monologue: {summary['monologue'] or '(silent)'}")
     print(f"per-step compute latency: mean {mean:.1f} ms, p95 {p95:.1f} ms (budget {step_ms:.0f} ms per step); "
           f"RTF {run.rtf:.3f} over {len(run.step_times)} steps"
-          + (f"; realtime: {run.late_steps} step(s) missed their {step_ms:.0f} ms deadline" if args.realtime else ""))
+          + (f"; realtime: {run.late_steps} step(s) missed their {step_ms:.0f} ms deadline" if realtime else ""))
     print(f"theoretical latency {cfg.theoretical_latency_ms:.0f} ms = one step {step_ms:.0f} ms + system audio delay "
           f"{delay_steps} step(s) {delay_steps * step_ms:.0f} ms + codec algorithmic latency "
           f"{cfg.streams.codec_latency_ms:.0f} ms")

@@ -55,44 +55,87 @@ class DuplexRun:
         return torch.stack([self.user_audio[b], self.system_audio[b]], dim=-1)
 
 
+class RecordingSource:
+    """A recording [B, N] delivered one step at a time; realtime: at the pace a microphone would
+    deliver it (step i's audio is available once i + 1 steps of wall time have passed)."""
+
+    def __init__(self, user: torch.Tensor, step_samples: int, step_seconds: float, realtime: bool = False) -> None:
+        if user.dim() != 2 or user.shape[1] == 0:
+            raise ValueError(f"RecordingSource: user audio must be [batch, samples] with samples > 0, got "
+                             f"{tuple(user.shape)}")
+        self.user, self.step_samples, self.step_seconds, self.realtime = user.float(), step_samples, step_seconds, realtime
+        self.batch_size = user.shape[0]
+        self.late_steps = 0
+
+    def __iter__(self):
+        n = self.user.shape[1]
+        steps = -(-n // self.step_samples)
+        padded = torch.nn.functional.pad(self.user, (0, steps * self.step_samples - n))
+        t0 = time.perf_counter()
+        for i in range(steps):
+            if self.realtime:
+                now = time.perf_counter()
+                self.late_steps += i > 0 and now > t0 + (i + 1) * self.step_seconds  # step i-1 overran
+                time.sleep(max(0.0, t0 + (i + 1) * self.step_seconds - now))
+            yield padded[:, i * self.step_samples:(i + 1) * self.step_samples]
+
+    def play(self, audio: torch.Tensor) -> None:
+        """A recording has no loudspeaker: the system audio is only collected."""
+
+    def recorded(self) -> torch.Tensor:
+        return self.user
+
+
 def run_duplex(codec: Codec, model: DuplexModel, user: torch.Tensor, system_voice: torch.Tensor | None,
                sampling: SamplingConfig | None = None, seeds: int | list[int] = 0, realtime: bool = False,
                on_step=None) -> DuplexRun:
     """user [B, N] at codec.sample_rate → DuplexRun. realtime: pace the steps by the wall clock (as
     a microphone would deliver them). on_step(n, text [B]) is called after every step."""
+    source = RecordingSource(user, model.cfg.streams.frames_per_step * codec.config.samples_per_token,
+                             model.cfg.streams.step_seconds, realtime)
+    return stream_duplex(codec, model, source, system_voice, sampling, seeds, on_step)
+
+
+def stream_duplex(codec: Codec, model: DuplexModel, source, system_voice: torch.Tensor | None,
+                  sampling: SamplingConfig | None = None, seeds: int | list[int] = 0, on_step=None) -> DuplexRun:
+    """The duplex loop over any step source: iterating `source` gives [B, step_samples] user audio
+    at codec.sample_rate, `source.play(audio [B, step_samples])` receives each step's system audio
+    as soon as it is decoded, `source.recorded()` returns all user audio heard and
+    `source.late_steps` counts steps that missed their deadline (`RecordingSource`, or
+    `dialogue.live.MicrophoneSource`)."""
     cfg = model.cfg
     k = cfg.streams.frames_per_step
     if abs(codec.frame_rate - cfg.streams.codec_frame_rate) > 1e-6 or codec.config.codebook_size != cfg.streams.codebook_size:
         raise ValueError(f"model {cfg.name} expects {cfg.streams.codec_frame_rate} Hz tokens from a "
                          f"{cfg.streams.codebook_size}-code codec, got {codec.frame_rate} Hz / "
                          f"{codec.config.codebook_size}")
-    b, n = user.shape
-    step_samples = k * codec.config.samples_per_token
-    steps = -(-n // step_samples)
-    padded = torch.nn.functional.pad(user.float(), (0, steps * step_samples - n))
+    b = source.batch_size
     voice = system_voice.float().reshape(-1, cfg.streams.voice_dim).expand(b, -1) if system_voice is not None else None
-    user_tokens = torch.zeros(b, steps, k, dtype=torch.long)
-    text_tokens = torch.zeros(b, steps, dtype=torch.long)
-    system_tokens = torch.zeros(b, steps, k, dtype=torch.long)
-    audio, times, late = [], [], 0
-    t0 = time.perf_counter()
+    user_tokens, text_tokens, system_tokens = [], [], []
+    audio, times = [], []
     with codec.streaming(b, voice=voice) as stream, DuplexSession(model, b, sampling, voice, seeds) as session:
-        for i in range(steps):
-            if realtime:
-                time.sleep(max(0.0, t0 + (i + 1) * cfg.streams.step_seconds - time.perf_counter()))
+        for i, chunk in enumerate(source):
             start = time.perf_counter()
-            codes = stream.encode_step(padded[:, i * step_samples:(i + 1) * step_samples])
+            codes = stream.encode_step(chunk)
             text, system = session.step(codes, stream.voice if cfg.user_voice else None)
-            audio.append(stream.decode_step(system)[:, 0])
+            out = stream.decode_step(system)[:, 0]
             times.append(time.perf_counter() - start)
-            late += realtime and time.perf_counter() > t0 + (i + 2) * cfg.streams.step_seconds
-            user_tokens[:, i], text_tokens[:, i], system_tokens[:, i] = codes, text, system
+            source.play(out)
+            audio.append(out.cpu())
+            user_tokens.append(codes)
+            text_tokens.append(text)
+            system_tokens.append(system)
             if on_step is not None:
                 on_step(i, text)
-        audio.append(stream.decode_flush()[:, 0])
+        audio.append(stream.decode_flush()[:, 0].cpu())
+    if not times:
+        raise ValueError("stream_duplex: the source delivered no audio")
+    user = source.recorded().float().cpu()
+    n = user.shape[1]
     offset_s = cfg.streams.step_seconds + cfg.streams.codec_latency_ms / 1000
     offset = int(round(offset_s * codec.sample_rate))
-    system_audio = torch.cat([torch.zeros(b, offset)] + [a.cpu() for a in audio], dim=1)[:, :n]
+    system_audio = torch.cat([torch.zeros(b, offset)] + audio, dim=1)[:, :n]
     system_audio = torch.nn.functional.pad(system_audio, (0, n - system_audio.shape[1]))
-    return DuplexRun(codec.sample_rate, cfg.streams.step_seconds, offset_s, user.float().cpu(), system_audio,
-                     user_tokens, text_tokens, system_tokens, times, int(late))
+    return DuplexRun(codec.sample_rate, cfg.streams.step_seconds, offset_s, user, system_audio,
+                     torch.stack(user_tokens, 1).cpu(), torch.stack(text_tokens, 1).cpu(),
+                     torch.stack(system_tokens, 1).cpu(), times, int(source.late_steps))

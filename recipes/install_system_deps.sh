@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Debian/Ubuntu packages used by Duet's recipes and scorer: TTS engines with exact timings
 # (espeak-ng, flite, festival + voices), classical codec baselines (codec2, opus-tools),
-# real speech prompts (asterisk-core-sounds-*), sentence text (fortunes), ffmpeg and sox.
+# real speech prompts (asterisk-core-sounds-*), sentence text (fortunes), ffmpeg and sox, and
+# PortAudio for the live duplex demo (sounddevice).
 # Installs only what is missing; exits non-zero with a message when it cannot.
 #
 #   bash recipes/install_system_deps.sh            # install what is missing (needs root or sudo)
@@ -17,6 +18,7 @@ PACKAGES=(
   asterisk-core-sounds-es-wav asterisk-core-sounds-fr-wav asterisk-core-sounds-ru-wav
   fortunes fortune-mod
   ffmpeg sox
+  libportaudio2
 )
 
 check_only=0

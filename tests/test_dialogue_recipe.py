@@ -86,3 +86,27 @@ def test_tiny_recipe_end_to_end(tmp_path):
     assert wav.shape[1] == 2 and np.abs(wav[:, 0]).max() > 0.01
     again = subprocess.run(cmd + ["--stage", "4"], capture_output=True, text=True, env=env, timeout=60)
     assert again.returncode == 0 and "done already" in again.stdout
+
+
+def test_parallel_synthesis_and_tokens_equal_serial(tmp_path):
+    """--nj is only speed: the corpus files and the token file do not depend on it."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from recipes.dialogue.prepare import make_tokenizer, make_tokens
+
+    cfg = CorpusConfig(num_conversations=3, seed=11, max_turns=2)
+    synthesize_corpus(cfg, tmp_path / "serial")
+    synthesize_corpus(cfg, tmp_path / "parallel", num_workers=2)
+    files = sorted(p.relative_to(tmp_path / "serial") for p in (tmp_path / "serial").rglob("*") if p.is_file())
+    assert len(files) == 3 * 2 + 8  # wav + meta per conversation, the data dir files, 2 CTMs, corpus.yaml
+    for f in files:
+        assert (tmp_path / "serial" / f).read_bytes() == (tmp_path / "parallel" / f).read_bytes(), f
+    make_tokenizer(tmp_path / "serial", tmp_path / "tok.model", 96)
+    outs = [tmp_path / f"tokens{nj}.safetensors" for nj in (1, 2)]
+    for nj, out in zip((1, 2), outs):
+        assert make_tokens(tmp_path / "serial", None, tmp_path / "tok.model", out, num_workers=nj) == 3
+    a, b = load_file(str(outs[0])), load_file(str(outs[1]))
+    assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)
+    meta = [safe_open(str(o), framework="pt").metadata() for o in outs]
+    assert meta[0] == meta[1]

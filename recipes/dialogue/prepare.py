@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+from tqdm import tqdm
 
 from codec import load_codec
 from codec.audio import load_audio, to_mono_batch
@@ -28,6 +29,7 @@ from dialogue.features import encode_channels, silence_token
 
 from ..ctm import group_by_utt, read_ctm
 from ..datadir import DataDir
+from ..parallel import worker_pool
 from .tasks import corpus_sentences
 
 
@@ -41,14 +43,47 @@ def make_tokenizer(data: Path, out: Path, vocab_size: int) -> TextTokenizer:
     return tok
 
 
-def make_tokens(data: Path, codec_path: Path | None, tokenizer_path: Path, out: Path, step_hz: float = 12.5) -> int:
+def make_tokens(data: Path, codec_path: Path | None, tokenizer_path: Path, out: Path, step_hz: float = 12.5,
+                num_workers: int = 1, progress: bool = False) -> int:
+    """Encode every conversation of `data` into the grid file `out`; `num_workers` processes share
+    the conversations in blocks (the file does not depend on it)."""
+    d = DataDir.load(data)
+    block = 32
+    jobs = [(data, codec_path, tokenizer_path, step_hz, d.utts[i:i + block]) for i in range(0, len(d.utts), block)]
+    results = []
+    bar = tqdm(total=len(d.utts), desc=Path(out).stem, disable=not progress, unit="conv")
+    with worker_pool(num_workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        for res in pool.imap(_encode_block, jobs):
+            results += res
+            bar.update(len(res))
+    bar.close()
+    codec_id, streams = results[0][3], results[0][4]
+    grids = [r[1] for r in results]
+    lengths = torch.tensor([g.num_steps for g in grids])
+    tensors = {"tokens": torch.cat([g.tokens for g in grids]).to(torch.int32).contiguous(),
+               "user_voice": torch.cat([g.user_voice for g in grids]).half().contiguous(),
+               "system_voice": torch.stack([g.system_voice for g in grids]).float().contiguous(),
+               "system_speech": torch.cat([r[2] for r in results]).view(-1, streams.frames_per_step).contiguous(),
+               "offsets": torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])}
+    meta = {"format": "duet-dialogue-tokens", "streams": json.dumps(streams.__dict__), "codec_id": codec_id,
+            "ids": json.dumps([r[0] for r in results]), "data": str(data)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    tmp.replace(out)
+    return len(results)
+
+
+def _encode_block(job) -> list[tuple]:
+    """One block of conversations → [(id, grid, system speech frames, codec id, stream config)]."""
+    data, codec_path, tokenizer_path, step_hz, utts = job
     codec = load_codec(codec_path)
     tok = TextTokenizer.load(tokenizer_path)
     streams = StreamConfig.derive(codec.config, tok.vocab_size, silence_token(codec), step_hz)
     d = DataDir.load(data)
     system_words = group_by_utt(read_ctm(data / "system.ctm"))
-    grids, ids, speech = [], [], []
-    for utt in d.utts:
+    out = []
+    for utt in utts:
         wav, sr = load_audio(d.wav_path(utt))
         if wav.shape[0] != 2:
             raise ValueError(f"{d.wav_path(utt)}: {wav.shape[0]} channels, expected 2 (user, system)")
@@ -56,22 +91,10 @@ def make_tokens(data: Path, codec_path: Path | None, tokenizer_path: Path, out: 
         codes, voice = encode_channels(codec, x)
         words = [Word(e.token, e.start, e.end) for e in system_words.get(utt, [])]
         g_sys = _speech_voice(codec, x[1], words)
-        grids.append(build_grid(codes[0], codes[1], words, tok, streams, voice[0], g_sys))
-        speech.append(_speech_frames(words, grids[-1].num_steps * streams.frames_per_step, codec.frame_rate))
-        ids.append(utt)
-    lengths = torch.tensor([g.num_steps for g in grids])
-    tensors = {"tokens": torch.cat([g.tokens for g in grids]).to(torch.int32).contiguous(),
-               "user_voice": torch.cat([g.user_voice for g in grids]).half().contiguous(),
-               "system_voice": torch.stack([g.system_voice for g in grids]).float().contiguous(),
-               "system_speech": torch.cat(speech).view(-1, streams.frames_per_step).contiguous(),
-               "offsets": torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])}
-    meta = {"format": "duet-dialogue-tokens", "streams": json.dumps(streams.__dict__), "codec_id": codec.codec_id,
-            "ids": json.dumps(ids), "data": str(data)}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.replace(out)
-    return len(ids)
+        grid = build_grid(codes[0], codes[1], words, tok, streams, voice[0], g_sys)
+        speech = _speech_frames(words, grid.num_steps * streams.frames_per_step, codec.frame_rate)
+        out.append((utt, grid, speech, codec.codec_id, streams))
+    return out
 
 
 def _speech_frames(words: list[Word], frames: int, frame_rate: float) -> torch.Tensor:
@@ -128,13 +151,17 @@ def main(argv=None) -> None:
     b.add_argument("--tokenizer", type=Path, required=True)
     b.add_argument("--out", type=Path, required=True)
     b.add_argument("--step-hz", type=float, default=12.5)
+    b.add_argument("--nj", type=int, default=1, help="worker processes (the output does not depend on it)")
+    b.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     if args.cmd == "tokenizer":
         tok = make_tokenizer(args.data, args.out, args.vocab)
         print(f"{args.out}: sentencepiece, {tok.vocab_size} pieces")
     else:
-        n = make_tokens(args.data, args.codec, args.tokenizer, args.out, args.step_hz)
+        if args.nj < 1:
+            p.error(f"--nj must be >= 1, got {args.nj}")
+        n = make_tokens(args.data, args.codec, args.tokenizer, args.out, args.step_hz, args.nj, not args.no_progress)
         print(f"{args.out}: {n} conversations")
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import random
 from pathlib import Path
@@ -25,12 +26,14 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import yaml
+from tqdm import tqdm
 
 from codec.config_io import to_dict
 
 from ..cli_config import load_configs, parse_overrides
 from ..ctm import CtmEntry, write_ctm
 from ..datadir import DataDir
+from ..parallel import worker_pool
 from ..synth.flite import synthesize
 from .tasks import BACKCHANNELS, INTERRUPTIONS, STYLES, TASKS, Utterance, reply_for
 
@@ -186,22 +189,35 @@ def build_conversation(cfg: CorpusConfig, seed: int) -> tuple[np.ndarray, dict, 
     return audio, meta, words
 
 
-def synthesize_corpus(cfg: CorpusConfig, out: Path) -> DataDir:
+def _write_conversation(cfg: CorpusConfig, out: Path, i: int) -> tuple[str, str, float, dict[str, list]]:
+    """Build conversation `i` (a pure function of the seed and i) and write its wav and meta."""
+    audio, meta, words = build_conversation(cfg, cfg.seed * 1_000_003 + i)
+    conv_id = meta["id"] = f"{meta['style']}-{cfg.seed:03d}-{i:05d}"
+    sf.write(out / "wav" / f"{conv_id}.wav", audio.T, cfg.sample_rate, subtype="PCM_16")
+    (out / "meta" / f"{conv_id}.json").write_text(json.dumps(meta, indent=1))
+    return conv_id, meta["style"], meta["duration"], words
+
+
+def synthesize_corpus(cfg: CorpusConfig, out: Path, num_workers: int = 1, progress: bool = False) -> DataDir:
+    """Write the corpus; `num_workers` processes share the conversations (the output does not
+    depend on it: every conversation is seeded by its index)."""
     out = Path(out)
     (out / "wav").mkdir(parents=True, exist_ok=True)
     (out / "meta").mkdir(exist_ok=True)
     wav_scp, utt2spk, text, utt2dur, ctm = {}, {}, {}, {}, {USER_CHANNEL: [], SYSTEM_CHANNEL: []}
-    for i in range(cfg.num_conversations):
-        audio, meta, words = build_conversation(cfg, cfg.seed * 1_000_003 + i)
-        conv_id = meta["id"] = f"{meta['style']}-{cfg.seed:03d}-{i:05d}"
-        sf.write(out / "wav" / f"{conv_id}.wav", audio.T, cfg.sample_rate, subtype="PCM_16")
-        (out / "meta" / f"{conv_id}.json").write_text(json.dumps(meta, indent=1))
-        wav_scp[conv_id] = f"wav/{conv_id}.wav"
-        utt2spk[conv_id] = meta["style"]
-        text[conv_id] = " ".join(w[0] for w in words[SYSTEM_CHANNEL])
-        utt2dur[conv_id] = meta["duration"]
-        for ch in ctm:
-            ctm[ch] += [CtmEntry(conv_id, ch, s, e - s, w) for w, s, e in words[ch]]
+    work = functools.partial(_write_conversation, cfg, out)
+    indices = range(cfg.num_conversations)
+    bar = tqdm(total=cfg.num_conversations, desc=out.name, disable=not progress, unit="conv")
+    with worker_pool(num_workers) as pool:
+        for conv_id, style, duration, words in pool.imap(work, indices, chunksize=8):
+            wav_scp[conv_id] = f"wav/{conv_id}.wav"
+            utt2spk[conv_id] = style
+            text[conv_id] = " ".join(w[0] for w in words[SYSTEM_CHANNEL])
+            utt2dur[conv_id] = duration
+            for ch in ctm:
+                ctm[ch] += [CtmEntry(conv_id, ch, s, e - s, w) for w, s, e in words[ch]]
+            bar.update()
+    bar.close()
     for ch, name in ((USER_CHANNEL, "user.ctm"), (SYSTEM_CHANNEL, "system.ctm")):
         write_ctm(out / name, ctm[ch])
     (out / "corpus.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
@@ -215,9 +231,13 @@ def main(argv=None) -> None:
     p.add_argument("--config", type=Path, nargs="*", default=[], help="base config, then deltas")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    p.add_argument("--nj", type=int, default=1, help="worker processes (the corpus does not depend on it)")
+    p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
+    if args.nj < 1:
+        p.error(f"--nj must be >= 1, got {args.nj}")
     cfg = load_configs(CorpusConfig, args.config, parse_overrides(args.set))
-    d = synthesize_corpus(cfg, args.out)
+    d = synthesize_corpus(cfg, args.out, num_workers=args.nj, progress=not args.no_progress)
     hours = sum(d.utt2dur.values()) / 3600
     print(f"{args.out}: {len(d.utts)} conversations, {hours * 60:.1f} min")
 

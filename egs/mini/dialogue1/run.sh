@@ -2,6 +2,8 @@
 # Mini full-duplex dialogue recipe, end to end on CPU:
 #   0 codec   1 corpus   2 tokenizer   3 tokens   4 train   5 score   6 demo   7 bundle (opt-in)
 # Usage: ./run.sh [--stage N] [--stop_stage N] [--tiny true] [--codec PATH] [--exp DIR] [--data DIR]
+#                 [--ablation true|false]  (stages 4-5 also train and score the model without the user's
+#                  voice input, in parallel: the style ablation; default: true unless --tiny)
 # Long runs: --exp ~/duet-runs/dialogue1/exp --data ~/duet-runs/dialogue1/data (resumable: every stage
 # leaves a .done marker, training resumes from its last checkpoint).
 set -euo pipefail
@@ -15,6 +17,8 @@ exp=exp
 data=data
 nproc=1         # torchrun processes (GPUs on a GPU node)
 vocab=256
+nj=2            # processes for corpus synthesis and token extraction
+ablation=auto   # auto: true, false with --tiny
 bundle=false    # stage 7: copy the trained model into dialogue/assets/ (the demo's --bundled)
 . ./path.sh
 . utils/parse_options.sh
@@ -24,6 +28,9 @@ if [ "$tiny" = true ]; then
   corpus_conf+=(conf/tiny/corpus.yaml); test_conf+=(conf/tiny/corpus_test.yaml); train_conf+=(conf/tiny/train.yaml)
   vocab=128
 fi
+[ "$ablation" = auto ] && { [ "$tiny" = true ] && ablation=false || ablation=true; }
+models=(dialogue); [ "$ablation" = true ] && models+=(dialogue_no_voice)
+model_opts() { [ "$1" = dialogue_no_voice ] && echo model.user_voice=false || true; }
 mkdir -p "$exp"
 log() { echo "$(date +%H:%M:%S) [dialogue1] $*"; }
 run_stage() {  # run_stage N name: true when stage N should run now (in range, not yet done)
@@ -44,8 +51,8 @@ if run_stage 0 codec; then
 fi
 
 if run_stage 1 corpus; then
-  python -m recipes.dialogue.synth --config "${corpus_conf[@]}" --out "$data/train"
-  python -m recipes.dialogue.synth --config "${test_conf[@]}" --out "$data/test"
+  python -m recipes.dialogue.synth --config "${corpus_conf[@]}" --out "$data/train" --nj "$nj"
+  python -m recipes.dialogue.synth --config "${test_conf[@]}" --out "$data/test" --nj "$nj"
   done_stage 1 corpus
 fi
 
@@ -57,23 +64,31 @@ fi
 if run_stage 3 tokens; then
   for part in train test; do
     python -m recipes.dialogue.prepare tokens --data "$data/$part" --codec "$exp/codec.safetensors" \
-      --tokenizer "$exp/tokenizer.model" --out "$exp/tokens/$part.safetensors"
+      --tokenizer "$exp/tokenizer.model" --out "$exp/tokens/$part.safetensors" --nj "$nj"
   done
   done_stage 3 tokens
 fi
 
 if run_stage 4 train; then
-  torchrun --standalone --nproc_per_node "$nproc" -m recipes.dialogue.train --config "${train_conf[@]}" \
-    --out "$exp/dialogue" --no-progress --set tokens="$exp/tokens/train.safetensors" tokenizer="$exp/tokenizer.model"
+  pids=()
+  for m in "${models[@]}"; do  # in parallel: one process (OMP_NUM_THREADS=1) per model
+    torchrun --standalone --nproc_per_node "$nproc" -m recipes.dialogue.train --config "${train_conf[@]}" \
+      --out "$exp/$m" --no-progress --set tokens="$exp/tokens/train.safetensors" \
+      tokenizer="$exp/tokenizer.model" $(model_opts "$m") > "$exp/train_$m.log" 2>&1 &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || { log "training failed, see $exp/train_*.log"; exit 1; }; done
   done_stage 4 train
 fi
 
 if run_stage 5 score; then
   n=0; asr_opt=--asr; [ "$tiny" = true ] && n=2 && asr_opt=
-  python -m recipes.dialogue.score --data "$data/test" --model "$exp/dialogue/model.safetensors" \
-    --codec "$exp/codec.safetensors" --out "$exp/dialogue/score" --max-conversations $n \
-    --token-vad "$exp/tokens/train.safetensors" $asr_opt
-  [ "$tiny" = true ] || cp "$exp/dialogue/score/RESULTS.md" RESULTS.md
+  for m in "${models[@]}"; do
+    python -m recipes.dialogue.score --data "$data/test" --model "$exp/$m/model.safetensors" \
+      --codec "$exp/codec.safetensors" --out "$exp/$m/score" --max-conversations $n \
+      --token-vad "$exp/tokens/train.safetensors" $asr_opt
+  done
+  log "score tables: $exp/<model>/score/RESULTS.md (copy the figures into RESULTS.md with the commands)"
   done_stage 5 score
 fi
 
