@@ -7,7 +7,7 @@ from codec.api import Codec
 from codec.model import SpeechCodec
 from dialogue import (Columns, DelayConfig, StreamConfig, TextTokenizer, Word, build_grid, delay_tokens,
                       grid_words, text_stream, text_stream_words, train_tokenizer, undelay_tokens)
-from dialogue.features import encode_channels, silence_token
+from dialogue.features import silence_token
 from dialogue.layout import delay_rows
 from recipes.ctm import CtmEntry, read_ctm, write_ctm
 
@@ -104,7 +104,7 @@ def test_codec_features_match_the_streaming_api():
     torch.manual_seed(0)
     c = Codec(SpeechCodec(codec.preset("duet_cpu16k")))
     wav = torch.randn(2, 16000 // 2) * 0.1
-    codes, voice = encode_channels(c, wav)
+    codes, voice = c.encode_frames(wav, c.sample_rate)
     spt = c.config.samples_per_token
     k = 5
     with c.streaming(2) as s:

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from codec import load_codec
 from codec.audio import load_audio, to_mono_batch
 from dialogue import StreamConfig, TextTokenizer, Word, build_grid, train_tokenizer
-from dialogue.features import encode_channels, silence_token
+from dialogue.features import silence_token
 
 from ..ctm import group_by_utt, read_ctm
 from ..datadir import DataDir
@@ -88,7 +88,7 @@ def _encode_block(job) -> list[tuple]:
         if wav.shape[0] != 2:
             raise ValueError(f"{d.wav_path(utt)}: {wav.shape[0]} channels, expected 2 (user, system)")
         x = to_mono_batch(wav[:, None], sr, codec.sample_rate)  # [2, N] at the codec rate
-        codes, voice = encode_channels(codec, x)
+        codes, voice = codec.encode_frames(x, codec.sample_rate)
         words = [Word(e.token, e.start, e.end) for e in system_words.get(utt, [])]
         g_sys = _speech_voice(codec, x[1], words)
         grid = build_grid(codes[0], codes[1], words, tok, streams, voice[0], g_sys)

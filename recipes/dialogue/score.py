@@ -27,7 +27,6 @@ import torch
 from codec import load_codec
 from codec.audio import load_audio, to_mono_batch
 from dialogue import Columns, SamplingConfig, load_dialogue
-from dialogue.features import encode_channels
 from dialogue.pipeline import run_duplex
 
 from ..ctm import CtmEntry, group_by_utt, read_ctm, write_ctm
@@ -66,7 +65,7 @@ def score_reference(d: DataDir, metas: dict, kind: str, token_vad: TokenVad | No
             results[kind][-1]["task_correct_asr"] = asr_task_correct(metas[utt], wav[:, 1], sr, asr)
         if token_vad is not None:
             x = to_mono_batch(torch.from_numpy(wav[:, 1].copy())[None], sr, codec.sample_rate)
-            codes = encode_channels(codec, x)[0][0]
+            codes = codec.encode_frames(x, codec.sample_rate)[0][0]
             results["tokens"].append(score_conversation(metas[utt], token_vad.segments(codes, 1 / codec.frame_rate),
                                                         words))
     return {k: aggregate(v) for k, v in results.items() if v}

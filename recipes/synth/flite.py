@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +65,8 @@ class _Flite:
             fn = getattr(lib, name)
             fn.restype, fn.argtypes = res, args
         lib.flite_init()
+        self.libc = ctypes.CDLL(None)  # the process's C library: flite's rand()
+        self.libc.srand.restype, self.libc.srand.argtypes = None, [ctypes.c_uint]
         for code in (b"eng", b"usenglish"):
             lib.flite_add_lang(code, ctypes.cast(lang.usenglish_init, _P), ctypes.cast(lex.cmu_lex_init, _P))
         self._keep = (lang, lex)
@@ -99,6 +102,9 @@ class _Flite:
             lib.feat_set_float(feats, b"int_f0_target_mean", defaults["int_f0_target_mean"] * pitch)
         else:
             lib.feat_set_float(feats, b"f0_shift", defaults["f0_shift"] * pitch)
+        # clustergen voices (slt) draw their noise excitation from libc's rand(): seed it per utterance,
+        # so the audio depends on the utterance only, not on what this process synthesised before
+        self.libc.srand(zlib.crc32(f"{voice}|{rate:.6f}|{pitch:.6f}|{text}".encode()))
         utt = lib.flite_synth_text(text.encode("ascii", errors="replace"), v)
         if not utt:
             raise SynthError(f"flite {voice}: synthesis failed for {text!r}")
