@@ -37,7 +37,7 @@ def test_conversation_events_match_the_audio_and_words():
                 assert said[1:] == turn["reply"].split()[1:]
         result = score_conversation(meta, speech, [(w[0], w[1]) for w in system])
         assert not any(result["takeover"]) and all(result["task_correct"]) and all(result["style_correct"])
-        assert all(result["backchannel_kept_talking"])
+        assert all(result["backchannel_kept_talking"]) and all(result["yielded"])
 
 
 def test_scorer_catches_a_bad_system():
@@ -51,7 +51,7 @@ def test_scorer_catches_a_bad_system():
     words = [("okay", 3.5), ("twelve", 3.9), ("sure", 8.5), ("four", 8.9)]
     agg = aggregate([score_conversation(meta, speech, words)])
     assert agg["takeover_rate"][0] == 1.0 and agg["backchannel_kept_talking"][0] == 0.0
-    assert agg["stop_latency"][0] == pytest.approx(1.4)
+    assert agg["stop_latency"][0] == pytest.approx(1.4) and agg["yield_rate"] == (0.0, 1)
     assert agg["response_latency"][0] == pytest.approx((0.5 + 0.5) / 2)  # the 2nd turn: speech at 6.5 is too early
     assert agg["task_accuracy"][0] == 1.0 and agg["style_accuracy"][0] == 0.5
 

@@ -36,6 +36,7 @@ from .turns import TokenVad, aggregate, asr_task_correct, energy_vad, score_conv
 
 COLUMNS = (("takeover_rate", "takeover in pauses ↓", "rate"), ("response_latency", "response latency s", "mean"),
            ("response_rate", "responded", "rate"), ("stop_latency", "stop latency s", "mean"),
+           ("yield_rate", "yielded ≤ 0.4 s", "rate"),
            ("backchannel_kept_talking", "kept talking over backchannel", "rate"),
            ("task_accuracy", "task acc (monologue)", "rate"), ("style_accuracy", "style-word acc", "rate"),
            ("task_accuracy_asr", "task acc (ASR of audio)", "rate"))

@@ -20,6 +20,7 @@ class TurnTakingConfig:
     takeover_min_speech: float = 0.2  # seconds of system speech inside a user pause that count as taking over
     response_window: tuple[float, float] = (-0.3, 3.0)  # system onsets counted after a user's end of turn
     stop_silence: float = 0.2  # the system has stopped once silent this long
+    yield_within: float = 0.4  # an interruption is yielded to when the system stops within this
     backchannel_tail: float = 0.5  # seconds after a backchannel that the system should still be talking
     backchannel_cover: float = 0.5  # fraction of (backchannel + tail) the system must cover to "keep talking"
 
@@ -102,7 +103,7 @@ def score_conversation(meta: dict, speech: Segments, words: list[tuple[str, floa
                        cfg: TurnTakingConfig = TurnTakingConfig()) -> dict:
     """meta: the corpus JSON; speech: system VAD segments; words: (word, start) of the system."""
     ev = meta["events"]
-    out = {"takeover": [], "response_latency": [], "responded": [], "stop_latency": [], "talking_when_interrupted": [],
+    out = {"takeover": [], "response_latency": [], "responded": [], "stop_latency": [], "yielded": [], "talking_when_interrupted": [],
            "backchannel_kept_talking": [], "task_correct": [], "style_correct": []}
     for p in ev["pauses"]:
         out["takeover"].append(overlap(speech, p["start"], p["end"]) >= cfg.takeover_min_speech)
@@ -126,6 +127,7 @@ def score_conversation(meta: dict, speech: Segments, words: list[tuple[str, floa
         out["talking_when_interrupted"].append(bool(talking))
         if talking:
             out["stop_latency"].append(max(0.0, _stop_time(speech, u, cfg.stop_silence) - u))
+            out["yielded"].append(out["stop_latency"][-1] <= cfg.yield_within)
     for bc in ev["backchannels"]:
         span = bc["end"] + cfg.backchannel_tail - bc["start"]
         out["backchannel_kept_talking"].append(
@@ -189,6 +191,7 @@ def aggregate(results: list[dict]) -> dict:
 
     return {"takeover_rate": rate("takeover"), "response_rate": rate("responded"),
             "response_latency": stats("response_latency"), "talking_when_interrupted": rate("talking_when_interrupted"),
-            "stop_latency": stats("stop_latency"), "backchannel_kept_talking": rate("backchannel_kept_talking"),
+            "stop_latency": stats("stop_latency"), "yield_rate": rate("yielded"),
+            "backchannel_kept_talking": rate("backchannel_kept_talking"),
             "task_accuracy": rate("task_correct"), "style_accuracy": rate("style_correct"),
             "task_accuracy_asr": rate("task_correct_asr")}
