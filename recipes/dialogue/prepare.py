@@ -17,6 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
@@ -48,6 +49,8 @@ def make_tokens(data: Path, codec_path: Path | None, tokenizer_path: Path, out: 
     """Encode every conversation of `data` into the grid file `out`; `num_workers` processes share
     the conversations in blocks (the file does not depend on it)."""
     d = DataDir.load(data)
+    if not d.utts:
+        raise ValueError(f"{data}: no conversations to encode")
     block = 32
     jobs = [(data, codec_path, tokenizer_path, step_hz, d.utts[i:i + block]) for i in range(0, len(d.utts), block)]
     results = []
@@ -58,13 +61,14 @@ def make_tokens(data: Path, codec_path: Path | None, tokenizer_path: Path, out: 
             bar.update(len(res))
     bar.close()
     codec_id, streams = results[0][3], results[0][4]
-    grids = [r[1] for r in results]
-    lengths = torch.tensor([g.num_steps for g in grids])
-    tensors = {"tokens": torch.cat([g.tokens for g in grids]).to(torch.int32).contiguous(),
-               "user_voice": torch.cat([g.user_voice for g in grids]).half().contiguous(),
-               "system_voice": torch.stack([g.system_voice for g in grids]).float().contiguous(),
-               "system_speech": torch.cat([r[2] for r in results]).view(-1, streams.frames_per_step).contiguous(),
-               "offsets": torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])}
+    parts = [r[1] for r in results]
+    tensors = {"tokens": torch.from_numpy(np.concatenate([g["tokens"] for g in parts])).to(torch.int32),
+               "user_voice": torch.from_numpy(np.concatenate([g["user_voice"] for g in parts])).half(),
+               "system_voice": torch.from_numpy(np.stack([g["system_voice"] for g in parts])).float(),
+               "system_speech": torch.from_numpy(np.concatenate([r[2] for r in results])).view(
+                   -1, streams.frames_per_step),
+               "offsets": torch.from_numpy(np.cumsum([0] + [len(g["tokens"]) for g in parts]))}
+    tensors = {k: v.contiguous() for k, v in tensors.items()}
     meta = {"format": "duet-dialogue-tokens", "streams": json.dumps(streams.__dict__), "codec_id": codec_id,
             "ids": json.dumps([r[0] for r in results]), "data": str(data)}
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -75,7 +79,9 @@ def make_tokens(data: Path, codec_path: Path | None, tokenizer_path: Path, out: 
 
 
 def _encode_block(job) -> list[tuple]:
-    """One block of conversations → [(id, grid, system speech frames, codec id, stream config)]."""
+    """One block of conversations → [(id, grid arrays, system speech frames, codec id, stream config)].
+    numpy, not torch tensors: a worker's tensors would travel as shared-memory file handles, and
+    thousands of them exhaust the process's descriptors."""
     data, codec_path, tokenizer_path, step_hz, utts = job
     codec = load_codec(codec_path)
     tok = TextTokenizer.load(tokenizer_path)
@@ -91,9 +97,11 @@ def _encode_block(job) -> list[tuple]:
         codes, voice = codec.encode_frames(x, codec.sample_rate)
         words = [Word(e.token, e.start, e.end) for e in system_words.get(utt, [])]
         g_sys = _speech_voice(codec, x[1], words)
-        grid = build_grid(codes[0], codes[1], words, tok, streams, voice[0], g_sys)
+        grid = build_grid(codes[0].cpu(), codes[1].cpu(), words, tok, streams, voice[0].float().cpu(), g_sys)
         speech = _speech_frames(words, grid.num_steps * streams.frames_per_step, codec.frame_rate)
-        out.append((utt, grid, speech, codec.codec_id, streams))
+        arrays = {"tokens": grid.tokens.numpy(), "user_voice": grid.user_voice.numpy(),
+                  "system_voice": grid.system_voice.numpy()}
+        out.append((utt, arrays, speech.numpy(), codec.codec_id, streams))
     return out
 
 
