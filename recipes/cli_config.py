@@ -2,6 +2,8 @@
 (DAC-style includes), then `--set key.sub=value` overrides, all validated by the dataclass."""
 from __future__ import annotations
 
+import argparse
+import dataclasses
 from pathlib import Path
 from typing import TypeVar
 
@@ -38,3 +40,22 @@ def load_configs(cls: type[T], paths: list[Path], overrides: dict | None = None)
             raise ConfigError(f"{path}: cannot read config delta ({e})") from e
         cfg = merge(cfg, delta)
     return merge(cfg, overrides or {})
+
+
+def training_parser(description: str) -> argparse.ArgumentParser:
+    """The arguments every `recipes.*.train` entry point takes: --config (base, then deltas), --out,
+    --set overrides, --no-progress. Entry points add their own on top."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--config", type=Path, nargs="+", required=True, help="base config, then deltas applied in order")
+    p.add_argument("--out", type=Path, required=True, help="training directory (checkpoints, TensorBoard, export)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def training_config(cls: type[T], args: argparse.Namespace) -> T:
+    """Load the run's config from `training_parser` arguments and record it as --out/config.yaml."""
+    cfg = load_configs(cls, args.config, parse_overrides(args.set))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+    return cfg

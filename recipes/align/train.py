@@ -9,30 +9,18 @@ takes.
 """
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import os
-from pathlib import Path
 
-import yaml
-
-from ..cli_config import load_configs, parse_overrides
+from ..cli_config import training_config, training_parser
 from ..trainer import train
 from .model import save_aligner
 from .task import AlignerTask, AlignerTrainConfig
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--config", type=Path, nargs="+", required=True,
-                   help="base config, then optional delta files applied in order")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
-    p.add_argument("--no-progress", action="store_true")
+    p = training_parser(__doc__.split("\n")[0])
     args = p.parse_args(argv)
-    cfg = load_configs(AlignerTrainConfig, args.config, parse_overrides(args.set))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+    cfg = training_config(AlignerTrainConfig, args)
     model = train(AlignerTask(cfg), cfg.trainer, args.out, progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:
         path = save_aligner(model, args.out / "aligner.safetensors", extra={"steps": cfg.trainer.max_steps,

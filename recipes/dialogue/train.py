@@ -9,31 +9,20 @@ codec id), which `python -m dialogue.demo --model` loads.
 """
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import os
-from pathlib import Path
 
-import yaml
-
-from ..cli_config import load_configs, parse_overrides
+from ..cli_config import training_config, training_parser
 from ..checkpoint import latest_checkpoint, load_checkpoint
 from ..trainer import train
 from .task import DialogueTask, DialogueTrainConfig, export
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--config", type=Path, nargs="+", required=True, help="base config, then deltas")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
-    p.add_argument("--no-progress", action="store_true")
+    p = training_parser(__doc__.split("\n")[0])
     p.add_argument("--export-only", action="store_true",
                    help="skip training: export the newest checkpoint in --out (e.g. of a run still going)")
     args = p.parse_args(argv)
-    cfg = load_configs(DialogueTrainConfig, args.config, parse_overrides(args.set))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+    cfg = training_config(DialogueTrainConfig, args)
     task = DialogueTask(cfg)
     if args.export_only:
         ckpt = latest_checkpoint(args.out)
