@@ -68,18 +68,19 @@ class Codec:
     @torch.inference_mode()
     def encode(self, wav, sample_rate: int) -> CodecTokens:
         """wav [N] / [B, N] / [B, C, N] at any rate → CodecTokens (T = ceil(N' / samples_per_token))."""
-        n = to_mono_batch(wav, sample_rate, self.sample_rate).shape[-1]
-        codes, running_voice = self.encode_frames(wav, sample_rate)
-        return CodecTokens(codes, running_voice[:, -1], self.frame_rate, self.codec_id, n)
+        x = to_mono_batch(wav, sample_rate, self.sample_rate)
+        codes, running_voice = self._frames(x)
+        return CodecTokens(codes, running_voice[:, -1], self.frame_rate, self.codec_id, x.shape[-1])
 
     @torch.inference_mode()
     def encode_frames(self, wav, sample_rate: int) -> tuple[torch.Tensor, torch.Tensor]:
         """wav (as `encode`) → (codes [B, T], running voice [B, T, voice_dim]): the voice vector over
         everything heard up to each frame, as `CodecStream.voice` reports it while streaming (what a
         dialogue model conditions on). The last frame is zero-padded, as `encode_flush` does."""
-        x = _pad_to_multiple(to_mono_batch(wav, sample_rate, self.sample_rate).to(self.device),
-                             self.config.samples_per_token)
-        mel = self.model.frontend(x)
+        return self._frames(to_mono_batch(wav, sample_rate, self.sample_rate))
+
+    def _frames(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mel = self.model.frontend(_pad_to_multiple(x.to(self.device), self.config.samples_per_token))
         return self.model.tokens_from_mel(mel).indices, self.model.paralinguistic(mel)[0]
 
     @torch.inference_mode()
