@@ -43,21 +43,14 @@ fi
 mkdir -p "$exp"
 echo "$RUN_CMD" >> "$exp/run_commands.txt"
 
-launch() {  # module args...: one process needs no launcher (the trainer treats both alike)
-  if [ "$nj" -eq 1 ] && [ "$torchrun_opts" = "--standalone" ]; then python -m "$@"
-  else torchrun $torchrun_opts --nproc_per_node="$nj" -m "$@"; fi
-}
-train_stage() {  # name conf [init]
-  local name=$1 conf=$2 init=${3:-}
-  local sets=("shard=$data/train_shard.safetensors" "codec_preset=$preset")
-  [ -n "$init" ] && sets+=("init_from=$init")
-  [ -f "$exp/$name/.done" ] && { echo "stage $name: done"; return; }
-  launch recipes.codec.train --config "$conf" "${extra[@]}" --out "$exp/$name" --set "${sets[@]}"
-  touch "$exp/$name/.done"
-}
-last() {  # newest step-N of a training dir (numeric N), or nothing
-  for d in "$exp/$1"/step-*; do if [ -d "$d" ]; then echo "${d##*step-} $d"; fi; done | sort -n | tail -1 | cut -d' ' -f2-
-}
+. utils/codec_stages.sh
+train_sets=("shard=$data/train_shard.safetensors" "codec_preset=$preset")
+vocoder_parallel=false
+score_name="duet ($preset, LibriTTS)"
+title=egs/libritts/codec1
+export_desc="trained by egs/libritts/codec1 ($preset)"
+export_to=""
+
 declare -a subsets=($train_subsets $test_subsets)
 declare -a aligned_sets=(train); [ "$heldout_speakers" -gt 0 ] && aligned_sets+=(heldout_spk)
 for s in $test_subsets; do aligned_sets+=("${s//-/_}"); done
@@ -71,7 +64,7 @@ fi
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ] && [ ! -f "$exp/aligner/.done" ]; then
   echo "stage 1: CTC aligner"
-  launch recipes.align.train --config conf/aligner.yaml "${aligner_extra[@]}" --out "$exp/aligner" \
+  codec_launch recipes.align.train --config conf/aligner.yaml "${aligner_extra[@]}" --out "$exp/aligner" \
     --set "data=[$data/train]"
   touch "$exp/aligner/.done"
 fi
@@ -90,51 +83,4 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ] && [ ! -f "$data/train_shard.safete
     --sample-rate "$shard_rate" --hop "$shard_hop" --phones "$data/train_shard/phones.txt"
 fi
 
-if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
-  echo "stage 4: autoencoder"
-  train_stage autoencoder conf/stage1_autoencoder.yaml
-fi
-
-if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
-  echo "stage 5: semantic tokens + voice + text alignment"
-  train_stage semantic conf/stage2_semantic.yaml "$(last autoencoder)"
-fi
-
-if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
-  echo "stage 6: vocoder"
-  train_stage vocoder conf/stage3_vocoder.yaml
-fi
-
-if [ $stage -le 7 ] && [ $stop_stage -ge 7 ] && [ "$finetune" = true ]; then
-  echo "stage 7: end-to-end fine-tune of connector + decoder + vocoder"
-  python -m recipes.codec.assemble --semantic "$(last semantic)" --vocoder "$(last vocoder)" \
-    --out "$exp/assembled/step-0"
-  train_stage finetune conf/stage4_finetune.yaml "$exp/assembled/step-0"
-fi
-
-if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
-  echo "stage 8: export"
-  desc="trained by egs/libritts/codec1 ($preset)"
-  if [ "$finetune" = true ] && [ -n "$(last finetune)" ]; then
-    ckpt=$(last finetune); voc=()
-  elif [ -n "$(last semantic)" ]; then
-    ckpt=$(last semantic); voc=(); [ -n "$(last vocoder)" ] && voc=(--vocoder "$(last vocoder)")
-  else  # only the autoencoder is trained (a partial run): its semantic path and vocoder are untrained
-    ckpt=$(last autoencoder); voc=()
-    [ -z "$ckpt" ] && { echo "stage 8: no trained stage in $exp" >&2; exit 1; }
-    echo "stage 8: warning: exporting the autoencoder stage only ($ckpt)" >&2
-  fi
-  python -m recipes.codec.export --checkpoint "$ckpt" --config "$ckpt/../config.yaml" "${voc[@]}" \
-    --out "$exp/codec.safetensors" --description "$desc"
-fi
-
-if [ $stage -le 9 ] && [ $stop_stage -ge 9 ]; then
-  echo "stage 9: scoring"
-  for set in $score_sets; do
-    [ -d "$data/$set" ] || { echo "stage 9: no $data/$set, skipped"; continue; }
-    python -m recipes.score --data "$data/$set" --codec "$exp/codec.safetensors" --out "$exp/score/$set" \
-      --baselines "$baselines" --max-utts "$score_max_utts" --name "duet ($preset, LibriTTS)" --quiet $score_opts
-  done
-  python -m recipes.codec.results --scores "$exp/score" --out "$results_md" --exp "$exp" --title egs/libritts/codec1
-  cat "$results_md"
-fi
+codec_stages 4

@@ -39,16 +39,14 @@ fi
 mkdir -p "$exp"
 echo "$cmdline" >> "$exp/run_commands.txt"
 
-train_stage() {  # name conf [init]
-  local name=$1 conf=$2 init=${3:-}
-  local sets=("shard=$data/train.safetensors")
-  [ -n "$init" ] && sets+=("init_from=$init")
-  [ -f "$exp/$name/.done" ] && { echo "stage $name: done"; return; }
-  torchrun --standalone --nproc_per_node="$nj" -m recipes.codec.train \
-    --config "$conf" "${extra[@]}" --out "$exp/$name" --set "${sets[@]}"
-  touch "$exp/$name/.done"
-}
-last() { ls -d "$exp/$1"/step-* | awk -F'step-' '{print $NF "\t" $0}' | sort -n | tail -1 | cut -f2; }
+. utils/codec_stages.sh
+train_sets=("shard=$data/train.safetensors")
+torchrun_opts="--standalone"
+score_sets="synth_heldout real_heldout"
+score_name="duet (mini)"
+score_opts=""
+title=egs/mini/codec1
+export_desc="trained by egs/mini/codec1"
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   echo "stage 0: system packages (TTS engines, codec2, opus-tools, Asterisk prompts)"
@@ -68,52 +66,4 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ] && [ ! -f "$data/train.safetensors"
     --sample-rate 16000 --hop 256 --phones "$data/synth_train/phones.txt"
 fi
 
-voc_pid=""
-if [ "$vocoder_parallel" = true ] && [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
-  echo "stage 5 (background): vocoder"
-  ( train_stage vocoder conf/stage3_vocoder.yaml > "$exp/vocoder.log" 2>&1 ) &
-  voc_pid=$!
-fi
-
-if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
-  echo "stage 3: autoencoder"
-  train_stage autoencoder conf/stage1_autoencoder.yaml
-fi
-
-if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
-  echo "stage 4: semantic tokens + voice + text alignment"
-  train_stage semantic conf/stage2_semantic.yaml "$(last autoencoder)"
-fi
-
-if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
-  if [ -n "$voc_pid" ]; then wait "$voc_pid"; else echo "stage 5: vocoder"; train_stage vocoder conf/stage3_vocoder.yaml; fi
-fi
-
-if [ $stage -le 6 ] && [ $stop_stage -ge 6 ] && [ "$finetune" = true ]; then
-  echo "stage 6: end-to-end fine-tune of connector + decoder + vocoder"
-  python -m recipes.codec.assemble --semantic "$(last semantic)" --vocoder "$(last vocoder)" \
-    --out "$exp/assembled/step-0"
-  train_stage finetune conf/stage4_finetune.yaml "$exp/assembled/step-0"
-fi
-
-if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
-  echo "stage 7: export"
-  final=$([ "$finetune" = true ] && last finetune || echo "")
-  if [ -n "$final" ]; then
-    python -m recipes.codec.export --checkpoint "$final" --config "$final/../config.yaml" --out "$exp/codec.safetensors"
-  else
-    python -m recipes.codec.export --checkpoint "$(last semantic)" --vocoder "$(last vocoder)" \
-      --config "$exp/semantic/config.yaml" --out "$exp/codec.safetensors"
-  fi
-  [ -n "$export_to" ] && cp "$exp/codec.safetensors" "$export_to"
-fi
-
-if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
-  echo "stage 8: scoring"
-  for set in synth_heldout real_heldout; do
-    python -m recipes.score --data "$data/$set" --codec "$exp/codec.safetensors" --out "$exp/score/$set" \
-      --baselines "$baselines" --max-utts $score_max_utts --name "duet (mini)" --quiet
-  done
-  python -m recipes.codec.results --scores "$exp/score" --out "$results_md" --exp "$exp"
-  cat "$results_md"
-fi
+codec_stages 3
