@@ -77,6 +77,9 @@ def test_tiny_recipe_end_to_end(tmp_path):
     ref = scores["reference (corpus), energy VAD"]
     assert ref["takeover_rate"][0] == 0.0 and ref["task_accuracy"][0] == 1.0
     assert set(scores["model, energy VAD"]) == set(ref) and "model, token VAD" in scores
+    tf = json.loads((exp / "dialogue" / "score" / "teacher_forced.json").read_text())
+    assert [Path(k).name for k in tf] == ["test.safetensors", "train.safetensors"]
+    assert all(0 <= r["acc/text_words"] <= 1 and r["loss/text"] > 0 and r["conversations"] > 0 for r in tf.values())
     summary = json.loads((exp / "demo" / "summary.json").read_text())
     assert summary["steps"] > 0 and summary["theoretical_latency_ms"] > 0
     for name in ("duplex.wav", "monologue.ctm", "timeline.png"):

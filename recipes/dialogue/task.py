@@ -60,32 +60,8 @@ class DialogueTask(TrainingTask):
     def batch(self, step: int, rank: int = 0) -> dict:
         """The batch of a training step (deterministic in seed, step and rank)."""
         g = torch.Generator().manual_seed(self.cfg.trainer.seed * 1_000_003 + step * 7919 + rank * 104_729)
-        n = len(self.data)
-        picks = torch.randint(0, n, (self.cfg.batch_size,), generator=g).tolist()
-        cols = Columns(self.model_cfg.streams.frames_per_step)
-        delays, fills = cols.delays(self.model_cfg.delays), cols.fills(self.model_cfg.streams)
-        items = []
-        for i in picks:
-            tokens = delay_tokens(self.data.tokens[i], delays, fills)
-            voice = delay_rows(self.data.user_voice[i], self.model_cfg.delays.user, tokens.shape[0])
-            start = 0
-            extra = tokens.shape[0] - self.cfg.crop_steps
-            if extra > 0 and float(torch.rand((), generator=g)) >= self.cfg.p_crop_from_start:
-                start = int(torch.randint(0, extra + 1, (), generator=g))
-            end = start + min(tokens.shape[0], self.cfg.crop_steps)
-            items.append((tokens[start:end], voice[start:end], self.data.system_voice[i]))
-        length = max(t.shape[0] for t, _, _ in items)
-        b = len(items)
-        out_tokens = torch.tensor(fills).expand(b, length, cols.width).clone()
-        out_voice = torch.zeros(b, length, self.model_cfg.streams.voice_dim)
-        mask = torch.zeros(b, length, dtype=torch.bool)
-        for j, (t, v, _) in enumerate(items):
-            out_tokens[j, :t.shape[0]] = t
-            out_voice[j, :t.shape[0]] = v
-            out_voice[j, t.shape[0]:] = v[-1]
-            mask[j, :t.shape[0]] = True
-        return {"tokens": out_tokens, "user_voice": out_voice, "mask": mask,
-                "system_voice": torch.stack([s for _, _, s in items])}
+        picks = torch.randint(0, len(self.data), (self.cfg.batch_size,), generator=g).tolist()
+        return collate(self.data, picks, self.model_cfg, self.cfg.crop_steps, self.cfg.p_crop_from_start, g)
 
     def losses(self, model: nn.Module, batch: dict, step: int) -> Iterator[LossTerm]:
         logits = model(batch["tokens"], batch["user_voice"], batch["system_voice"])
@@ -96,6 +72,37 @@ class DialogueTask(TrainingTask):
     def system_voice(self) -> torch.Tensor:
         """The G_sys a trained model is saved with: the mean over the training conversations."""
         return self.data.system_voice.mean(0)
+
+
+def collate(data: TokenSet, picks: list[int], model_cfg: DialogueConfig, crop_steps: int,
+            p_crop_from_start: float = 1.0, g: torch.Generator | None = None) -> dict:
+    """Conversations `picks` of `data` → a model batch: delayed grids cropped to `crop_steps` (a long
+    one from a random start drawn from `g` unless it starts at 0, with probability
+    `p_crop_from_start`; always from 0 without `g`), padded to the longest with a step mask."""
+    cols = Columns(model_cfg.streams.frames_per_step)
+    delays, fills = cols.delays(model_cfg.delays), cols.fills(model_cfg.streams)
+    items = []
+    for i in picks:
+        tokens = delay_tokens(data.tokens[i], delays, fills)
+        voice = delay_rows(data.user_voice[i], model_cfg.delays.user, tokens.shape[0])
+        start = 0
+        extra = tokens.shape[0] - crop_steps
+        if extra > 0 and g is not None and float(torch.rand((), generator=g)) >= p_crop_from_start:
+            start = int(torch.randint(0, extra + 1, (), generator=g))
+        end = start + min(tokens.shape[0], crop_steps)
+        items.append((tokens[start:end], voice[start:end], data.system_voice[i]))
+    length = max(t.shape[0] for t, _, _ in items)
+    b = len(items)
+    out_tokens = torch.tensor(fills).expand(b, length, cols.width).clone()
+    out_voice = torch.zeros(b, length, model_cfg.streams.voice_dim)
+    mask = torch.zeros(b, length, dtype=torch.bool)
+    for j, (t, v, _) in enumerate(items):
+        out_tokens[j, :t.shape[0]] = t
+        out_voice[j, :t.shape[0]] = v
+        out_voice[j, t.shape[0]:] = v[-1]
+        mask[j, :t.shape[0]] = True
+    return {"tokens": out_tokens, "user_voice": out_voice, "mask": mask,
+            "system_voice": torch.stack([s for _, _, s in items])}
 
 
 def export(task: DialogueTask, model: DuplexModel, out: Path, description: str) -> None:

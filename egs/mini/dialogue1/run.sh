@@ -87,6 +87,8 @@ if run_stage 5 score; then
     python -m recipes.dialogue.score --data "$data/test" --model "$exp/$m/model.safetensors" \
       --codec "$exp/codec.safetensors" --out "$exp/$m/score" --max-conversations $n \
       --token-vad "$exp/tokens/train.safetensors" $asr_opt
+    python -m recipes.dialogue.evaluate --model "$exp/$m/model.safetensors" --max-conversations 200 \
+      --tokens "$exp/tokens/test.safetensors" "$exp/tokens/train.safetensors" --out "$exp/$m/score/teacher_forced.json"
   done
   log "score tables: $exp/<model>/score/RESULTS.md (copy the figures into RESULTS.md with the commands)"
   done_stage 5 score
