@@ -122,9 +122,9 @@ def stream_duplex(codec: Codec, model: DuplexModel, source, system_voice: torch.
             times.append(time.perf_counter() - start)
             source.play(out)
             audio.append(out.cpu())
-            user_tokens.append(codes)
-            text_tokens.append(text)
-            system_tokens.append(system)
+            user_tokens.append(codes.clone())  # the session returns views of its buffers: keep copies
+            text_tokens.append(text.clone())
+            system_tokens.append(system.clone())
             if on_step is not None:
                 on_step(i, text)
         audio.append(stream.decode_flush()[:, 0].cpu())

@@ -70,7 +70,7 @@ def test_live_source_plays_decoded_blocks_and_matches_file_streaming(bundled):
     source = MicrophoneSource(codec.sample_rate, step, seconds=len(mic) / codec.sample_rate,
                               sounddevice=fake_sounddevice(mic, lambda i: len(played) >= i, speaker))
     source_play = source.play
-    source.play = lambda a: (played.append(a.clone()), source_play(a))
+    source.play = lambda a: (source_play(a), played.append(a.clone()))  # queued before the device may ask
     sampling = SamplingConfig(0.8, 25, 0.8, 250)
     voice = bundle.system_voice if model.cfg.system_voice else None
     live = stream_duplex(codec, model, source, voice, sampling, seeds=3)
@@ -117,3 +117,30 @@ def test_stop_ends_a_live_conversation_early(bundled):
         if len(got) == 3:
             source.stop()
     assert len(got) == 3 and source.recorded().shape == (1, 3 * 1280)
+
+
+def test_run_duplex_keeps_every_steps_tokens(bundled):
+    """The pipeline's token record equals a hand-written loop over the streaming codec and the
+    session (whose returned tensors are views of buffers that the next step overwrites)."""
+    from dialogue.session import DuplexSession
+
+    codec, bundle = bundled
+    model = bundle.model
+    k = model.cfg.streams.frames_per_step
+    step = k * codec.config.samples_per_token
+    user = 0.05 * torch.randn(1, 10 * step, generator=torch.Generator().manual_seed(1))
+    sampling = SamplingConfig(1.0, 0, 1.0, 0)  # full sampling: consecutive steps differ
+    voice = bundle.system_voice if model.cfg.system_voice else None
+    run = run_duplex(codec, model, user, voice, sampling, seeds=5)
+    texts, systems = [], []
+    g = voice.reshape(1, -1) if voice is not None else None
+    with codec.streaming(1, voice=g) as stream, DuplexSession(model, 1, sampling, g, 5) as session:
+        for i in range(10):
+            codes = stream.encode_step(user[:, i * step:(i + 1) * step])
+            text, system = session.step(codes, stream.voice if model.cfg.user_voice else None)
+            stream.decode_step(system)
+            texts.append(text.clone())
+            systems.append(system.clone())
+    assert torch.equal(run.text_tokens, torch.stack(texts, 1))
+    assert torch.equal(run.system_tokens, torch.stack(systems, 1))
+    assert len({tuple(s[0].tolist()) for s in systems}) > 1  # the check can tell steps apart
