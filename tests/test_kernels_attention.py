@@ -1,29 +1,18 @@
 """Triton attention kernels against the PyTorch reference, in Triton's CPU interpreter.
 
-`@triton.jit` decides at decoration time (when kernels.triton_attention is imported) whether a kernel
-is compiled or interpreted, by reading TRITON_INTERPRET; dispatch reads it again at every call. So the
-variable is set before that import and restored afterwards (other test modules keep their
-environment), and an autouse fixture sets it for each test here. Shapes are tiny and tiles are 16x16
-under the interpreter, so lengths 17 and 33 cover ragged last tiles and several tiles.
+kernels.triton_attention is imported with TRITON_INTERPRET=1 (tests/interpreted_kernels.py). Shapes are
+tiny and tiles are 16x16 under the interpreter, so lengths 17 and 33 cover ragged last tiles and
+several tiles.
 """
-import os
+import pytest
+import torch
 
-_saved = os.environ.get("TRITON_INTERPRET")
-os.environ["TRITON_INTERPRET"] = "1"
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import kernels
+from kernels import reference
+from tests.interpreted_kernels import import_interpreted, skip_unless_interpreted
 
-import kernels  # noqa: E402
-from kernels import reference  # noqa: E402
-from kernels import triton_attention as ta  # noqa: E402
-
-if _saved is None:
-    del os.environ["TRITON_INTERPRET"]
-else:
-    os.environ["TRITON_INTERPRET"] = _saved
-
-pytestmark = pytest.mark.skipif(not ta._interpreted(), reason="kernels.triton_attention was imported before this "
-                                "module without TRITON_INTERPRET=1; its kernels are compiled, not interpreted")
+ta = import_interpreted("kernels.triton_attention")
+pytestmark = [skip_unless_interpreted(ta), pytest.mark.usefixtures("interpret")]
 
 # Tolerances, once per dtype. fp32: against the fp32 reference. fp16/bf16: against the reference run in
 # fp32 on the same (already rounded) inputs; the kernel rounds P and dS to the input dtype before the
@@ -33,12 +22,6 @@ TOL = {
     torch.float16: dict(atol=4e-3, rtol=4e-3),
     torch.bfloat16: dict(atol=3e-2, rtol=3e-2),
 }
-
-
-@pytest.fixture(autouse=True)
-def _interpret(monkeypatch):
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
-    monkeypatch.delenv("DUET_KERNELS", raising=False)
 
 
 def _qkv(b, h, hkv, tq, tk, d, dtype, seed=0):

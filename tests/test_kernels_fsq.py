@@ -1,34 +1,19 @@
 """Triton FSQ kernels against vector_quantize_pytorch.FSQ and the PyTorch reference, in Triton's CPU
-interpreter. TRITON_INTERPRET is set before kernels.triton_fsq is imported (`@triton.jit` reads it at
-decoration time) and restored afterwards; an autouse fixture sets it for each test here.
+interpreter (kernels.triton_fsq imported with TRITON_INTERPRET=1: tests/interpreted_kernels.py).
 """
-import os
+import pytest
+import torch
 
-_saved = os.environ.get("TRITON_INTERPRET")
-os.environ["TRITON_INTERPRET"] = "1"
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import kernels
+from kernels import reference
+from tests.interpreted_kernels import import_interpreted, skip_unless_interpreted
+
+tf = import_interpreted("kernels.triton_fsq")  # before vector_quantize_pytorch, which imports triton
 from vector_quantize_pytorch import FSQ  # noqa: E402
 
-import kernels  # noqa: E402
-from kernels import reference  # noqa: E402
-from kernels import triton_fsq as tf  # noqa: E402
-
-if _saved is None:
-    del os.environ["TRITON_INTERPRET"]
-else:
-    os.environ["TRITON_INTERPRET"] = _saved
-
-pytestmark = pytest.mark.skipif(not tf._interpreted(), reason="kernels.triton_fsq was imported before this module "
-                                "without TRITON_INTERPRET=1; its kernels are compiled, not interpreted")
+pytestmark = [skip_unless_interpreted(tf), pytest.mark.usefixtures("interpret")]
 
 LEVELS = [[3] * 8, [8, 5, 5, 5], [7, 5, 5, 5, 5], [8, 6, 5], [4, 4, 3]]
-
-
-@pytest.fixture(autouse=True)
-def _interpret(monkeypatch):
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
-    monkeypatch.delenv("DUET_KERNELS", raising=False)
 
 
 def _inputs(levels, seed=0):
