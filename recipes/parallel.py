@@ -7,9 +7,6 @@ from typing import Callable
 
 
 class _InProcess:
-    def __init__(self, initializer: Callable | None, initargs: tuple) -> None:
-        self.initializer, self.initargs = initializer, initargs
-
     def __enter__(self) -> "_InProcess":
         return self
 
@@ -22,9 +19,11 @@ class _InProcess:
 
 def worker_pool(num_workers: int, initializer: Callable | None = None, initargs: tuple = ()):
     """Context manager with `.imap(fn, items, chunksize)` (ordered results). Spawn, not fork: the
-    workers must not inherit torch's thread pools or open TTS engine handles."""
+    workers must not inherit torch's thread pools or open TTS engine handles. `initializer` runs in
+    each worker process; with one worker nothing is spawned and it does not run (it would change
+    the caller's own settings, e.g. its torch thread count)."""
     if num_workers < 1:
         raise ValueError(f"worker_pool: num_workers must be >= 1, got {num_workers}")
     if num_workers == 1:
-        return _InProcess(initializer, initargs)
+        return _InProcess()
     return mp.get_context("spawn").Pool(num_workers, initializer=initializer, initargs=initargs)
