@@ -80,15 +80,17 @@ class Codec:
         return self._frames(to_mono_batch(wav, sample_rate, self.sample_rate))
 
     def _frames(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mel = self.model.frontend(_pad_to_multiple(x.to(self.device), self.config.samples_per_token))
+        mel = self._mel(x)
         return self.model.tokens_from_mel(mel).indices, self.model.paralinguistic(mel)[0]
+
+    def _mel(self, x: torch.Tensor) -> torch.Tensor:
+        """Mono [B, N] at the codec rate → the front end's mel, the last frame zero-padded."""
+        return self.model.frontend(_pad_to_multiple(x.to(self.device), self.config.samples_per_token))
 
     @torch.inference_mode()
     def voice(self, wav, sample_rate: int) -> torch.Tensor:
         """The paralinguistic vector G [B, voice_dim] of a reference recording."""
-        x = _pad_to_multiple(to_mono_batch(wav, sample_rate, self.sample_rate).to(self.device),
-                             self.config.samples_per_token)
-        return self.model.paralinguistic(self.model.frontend(x))[0][:, -1]
+        return self.model.paralinguistic(self._mel(to_mono_batch(wav, sample_rate, self.sample_rate)))[0][:, -1]
 
     @torch.inference_mode()
     def decode(self, tokens: CodecTokens, voice: torch.Tensor | None = None) -> torch.Tensor:

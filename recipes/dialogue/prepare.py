@@ -51,8 +51,11 @@ def make_tokens(data: Path, codec_path: Path | None, tokenizer_path: Path, out: 
     d = DataDir.load(data)
     if not d.utts:
         raise ValueError(f"{data}: no conversations to encode")
+    system_words = group_by_utt(read_ctm(data / "system.ctm"))
+    items = [(utt, d.wav_path(utt), [Word(e.token, e.start, e.end) for e in system_words.get(utt, [])])
+             for utt in d.utts]
     block = 32
-    jobs = [(data, codec_path, tokenizer_path, step_hz, d.utts[i:i + block]) for i in range(0, len(d.utts), block)]
+    jobs = [(codec_path, tokenizer_path, step_hz, items[i:i + block]) for i in range(0, len(items), block)]
     results = []
     bar = tqdm(total=len(d.utts), desc=Path(out).stem, disable=not progress, unit="conv")
     with worker_pool(num_workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
@@ -79,23 +82,20 @@ def make_tokens(data: Path, codec_path: Path | None, tokenizer_path: Path, out: 
 
 
 def _encode_block(job) -> list[tuple]:
-    """One block of conversations → [(id, grid arrays, system speech frames, codec id, stream config)].
-    numpy, not torch tensors: a worker's tensors would travel as shared-memory file handles, and
-    thousands of them exhaust the process's descriptors."""
-    data, codec_path, tokenizer_path, step_hz, utts = job
+    """One block of (id, wav path, system words) → [(id, grid arrays, system speech frames, codec id,
+    stream config)]. numpy, not torch tensors: a worker's tensors would travel as shared-memory file
+    handles, and thousands of them exhaust the process's descriptors."""
+    codec_path, tokenizer_path, step_hz, items = job
     codec = load_codec(codec_path)
     tok = TextTokenizer.load(tokenizer_path)
     streams = StreamConfig.derive(codec.config, tok.vocab_size, silence_token(codec), step_hz)
-    d = DataDir.load(data)
-    system_words = group_by_utt(read_ctm(data / "system.ctm"))
     out = []
-    for utt in utts:
-        wav, sr = load_audio(d.wav_path(utt))
+    for utt, wav_path, words in items:
+        wav, sr = load_audio(wav_path)
         if wav.shape[0] != 2:
-            raise ValueError(f"{d.wav_path(utt)}: {wav.shape[0]} channels, expected 2 (user, system)")
+            raise ValueError(f"{wav_path}: {wav.shape[0]} channels, expected 2 (user, system)")
         x = to_mono_batch(wav[:, None], sr, codec.sample_rate)  # [2, N] at the codec rate
         codes, voice = codec.encode_frames(x, codec.sample_rate)
-        words = [Word(e.token, e.start, e.end) for e in system_words.get(utt, [])]
         g_sys = _speech_voice(codec, x[1], words)
         grid = build_grid(codes[0].cpu(), codes[1].cpu(), words, tok, streams, voice[0].float().cpu(), g_sys)
         speech = _speech_frames(words, grid.num_steps * streams.frames_per_step, codec.frame_rate)
