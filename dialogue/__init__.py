@@ -10,7 +10,7 @@
 from .checkpoint import DialogueBundle, load_dialogue, save_dialogue
 from .config import DelayConfig, DialogueConfig, DialogueConfigError, StreamConfig
 from .layout import (Columns, DialogueGrid, Word, build_grid, delay_tokens, grid_words, text_stream,
-                     text_stream_words, undelay_tokens)
+                     text_stream_words, undelay_tokens, user_text_targets)
 from .losses import LossWeights, duplex_loss
 from .model import DuplexLogits, DuplexModel
 from .session import DuplexSession, SamplingConfig
@@ -18,6 +18,6 @@ from .tokenizer import TextTokenizer, TokenizerError, train_tokenizer
 
 __all__ = ["DialogueBundle", "load_dialogue", "save_dialogue", "DelayConfig", "DialogueConfig",
            "DialogueConfigError", "StreamConfig", "Columns", "DialogueGrid", "Word", "build_grid", "delay_tokens",
-           "grid_words", "text_stream", "text_stream_words", "undelay_tokens",
+           "grid_words", "text_stream", "text_stream_words", "undelay_tokens", "user_text_targets",
            "LossWeights", "duplex_loss", "DuplexLogits", "DuplexModel", "DuplexSession", "SamplingConfig",
            "TextTokenizer", "TokenizerError", "train_tokenizer"]

@@ -91,12 +91,17 @@ class DialogueConfig:
     user_voice: bool = True  # add a projection of the user's running paralinguistic vector per step
     system_voice: bool = True  # add a projection of the system voice G_sys to every step
     predict_user: bool = False  # the depth transformer also predicts the user's next K tokens (training)
+    # listening head: the temporal state transcribes the user (word pieces laid out like the inner
+    # monologue, on the user's channel) this many steps after each word's onset; None: no head
+    user_text_delay: int | None = None
 
     def check(self) -> None:
         self.streams.check(f"{self.name}.streams")
         for name, d in self.delays.as_dict().items():
             if d < 0:
                 raise DialogueConfigError(f"{self.name}.delays.{name} is {d}, expected >= 0")
+        if self.user_text_delay is not None and self.user_text_delay < 0:
+            raise DialogueConfigError(f"{self.name}.user_text_delay is {self.user_text_delay}, expected None or >= 0")
         if self.audio_rank is not None and self.audio_rank < 1:
             raise DialogueConfigError(f"{self.name}.audio_rank is {self.audio_rank}, expected None or >= 1")
         if self.temporal.window is None:

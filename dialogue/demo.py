@@ -7,7 +7,8 @@
 The user's audio is streamed in 80 ms steps through the streaming codec encoder, the dialogue
 model and the streaming codec decoder (`dialogue.pipeline`). Writes `duplex.wav` (stereo: user
 left, system right, on one clock), `monologue.ctm` (the inner monologue with timings),
-`timeline.png` (both streams and the monologue) and `summary.json`; prints per-step latency (mean,
+`timeline.png` (both streams and the monologue), `summary.json` and, when the model has a listening
+head, `heard.ctm` (the user's words as the model heard them); prints per-step latency (mean,
 p95), the real-time factor and the theoretical latency computed from the configuration. A stereo
 `--user` file is read as (user, system): its left channel is the user. `--live` (needs sounddevice
 and PortAudio: `dialogue.live`) listens to the microphone and plays the system on the loudspeaker
@@ -100,8 +101,9 @@ def load_user(path: Path, codec: Codec) -> torch.Tensor:
     return to_mono_batch(wav[:1], sr, codec.sample_rate)  # [1, N]: the left channel is the user
 
 
-def plot_timeline(run: DuplexRun, words: list[Word], path: Path, title: str) -> None:
-    """Both streams on one clock, and the inner monologue's words at their emission times."""
+def plot_timeline(run: DuplexRun, words: list[Word], path: Path, title: str, heard: list[Word] = ()) -> None:
+    """Both streams on one clock, the inner monologue's words at their emission times and (with a
+    listening head) the user's words as the model heard them, over the user's waveform."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -116,6 +118,8 @@ def plot_timeline(run: DuplexRun, words: list[Word], path: Path, title: str) -> 
         ax.set_ylabel(name)
         ax.set_ylim(-1, 1)
     axes[1].axvspan(0, run.output_offset, color="grey", alpha=0.25, lw=0)
+    for i, w in enumerate(heard):
+        axes[0].text(w.start, 0.85 - 0.25 * (i % 2), w.word[:12], fontsize=7, va="center", color="navy")
     for i, w in enumerate(words):
         axes[2].text(w.start, 3 - i % 4, w.word[:12], fontsize=7, va="center")
         axes[2].plot([w.start, w.start], [3.4 - i % 4, 2.6 - i % 4], color="k", lw=0.5)
@@ -183,28 +187,35 @@ def main(argv=None) -> int:
         run = run_duplex(codec, bundle.model, user, voice, sampling, args.seed, args.realtime)
     realtime = args.realtime or args.live is not None
     words = run.words(0, bundle.tokenizer)
+    heard = run.heard_words(0, bundle.tokenizer)
     args.out.mkdir(parents=True, exist_ok=True)
     sf.write(args.out / "duplex.wav", run.stereo(0).numpy(), run.sample_rate, subtype="PCM_16")
     (args.out / "monologue.ctm").write_text("".join(f"duplex 2 {w.start:.3f} {w.end - w.start:.3f} {w.word}\n"
                                                     for w in words))
+    if run.heard_tokens is not None:
+        (args.out / "heard.ctm").write_text("".join(f"duplex 1 {w.start:.3f} {w.end - w.start:.3f} {w.word}\n"
+                                                    for w in heard))
     plot_timeline(run, words, args.out / "timeline.png",
-                  f"{user_path.name}: {cfg.name}{'' if bundle.trained else ' (UNTRAINED)'}")
+                  f"{user_path.name}: {cfg.name}{'' if bundle.trained else ' (UNTRAINED)'}", heard)
     mean, p95 = run.latency_ms
     step_ms = 1000 * cfg.streams.step_seconds
     delay_steps = max(0, cfg.delays.system - cfg.delays.user)
     summary = {"user": str(user_path), "model": cfg.name, "trained": bundle.trained, "codec_id": codec.codec_id,
                "steps": len(run.step_times), "step_ms": step_ms, "latency_mean_ms": mean, "latency_p95_ms": p95,
                "rtf": run.rtf, "realtime": realtime, "late_steps": run.late_steps, "theoretical_latency_ms": cfg.theoretical_latency_ms,
-               "monologue": " ".join(w.word for w in words)}
+               "monologue": " ".join(w.word for w in words),
+               "heard": " ".join(w.word for w in heard) if run.heard_tokens is not None else None}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(f"inner monologue: {summary['monologue'] or '(silent)'}")
+    if summary["heard"] is not None:
+        print(f"heard (listening head): {summary['heard'] or '(nothing)'}")
     print(f"per-step compute latency: mean {mean:.1f} ms, p95 {p95:.1f} ms (budget {step_ms:.0f} ms per step); "
           f"RTF {run.rtf:.3f} over {len(run.step_times)} steps"
           + (f"; realtime: {run.late_steps} step(s) missed their {step_ms:.0f} ms deadline" if realtime else ""))
     print(f"theoretical latency {cfg.theoretical_latency_ms:.0f} ms = one step {step_ms:.0f} ms + system audio delay "
           f"{delay_steps} step(s) {delay_steps * step_ms:.0f} ms + codec algorithmic latency "
           f"{cfg.streams.codec_latency_ms:.0f} ms")
-    print(f"wrote {args.out / 'duplex.wav'}, monologue.ctm, timeline.png, summary.json")
+    print(f"wrote {args.out / 'duplex.wav'}, monologue.ctm{', heard.ctm' if heard else ''}, timeline.png, summary.json")
     return 0
 
 

@@ -125,6 +125,16 @@ def undelay_tokens(tokens: torch.Tensor, delays: list[int], length: int | None =
     return torch.stack([tokens[..., d:d + length, col] for col, d in enumerate(delays)], dim=-1)
 
 
+def user_text_targets(user_text: torch.Tensor, delays: DelayConfig, user_text_delay: int, total: int) -> torch.Tensor:
+    """The listening head's targets: the user's undelayed text stream [..., S] placed on the delayed
+    grid's clock, `user_text_delay` steps behind the user's audio, PAD-filled to [..., total]."""
+    d = delays.user + user_text_delay
+    out = user_text.new_full((*user_text.shape[:-1], total), TextTokenizer.PAD)
+    n = max(0, min(user_text.shape[-1], total - d))
+    out[..., d:d + n] = user_text[..., :n]
+    return out
+
+
 def delay_rows(values: torch.Tensor, delay: int, total: int) -> torch.Tensor:
     """Per-step vectors [..., S, D] shifted `delay` steps later into [..., total, D]; the steps before
     repeat the first row and those after repeat the last (a running vector holds its value)."""

@@ -3,7 +3,7 @@
 Text and audio are weighted apart; within the text stream PAD/EPAD targets (most steps) get their
 own factor; within a step's K audio tokens the first (the step's onset frame, which carries the
 decision to start or stop speaking) and the later ones are weighted apart; the optional user
-prediction has its own weight.
+prediction and the listening head (the user's words, `user_text_delay`) have their own weights.
 """
 from __future__ import annotations
 
@@ -23,20 +23,18 @@ class LossWeights:
     audio_first: float = 1.0  # the first of a step's K system tokens
     audio_rest: float = 1.0  # the other K - 1
     user: float = 0.5  # the user's next-step tokens (only with predict_user)
+    user_text: float = 0.5  # the listening head's transcript of the user (only with user_text_delay)
 
 
 def duplex_loss(model: DuplexModel, logits: DuplexLogits, tokens: torch.Tensor, mask: torch.Tensor,
-                weights: LossWeights) -> tuple[torch.Tensor, dict[str, float]]:
+                weights: LossWeights, user_text: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """tokens: the delayed grid [B, S, 1 + 2K] the logits were computed from; mask [B, S] (bool) marks
-    real steps. Returns (loss, scalars: per-stream cross-entropy and accuracy)."""
+    real steps; user_text [B, S]: the listening head's targets (`dialogue.layout.user_text_targets`),
+    required when the model has the head. Returns (loss, scalars: per-stream cross-entropy and accuracy)."""
     targets = model.depth_targets(tokens)
     m = mask.float()
     k = model.columns.k
-    text_t = targets[..., 0]
-    pad = (text_t == TextTokenizer.PAD) | (text_t == TextTokenizer.EPAD)
-    text_w = m * torch.where(pad, weights.text_padding, 1.0)
-    text_ce = F.cross_entropy(logits.text.flatten(0, 1), text_t.flatten(), reduction="none").view_as(m)
-    loss_text = (text_ce * text_w).sum() / text_w.sum().clamp(min=1)
+    loss_text, text_scalars = _text_loss(logits.text, targets[..., 0], m, weights.text_padding, "text")
     pos_w = torch.full((k,), weights.audio_rest, device=m.device)
     pos_w[0] = weights.audio_first
     sys_t = targets[..., 1:1 + k]
@@ -44,11 +42,8 @@ def duplex_loss(model: DuplexModel, logits: DuplexLogits, tokens: torch.Tensor, 
     sys_w = m[..., None] * pos_w
     loss_sys = (sys_ce * sys_w).sum() / sys_w.sum().clamp(min=1e-6)
     loss = weights.text * loss_text + loss_sys
-    with torch.no_grad():
-        scalars = {"loss/text": float(loss_text), "loss/system": float(loss_sys),
-                   "acc/text": _accuracy(logits.text, text_t, m),
-                   "acc/text_words": _accuracy(logits.text, text_t, m * (~pad).float()),
-                   "acc/system": _accuracy(logits.system, sys_t, m[..., None].expand_as(sys_t))}
+    scalars = text_scalars | {"loss/system": float(loss_sys.detach()),
+                              "acc/system": _accuracy(logits.system, sys_t, m[..., None].expand_as(sys_t))}
     if logits.user is not None:
         user_t = targets[..., 1 + k:]
         user_m = torch.cat([m[:, 1:], torch.zeros_like(m[:, :1])], dim=1)[..., None].expand_as(user_t)
@@ -56,7 +51,29 @@ def duplex_loss(model: DuplexModel, logits: DuplexLogits, tokens: torch.Tensor, 
         loss_user = (user_ce * user_m).sum() / user_m.sum().clamp(min=1)
         loss = loss + weights.user * loss_user
         scalars["loss/user"] = float(loss_user.detach())
+    if logits.user_text is not None:
+        if user_text is None or user_text.shape != mask.shape:
+            raise ValueError(f"{model.cfg.name} has a listening head (user_text_delay="
+                             f"{model.cfg.user_text_delay}): pass user_text targets shaped like the mask "
+                             f"{tuple(mask.shape)}, got {None if user_text is None else tuple(user_text.shape)}")
+        loss_heard, heard = _text_loss(logits.user_text, user_text, m, weights.text_padding, "user_text")
+        loss = loss + weights.user_text * loss_heard
+        scalars |= heard
     scalars["loss"] = float(loss.detach())
+    return loss, scalars
+
+
+def _text_loss(logits: torch.Tensor, target: torch.Tensor, m: torch.Tensor, padding: float,
+               name: str) -> tuple[torch.Tensor, dict[str, float]]:
+    """Cross-entropy of a text stream with PAD/EPAD targets weighted by `padding`; scalars: loss,
+    accuracy over all steps and over word pieces only."""
+    pad = (target == TextTokenizer.PAD) | (target == TextTokenizer.EPAD)
+    w = m * torch.where(pad, padding, 1.0)
+    ce = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none").view_as(m)
+    loss = (ce * w).sum() / w.sum().clamp(min=1)
+    with torch.no_grad():
+        scalars = {f"loss/{name}": float(loss), f"acc/{name}": _accuracy(logits, target, m),
+                   f"acc/{name}_words": _accuracy(logits, target, m * (~pad).float())}
     return loss, scalars
 
 

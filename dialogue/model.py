@@ -6,7 +6,8 @@ tokens, the current step's user audio tokens (K per-position tables each), and o
 of the user's running paralinguistic vector and of the system voice G_sys. The depth transformer
 then predicts, position by position, the text token and the system's K audio tokens of step t (and,
 with `predict_user`, the user's K tokens of step t + 1), with per-position input projections, input
-embeddings and output heads. Offline (`forward`) everything is teacher-forced; streaming
+embeddings and output heads. An optional listening head (`user_text_delay`) transcribes the user from
+the temporal state alone. Offline (`forward`) everything is teacher-forced; streaming
 (`step_hidden` + `depth_step` inside `model.streaming(B)`) the temporal transformer keeps a ring KV
 cache across steps and the depth transformer a K+1-slot cache that is cleared every step.
 """
@@ -70,6 +71,7 @@ class DuplexLogits:
     text: torch.Tensor  # [B, S, text_vocab]
     system: torch.Tensor  # [B, S, K, codebook]
     user: torch.Tensor | None  # [B, S, K, codebook] predictions of the user's next step (predict_user)
+    user_text: torch.Tensor | None = None  # [B, S, text_vocab] the listening head (user_text_delay)
 
 
 class DuplexModel(StreamingModule):
@@ -96,6 +98,9 @@ class DuplexModel(StreamingModule):
         self.depth = CausalTransformer(dataclasses.replace(cfg.depth, window=p, max_step=p))
         self.text_head = nn.Linear(dd, s.text_vocab_size, bias=False)
         self.audio_head = CodeHead(dd, c, p - 1, r)
+        # listening: what the user said, read off the temporal state (an auxiliary target that makes
+        # the state carry the user's words; in a session, a streaming transcript of the user)
+        self.user_text_head = nn.Linear(dt, s.text_vocab_size, bias=False) if cfg.user_text_delay is not None else None
 
     # --- temporal ---------------------------------------------------------------------------------
     def embed_steps(self, prev_text: torch.Tensor, prev_system: torch.Tensor, user: torch.Tensor,
@@ -165,7 +170,12 @@ class DuplexModel(StreamingModule):
         text = self._depth_logits(0, y[:, :, 0])
         system = torch.stack([self._depth_logits(q, y[:, :, q]) for q in range(1, 1 + k)], dim=2)
         user = torch.stack([self._depth_logits(q, y[:, :, q]) for q in range(1 + k, p)], dim=2) if p > 1 + k else None
-        return DuplexLogits(text, system, user)
+        return DuplexLogits(text, system, user, self.listen(h))
+
+    def listen(self, h: torch.Tensor) -> torch.Tensor | None:
+        """Temporal states [..., dim] → logits of the user's word pieces [..., text_vocab], on the grid's
+        user clock delayed by `user_text_delay` steps (None without the listening head)."""
+        return self.user_text_head(h) if self.user_text_head is not None else None
 
     # --- streaming --------------------------------------------------------------------------------
     def step_hidden(self, prev_text: torch.Tensor, prev_system: torch.Tensor, user: torch.Tensor,

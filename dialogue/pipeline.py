@@ -33,6 +33,17 @@ class DuplexRun:
     system_tokens: torch.Tensor  # [B, S, K]
     step_times: list[float]  # compute seconds per step (encode + model + decode, whole batch)
     late_steps: int = 0  # realtime only: steps whose output was not ready when the next step's audio arrived
+    heard_tokens: torch.Tensor | None = None  # [B, S] the listening head's transcript of the user (or None)
+    heard_delay_steps: int = 0  # how many steps the heard stream lags the user's audio
+
+    def heard_words(self, b: int, tokenizer: TextTokenizer) -> list[Word]:
+        """Conversation b's user words as the listening head heard them, on the user's clock (the
+        head's lag taken off); empty without a listening head."""
+        if self.heard_tokens is None:
+            return []
+        lag = self.heard_delay_steps * self.step_seconds
+        return [dataclasses.replace(w, start=w.start - lag, end=w.end - lag)
+                for w in text_stream_words(self.heard_tokens[b], self.step_seconds, tokenizer)]
 
     def words(self, b: int, tokenizer: TextTokenizer) -> list[Word]:
         """Conversation b's inner monologue; times = when each word's tokens were emitted."""
@@ -111,7 +122,7 @@ def stream_duplex(codec: Codec, model: DuplexModel, source, system_voice: torch.
                          f"{codec.config.codebook_size}")
     b = source.batch_size
     voice = system_voice.float().reshape(-1, cfg.streams.voice_dim).expand(b, -1) if system_voice is not None else None
-    user_tokens, text_tokens, system_tokens = [], [], []
+    user_tokens, text_tokens, system_tokens, heard = [], [], [], []
     audio, times = [], []
     with codec.streaming(b, voice=voice) as stream, DuplexSession(model, b, sampling, voice, seeds) as session:
         for i, chunk in enumerate(source):
@@ -125,6 +136,7 @@ def stream_duplex(codec: Codec, model: DuplexModel, source, system_voice: torch.
             user_tokens.append(codes.clone())  # the session returns views of its buffers: keep copies
             text_tokens.append(text.clone())
             system_tokens.append(system.clone())
+            heard.append(session.heard.clone())
             if on_step is not None:
                 on_step(i, text)
         audio.append(stream.decode_flush()[:, 0].cpu())
@@ -138,4 +150,6 @@ def stream_duplex(codec: Codec, model: DuplexModel, source, system_voice: torch.
     system_audio = torch.nn.functional.pad(system_audio, (0, n - system_audio.shape[1]))
     return DuplexRun(codec.sample_rate, cfg.streams.step_seconds, offset_s, user, system_audio,
                      torch.stack(user_tokens, 1).cpu(), torch.stack(text_tokens, 1).cpu(),
-                     torch.stack(system_tokens, 1).cpu(), times, int(source.late_steps))
+                     torch.stack(system_tokens, 1).cpu(), times, int(source.late_steps),
+                     torch.stack(heard, 1).cpu() if cfg.user_text_delay is not None else None,
+                     cfg.delays.user + (cfg.user_text_delay or 0))

@@ -9,7 +9,9 @@ temporal transformer's ring KV cache by one step (the codec streaming protocol),
 next text token and the system's K audio tokens through the depth transformer. Sampling uses one
 random generator per conversation, so a batch of B gives the same result as B single runs; every
 buffer is allocated once, in the constructor. `reset(mask)` restarts chosen conversations only.
-Delays: the first `delays.system` steps of system audio (and `delays.text` of text) are the stream's
+With a listening head, `session.heard` [B] holds the user's word piece (or PAD) it read off the
+temporal state this step: a streaming transcript of the user, `delays.user + user_text_delay` steps
+behind the user's audio. Delays: the first `delays.system` steps of system audio (and `delays.text` of text) are the stream's
 fill, as in training; the user stream's delay is a small FIFO here.
 """
 from __future__ import annotations
@@ -53,6 +55,7 @@ class DuplexSession:
         self.prev_text = torch.full((batch_size,), TextTokenizer.BOS, dtype=torch.long, device=dev)
         self.prev_system = torch.full((batch_size, k), model.audio_bos, dtype=torch.long, device=dev)
         self.steps = torch.zeros(batch_size, dtype=torch.long, device=dev)
+        self.heard = torch.full((batch_size,), TextTokenizer.PAD, dtype=torch.long, device=dev)
         self.out = torch.zeros(batch_size, cfg.depth_positions, dtype=torch.long, device=dev)
         self.user_fifo = torch.full((batch_size, cfg.delays.user + 1, k), s.silence_token, dtype=torch.long, device=dev)
         self.voice_fifo = torch.zeros(batch_size, cfg.delays.user + 1, s.voice_dim, device=dev)
@@ -101,6 +104,8 @@ class DuplexSession:
             self.voice_fifo[first] = user_voice[first, None]
         h = self.model.step_hidden(self.prev_text, self.prev_system, self.user_fifo[:, 0],
                                    self.voice_fifo[:, 0] if self.cfg.user_voice else None, self.system_voice)
+        if self.model.user_text_head is not None:
+            self.heard.copy_(self.model.listen(h).argmax(-1))
         self.model.depth_step(h, self._choose, self.out, positions=1 + k)
         self.prev_text.copy_(self.out[:, 0])
         self.prev_system.copy_(self.out[:, 1:1 + k])
@@ -137,13 +142,14 @@ class DuplexSession:
         self.prev_text.masked_fill_(m, TextTokenizer.BOS)
         self.prev_system.masked_fill_(m[:, None], self.model.audio_bos)
         self.steps.masked_fill_(m, 0)
+        self.heard.masked_fill_(m, TextTokenizer.PAD)
         self.user_fifo.masked_fill_(m[:, None, None], self.cfg.streams.silence_token)
         self.voice_fifo.masked_fill_(m[:, None, None], 0.0)
 
     def get_state(self) -> dict[str, torch.Tensor]:
         """Snapshot of caches, buffers and random generators (for rewinding and replay)."""
         state = {f"model/{k}": v for k, v in self.model.get_state().items()}
-        for name in ("prev_text", "prev_system", "steps", "user_fifo", "voice_fifo"):
+        for name in ("prev_text", "prev_system", "steps", "heard", "user_fifo", "voice_fifo"):
             state[f"session/{name}"] = getattr(self, name).clone()
         for b, g in enumerate(self.generators):
             state[f"rng/{b}"] = g.get_state()
@@ -151,7 +157,7 @@ class DuplexSession:
 
     def set_state(self, state: dict[str, torch.Tensor]) -> None:
         self.model.set_state({k[len("model/"):]: v for k, v in state.items() if k.startswith("model/")})
-        for name in ("prev_text", "prev_system", "steps", "user_fifo", "voice_fifo"):
+        for name in ("prev_text", "prev_system", "steps", "heard", "user_fifo", "voice_fifo"):
             getattr(self, name).copy_(state[f"session/{name}"])
         for b, g in enumerate(self.generators):
             g.set_state(state[f"rng/{b}"])

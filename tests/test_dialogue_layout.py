@@ -8,7 +8,7 @@ from codec.model import SpeechCodec
 from dialogue import (Columns, DelayConfig, StreamConfig, TextTokenizer, Word, build_grid, delay_tokens,
                       grid_words, text_stream, text_stream_words, train_tokenizer, undelay_tokens)
 from dialogue.features import silence_token
-from dialogue.layout import delay_rows
+from dialogue.layout import delay_rows, user_text_targets
 from recipes.ctm import CtmEntry, read_ctm, write_ctm
 
 SENTENCES = ["sure seven plus five is twelve", "wow the capital of france is paris", "okay c a t",
@@ -75,6 +75,14 @@ def test_delays_applied_and_undone_exactly(rng, delays):
     rows = torch.randn(3, 17, 4, generator=rng)
     shifted = delay_rows(rows, delays.user, 17 + delays.max)
     assert torch.equal(shifted[:, delays.user:delays.user + 17], rows)
+    # the listening head's targets: the user's text `user_text_delay` steps behind the user's audio
+    heard = torch.randint(5, 64, (3, 17), generator=rng)
+    for lag in (0, 3):
+        target = user_text_targets(heard, delays, lag, 17 + delays.max)
+        d = delays.user + lag
+        n = min(17, 17 + delays.max - d)
+        assert target.shape == (3, 17 + delays.max) and torch.equal(target[:, d:d + n], heard[:, :n])
+        assert (target[:, :d] == TextTokenizer.PAD).all() and (target[:, d + n:] == TextTokenizer.PAD).all()
 
 
 def test_grid_build_and_inverse(tokenizer, tmp_path, rng):

@@ -13,13 +13,13 @@ from dialogue.layout import Columns, delay_rows
 
 
 def tiny_config(predict_user=False, window=8, delays=DelayConfig(text=0, system=2, user=1),
-                audio_rank=None) -> DialogueConfig:
+                audio_rank=None, user_text_delay=None) -> DialogueConfig:
     streams = StreamConfig(frames_per_step=3, codec_frame_rate=37.5, codebook_size=50, voice_dim=6,
                            silence_token=7, text_vocab_size=40, codec_latency_ms=64.0)
     return DialogueConfig(name="tiny", streams=streams, delays=delays,
                           temporal=TransformerConfig(dim=32, num_layers=2, num_heads=4, window=window, max_step=4),
                           depth=TransformerConfig(dim=16, num_layers=2, num_heads=2), predict_user=predict_user,
-                          audio_rank=audio_rank)
+                          audio_rank=audio_rank, user_text_delay=user_text_delay)
 
 
 def random_grid(cfg, b, s, gen):
@@ -42,9 +42,10 @@ def test_config_round_trip_and_checks(tmp_path):
     assert cfg.theoretical_latency_ms == pytest.approx(2 * 80.0 + 64.0)
 
 
-@pytest.mark.parametrize("predict_user,audio_rank", [(False, None), (True, None), (True, 8)])
-def test_streaming_steps_reproduce_teacher_forced_logits(rng, predict_user, audio_rank):
-    cfg = tiny_config(predict_user, audio_rank=audio_rank)
+@pytest.mark.parametrize("predict_user,audio_rank,user_text_delay", [(False, None, None), (True, None, None),
+                                                                    (True, 8, None), (False, None, 2)])
+def test_streaming_steps_reproduce_teacher_forced_logits(rng, predict_user, audio_rank, user_text_delay):
+    cfg = tiny_config(predict_user, audio_rank=audio_rank, user_text_delay=user_text_delay)
     torch.manual_seed(0)
     model = DuplexModel(cfg).eval()
     tokens, voice, g_sys = random_grid(cfg, 2, 13, rng)  # 13 + 3 delay steps > window 8: the ring wraps
@@ -56,6 +57,8 @@ def test_streaming_steps_reproduce_teacher_forced_logits(rng, predict_user, audi
         with model.streaming(2):
             for t in range(tokens.shape[1]):
                 h = model.step_hidden(prev_text[:, t], prev_system[:, t], user[:, t], voice[:, t], g_sys)
+                if user_text_delay is not None:  # the listening head reads the same temporal state
+                    torch.testing.assert_close(model.listen(h), ref.user_text[:, t], atol=1e-4, rtol=1e-4)
                 got = []
 
                 def teacher(q, logits):
@@ -85,6 +88,52 @@ def test_loss_weights_and_gradients(rng):
     zero_text, _ = duplex_loss(model, model(tokens, voice, g_sys), tokens, mask,
                                LossWeights(text=0.0, user=0.0))
     assert float(zero_text.detach()) == pytest.approx(scalars["loss/system"], rel=1e-5)
+
+
+def test_listening_head_loss_needs_its_targets_and_trains_the_temporal_state(rng):
+    cfg = tiny_config(user_text_delay=2)
+    model = DuplexModel(cfg)
+    tokens, voice, g_sys = random_grid(cfg, 2, 6, rng)
+    mask = torch.ones(tokens.shape[:2], dtype=torch.bool)
+    logits = model(tokens, voice, g_sys)
+    assert logits.user_text.shape == (*tokens.shape[:2], cfg.streams.text_vocab_size)
+    with pytest.raises(ValueError, match="listening head"):
+        duplex_loss(model, logits, tokens, mask, LossWeights())
+    heard = torch.randint(0, cfg.streams.text_vocab_size, tokens.shape[:2], generator=rng)
+    loss, scalars = duplex_loss(model, logits, tokens, mask, LossWeights(), heard)
+    assert {"loss/user_text", "acc/user_text_words"} <= set(scalars)
+    base, _ = duplex_loss(model, logits, tokens, mask, LossWeights(user_text=0.0), heard)
+    assert float((loss - base).detach()) == pytest.approx(0.5 * scalars["loss/user_text"], rel=1e-4)
+    loss.backward()
+    assert model.user_text_head.weight.grad.abs().sum() > 0 and model.user_emb.tables[0].weight.grad.abs().sum() > 0
+    assert DuplexModel(tiny_config()).listen(torch.zeros(1, 32)) is None  # no head, nothing heard
+
+
+def test_session_heard_is_the_listening_heads_argmax(rng):
+    cfg = tiny_config(user_text_delay=1)
+    torch.manual_seed(3)
+    model = DuplexModel(cfg).eval()
+    k, s = cfg.streams.frames_per_step, 7
+    user = torch.randint(0, cfg.streams.codebook_size, (1, s, k), generator=rng)
+    voice = torch.randn(1, s, cfg.streams.voice_dim, generator=rng)
+    g_sys = torch.randn(1, cfg.streams.voice_dim, generator=rng)
+    heard, texts, systems = [], [], []
+    with DuplexSession(model, 1, SamplingConfig(0.0, 0, 0.0, 0), system_voice=g_sys) as session:
+        for t in range(s):
+            text, system = session.step(user[:, t], voice[:, t])
+            heard.append(session.heard.clone())
+            texts.append(text.clone())
+            systems.append(system.clone())
+    # rebuild the grid the session produced and read the head teacher-forced: the same pieces
+    cols = Columns(k)
+    grid = torch.zeros(1, s, cols.width, dtype=torch.long)
+    grid[..., cols.text] = torch.stack(texts, 1)
+    grid[..., cols.system] = torch.stack(systems, 1)
+    grid[..., cols.user] = torch.cat([torch.full((1, 1, k), cfg.streams.silence_token), user[:, :-1]], 1)  # user delay 1
+    v = torch.cat([voice[:, :1], voice[:, :-1]], 1)
+    with torch.no_grad():
+        ref = model(grid, v, g_sys).user_text.argmax(-1)
+    assert torch.equal(torch.stack(heard, 1), ref)
 
 
 def run_session(model, user, voice, g_sys, seeds, sampling):

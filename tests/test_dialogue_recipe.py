@@ -8,8 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from dialogue import DialogueConfig, TextTokenizer, text_stream_words
 from recipes.ctm import group_by_utt, read_ctm
+from recipes.dialogue.prepare import TokenSet
 from recipes.dialogue.synth import CorpusConfig, build_conversation, synthesize_corpus
 from recipes.dialogue.turns import aggregate, energy_vad, score_conversation
 
@@ -113,3 +116,28 @@ def test_parallel_synthesis_and_tokens_equal_serial(tmp_path):
     assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)
     meta = [safe_open(str(o), framework="pt").metadata() for o in outs]
     assert meta[0] == meta[1]
+    # the user's words ride beside the grid: the listening head's targets read back as the user CTM
+    data = TokenSet(outs[0])
+    tok = TextTokenizer.load(tmp_path / "tok.model")
+    user = group_by_utt(read_ctm(tmp_path / "serial" / "user.ctm"))
+    for utt, heard, grid in zip(data.ids, data.user_text, data.tokens):
+        assert heard.shape == grid.shape[:1]
+        assert [w.word for w in text_stream_words(heard, data.streams.step_seconds, tok)] == [e.token for e in user[utt]]
+
+
+def test_listening_head_needs_token_files_with_the_user_text(tmp_path):
+    from recipes.dialogue.prepare import make_tokenizer, make_tokens
+    from recipes.dialogue.task import collate
+
+    synthesize_corpus(CorpusConfig(num_conversations=1, seed=3, max_turns=2), tmp_path / "data")
+    make_tokenizer(tmp_path / "data", tmp_path / "tok.model", 96)
+    make_tokens(tmp_path / "data", None, tmp_path / "tok.model", tmp_path / "t.safetensors")
+    data = TokenSet(tmp_path / "t.safetensors")
+    cfg = DialogueConfig(streams=data.streams, user_text_delay=2)
+    batch = collate(data, [0], cfg, crop_steps=10**9)
+    heard = batch["user_text"][0, 2:]  # the grid's user stream has delay 0, the head lags it 2 steps
+    assert batch["user_text"].shape == batch["mask"].shape and (batch["user_text"][0, :2] == TextTokenizer.PAD).all()
+    assert torch.equal(heard, data.user_text[0][:len(heard)])
+    data.user_text = None  # a file made before the listening head existed
+    with pytest.raises(ValueError, match="no user_text stream"):
+        collate(data, [0], cfg, crop_steps=10**9)

@@ -34,7 +34,7 @@ def teacher_forced(model, data: TokenSet, max_conversations: int = 0, batch_size
     for start in range(0, n, batch_size):
         batch = collate(data, list(range(start, min(n, start + batch_size))), model.cfg, crop_steps=10**9)
         logits = model(batch["tokens"], batch["user_voice"], batch["system_voice"])
-        _, scalars = duplex_loss(model, logits, batch["tokens"], batch["mask"], LossWeights())
+        _, scalars = duplex_loss(model, logits, batch["tokens"], batch["mask"], LossWeights(), batch.get("user_text"))
         w = int(batch["mask"].sum())
         for k, v in scalars.items():
             totals[k] = totals.get(k, 0.0) + v * w
@@ -60,6 +60,8 @@ def main(argv=None) -> None:
             raise SystemExit(f"{path}: tokens of codec {data.codec_id}, {args.model} was trained on {bundle.codec_id}")
         rows[str(path)] = teacher_forced(model, data, args.max_conversations)
     keys = ["loss/text", "acc/text", "acc/text_words", "loss/system", "acc/system"]
+    if model.cfg.user_text_delay is not None:
+        keys += ["acc/user_text_words"]
     print("| tokens | conversations | " + " | ".join(keys) + " |")
     print("|---|---|" + "---|" * len(keys))
     for path, r in rows.items():

@@ -7,7 +7,8 @@
 `tokenizer` trains the sentencepiece model on the corpus text (both channels' words plus the task
 vocabulary). `tokens` encodes both channels with the codec (tokens and the user's running voice
 vector per frame, as the streaming encoder reports them), lays out the undelayed grid per
-conversation (`dialogue.build_grid`), takes the system voice G_sys from the system channel's speech,
+conversation (`dialogue.build_grid`) with the user's words as a text stream beside it (the listening
+head's targets), takes the system voice G_sys from the system channel's speech,
 and writes one safetensors file per split with the stream facts (K, codebook, silence token, codec
 id) in its metadata.
 """
@@ -25,7 +26,7 @@ from tqdm import tqdm
 
 from codec import load_codec
 from codec.audio import load_audio, to_mono_batch
-from dialogue import StreamConfig, TextTokenizer, Word, build_grid, train_tokenizer
+from dialogue import StreamConfig, TextTokenizer, Word, build_grid, text_stream, train_tokenizer
 from dialogue.features import silence_token
 
 from ..ctm import group_by_utt, read_ctm
@@ -52,8 +53,12 @@ def make_tokens(data: Path, codec_path: Path | None, tokenizer_path: Path, out: 
     if not d.utts:
         raise ValueError(f"{data}: no conversations to encode")
     system_words = group_by_utt(read_ctm(data / "system.ctm"))
-    items = [(utt, d.wav_path(utt), [Word(e.token, e.start, e.end) for e in system_words.get(utt, [])])
-             for utt in d.utts]
+    user_words = group_by_utt(read_ctm(data / "user.ctm"))
+
+    def words(ctm, utt):
+        return [Word(e.token, e.start, e.end) for e in ctm.get(utt, [])]
+
+    items = [(utt, d.wav_path(utt), words(system_words, utt), words(user_words, utt)) for utt in d.utts]
     block = 32
     jobs = [(codec_path, tokenizer_path, step_hz, items[i:i + block]) for i in range(0, len(items), block)]
     results = []
@@ -66,6 +71,7 @@ def make_tokens(data: Path, codec_path: Path | None, tokenizer_path: Path, out: 
     codec_id, streams = results[0][3], results[0][4]
     parts = [r[1] for r in results]
     tensors = {"tokens": torch.from_numpy(np.concatenate([g["tokens"] for g in parts])).to(torch.int32),
+               "user_text": torch.from_numpy(np.concatenate([g["user_text"] for g in parts])).to(torch.int32),
                "user_voice": torch.from_numpy(np.concatenate([g["user_voice"] for g in parts])).half(),
                "system_voice": torch.from_numpy(np.stack([g["system_voice"] for g in parts])).float(),
                "system_speech": torch.from_numpy(np.concatenate([r[2] for r in results])).view(
@@ -82,7 +88,7 @@ def make_tokens(data: Path, codec_path: Path | None, tokenizer_path: Path, out: 
 
 
 def _encode_block(job) -> list[tuple]:
-    """One block of (id, wav path, system words) → [(id, grid arrays, system speech frames, codec id,
+    """One block of (id, wav path, system words, user words) → [(id, grid arrays, system speech frames, codec id,
     stream config)]. numpy, not torch tensors: a worker's tensors would travel as shared-memory file
     handles, and thousands of them exhaust the process's descriptors."""
     codec_path, tokenizer_path, step_hz, items = job
@@ -90,7 +96,7 @@ def _encode_block(job) -> list[tuple]:
     tok = TextTokenizer.load(tokenizer_path)
     streams = StreamConfig.derive(codec.config, tok.vocab_size, silence_token(codec), step_hz)
     out = []
-    for utt, wav_path, words in items:
+    for utt, wav_path, words, user_words in items:
         wav, sr = load_audio(wav_path)
         if wav.shape[0] != 2:
             raise ValueError(f"{wav_path}: {wav.shape[0]} channels, expected 2 (user, system)")
@@ -99,7 +105,8 @@ def _encode_block(job) -> list[tuple]:
         g_sys = _speech_voice(codec, x[1], words)
         grid = build_grid(codes[0].cpu(), codes[1].cpu(), words, tok, streams, voice[0].float().cpu(), g_sys)
         speech = _speech_frames(words, grid.num_steps * streams.frames_per_step, codec.frame_rate)
-        arrays = {"tokens": grid.tokens.numpy(), "user_voice": grid.user_voice.numpy(),
+        user_text = text_stream(user_words, grid.num_steps, streams.step_seconds, tok)
+        arrays = {"tokens": grid.tokens.numpy(), "user_text": user_text.numpy(), "user_voice": grid.user_voice.numpy(),
                   "system_voice": grid.system_voice.numpy()}
         out.append((utt, arrays, speech.numpy(), codec.codec_id, streams))
     return out
@@ -138,6 +145,8 @@ class TokenSet:
         self.ids = json.loads(meta["ids"])
         off = t["offsets"].tolist()
         self.tokens = [t["tokens"][a:b].long() for a, b in zip(off, off[1:])]
+        # the user's words as a text stream [S] per conversation (None in files made before it existed)
+        self.user_text = [t["user_text"][a:b].long() for a, b in zip(off, off[1:])] if "user_text" in t else None
         self.user_voice = [t["user_voice"][a:b].float() for a, b in zip(off, off[1:])]
         self.system_voice = t["system_voice"]
         self.system_speech = [t["system_speech"][a:b].bool() for a, b in zip(off, off[1:])]  # [S, K] per frame

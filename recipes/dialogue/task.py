@@ -15,7 +15,7 @@ from torch import nn
 
 from dialogue import (Columns, DialogueConfig, DuplexModel, LossWeights, TextTokenizer, delay_tokens, duplex_loss,
                       save_dialogue)
-from dialogue.layout import delay_rows
+from dialogue.layout import delay_rows, user_text_targets
 
 from ..trainer import LossTerm, TrainerConfig, TrainingTask
 from .prepare import TokenSet
@@ -66,7 +66,7 @@ class DialogueTask(TrainingTask):
     def losses(self, model: nn.Module, batch: dict, step: int) -> Iterator[LossTerm]:
         logits = model(batch["tokens"], batch["user_voice"], batch["system_voice"])
         inner = model.module if hasattr(model, "module") else model
-        loss, scalars = duplex_loss(inner, logits, batch["tokens"], batch["mask"], self.cfg.loss)
+        loss, scalars = duplex_loss(inner, logits, batch["tokens"], batch["mask"], self.cfg.loss, batch.get("user_text"))
         yield LossTerm("main", loss, scalars)
 
     def system_voice(self) -> torch.Tensor:
@@ -78,19 +78,29 @@ def collate(data: TokenSet, picks: list[int], model_cfg: DialogueConfig, crop_st
             p_crop_from_start: float = 1.0, g: torch.Generator | None = None) -> dict:
     """Conversations `picks` of `data` → a model batch: delayed grids cropped to `crop_steps` (a long
     one from a random start drawn from `g` unless it starts at 0, with probability
-    `p_crop_from_start`; always from 0 without `g`), padded to the longest with a step mask."""
+    `p_crop_from_start`; always from 0 without `g`), padded to the longest with a step mask. With a
+    listening head, also the user's words on the head's clock ("user_text")."""
     cols = Columns(model_cfg.streams.frames_per_step)
     delays, fills = cols.delays(model_cfg.delays), cols.fills(model_cfg.streams)
-    items = []
+    listen = model_cfg.user_text_delay is not None
+    if listen and data.user_text is None:
+        raise ValueError(f"{data.path} has no user_text stream (made before the listening head existed): "
+                         f"rerun recipes.dialogue.prepare tokens, or train with model.user_text_delay=null")
+    items, heard = [], []
     for i in picks:
         tokens = delay_tokens(data.tokens[i], delays, fills)
         voice = delay_rows(data.user_voice[i], model_cfg.delays.user, tokens.shape[0])
+        if listen:
+            heard.append(user_text_targets(data.user_text[i], model_cfg.delays, model_cfg.user_text_delay,
+                                           tokens.shape[0]))
         start = 0
         extra = tokens.shape[0] - crop_steps
         if extra > 0 and g is not None and float(torch.rand((), generator=g)) >= p_crop_from_start:
             start = int(torch.randint(0, extra + 1, (), generator=g))
         end = start + min(tokens.shape[0], crop_steps)
         items.append((tokens[start:end], voice[start:end], data.system_voice[i]))
+        if listen:
+            heard[-1] = heard[-1][start:end]
     length = max(t.shape[0] for t, _, _ in items)
     b = len(items)
     out_tokens = torch.tensor(fills).expand(b, length, cols.width).clone()
@@ -101,8 +111,13 @@ def collate(data: TokenSet, picks: list[int], model_cfg: DialogueConfig, crop_st
         out_voice[j, :t.shape[0]] = v
         out_voice[j, t.shape[0]:] = v[-1]
         mask[j, :t.shape[0]] = True
-    return {"tokens": out_tokens, "user_voice": out_voice, "mask": mask,
-            "system_voice": torch.stack([s for _, _, s in items])}
+    batch = {"tokens": out_tokens, "user_voice": out_voice, "mask": mask,
+             "system_voice": torch.stack([s for _, _, s in items])}
+    if listen:
+        batch["user_text"] = torch.full((b, length), TextTokenizer.PAD, dtype=torch.long)
+        for j, u in enumerate(heard):
+            batch["user_text"][j, :u.shape[0]] = u
+    return batch
 
 
 def export(task: DialogueTask, model: DuplexModel, out: Path, description: str) -> None:
