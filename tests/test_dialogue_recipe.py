@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -80,9 +81,12 @@ def test_tiny_recipe_end_to_end(tmp_path):
     ref = scores["reference (corpus), energy VAD"]
     assert ref["takeover_rate"][0] == 0.0 and ref["task_accuracy"][0] == 1.0
     assert set(scores["model, energy VAD"]) == set(ref) and "model, token VAD" in scores
+    probe = json.loads((exp / "style_probe.json").read_text())
+    assert set(probe) >= {"tokens", "voice", "conversations"}
     tf = json.loads((exp / "dialogue" / "score" / "teacher_forced.json").read_text())
     assert [Path(k).name for k in tf] == ["test.safetensors", "train.safetensors"]
     assert all(0 <= r["acc/text_words"] <= 1 and r["loss/text"] > 0 and r["conversations"] > 0 for r in tf.values())
+    assert all(0 <= r["acc/reply_style"] <= 1 and 0 <= r["acc/reply_answer"] <= 1 for r in tf.values())
     summary = json.loads((exp / "demo" / "summary.json").read_text())
     assert summary["steps"] > 0 and summary["theoretical_latency_ms"] > 0
     for name in ("duplex.wav", "monologue.ctm", "timeline.png"):
@@ -141,3 +145,32 @@ def test_listening_head_needs_token_files_with_the_user_text(tmp_path):
     data.user_text = None  # a file made before the listening head existed
     with pytest.raises(ValueError, match="no user_text stream"):
         collate(data, [0], cfg, crop_steps=10**9)
+
+
+def test_style_probe_finds_the_style_where_it_is(tmp_path):
+    """Styles carried by the voice vector only: the voice probe finds them, the token probe is at chance."""
+
+    from dialogue import StreamConfig
+    from recipes.dialogue.style_probe import style_probe
+
+    rng = np.random.default_rng(0)
+    streams = StreamConfig(5, 62.5, 81, 4, 0, 40)
+    styles = ["calm", "excited", "slow"] * 20
+    ids = [f"{s}-{i:03d}" for i, s in enumerate(styles)]
+    (tmp_path / "meta").mkdir()
+    for i, s in zip(ids, styles):
+        (tmp_path / "meta" / f"{i}.json").write_text(json.dumps({"style": s}))
+    tokens = [torch.from_numpy(rng.integers(1, 81, (30, 11))) for _ in ids]
+    voice = [torch.randn(30, 4) * 0.1 + torch.eye(4)[["calm", "excited", "slow"].index(s)] for s in styles]
+
+    class FakeTokens(SimpleNamespace):  # what style_probe reads of a TokenSet
+        def __len__(self):
+            return len(self.ids)
+
+    data = FakeTokens(tokens=tokens, user_voice=voice, ids=ids, streams=streams, data_dir=str(tmp_path),
+                      path=tmp_path / "t.safetensors")
+    r = style_probe(data, levels=None)
+    assert r["voice"]["acc"] == 1.0 and r["tokens"]["acc"] < 0.6 and r["conversations"] == 60
+    data.data_dir = str(tmp_path / "missing")
+    with pytest.raises(ValueError, match="no meta/"):
+        style_probe(data, levels=None)

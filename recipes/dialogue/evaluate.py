@@ -5,7 +5,11 @@ with every previous token given, on held-out conversations next to (a sample of)
         --tokens exp/tokens/test.safetensors exp/tokens/train.safetensors --max-conversations 200
 
 The gap between the two rows separates generalisation from memorisation; the free-running scores
-(`recipes.dialogue.score`) add what sampling its own history costs.
+(`recipes.dialogue.score`) add what sampling its own history costs. Word-piece accuracy is dominated
+by pieces that follow from the previous ones ("is spelled" after "cake"), so two decision points are
+scored apart, from the corpus metadata: the first reply's first piece (the style word: did it hear
+how the user spoke? later replies could copy it from the history) and the first piece of every
+answer after it (did it hear what was asked?).
 """
 from __future__ import annotations
 
@@ -15,31 +19,74 @@ from pathlib import Path
 
 import torch
 
-from dialogue import LossWeights, duplex_loss, load_dialogue
+from dialogue import LossWeights, duplex_loss, load_dialogue, text_stream_words
+from dialogue.tokenizer import TextTokenizer
+
+from ..ctm import group_by_utt, read_ctm
 
 from .prepare import TokenSet
 from .task import collate
 
 
+def reply_decision_steps(data: TokenSet, tokenizer: TextTokenizer, n: int) -> list[list[tuple[int, int]]]:
+    """Per conversation, (style word step, answer onset step) of every reply on the undelayed text
+    column, from the corpus metadata of the data dir the tokens were made from (the grid keeps the
+    CTM's word order and count, so the i-th word of the column is the i-th word of system.ctm)."""
+    data_dir = Path(data.data_dir)
+    ctm = group_by_utt(read_ctm(data_dir / "system.ctm"))
+    out = []
+    for i in range(n):
+        utt = data.ids[i]
+        meta = json.loads((data_dir / "meta" / f"{utt}.json").read_text())
+        starts = [e.start for e in ctm.get(utt, [])]
+        words = text_stream_words(data.tokens[i][:, 0], data.streams.step_seconds, tokenizer)
+        steps = [round(w.start / data.streams.step_seconds) for w in words]
+        pairs = []
+        for turn in meta["turns"]:
+            j = min(range(len(starts)), key=lambda j: abs(starts[j] - turn["reply_start"]), default=None)
+            if j is not None and j + 1 < len(steps) and j + 1 < len(starts):
+                pairs.append((steps[j], steps[j + 1]))
+        out.append(pairs)
+    return out
+
+
 @torch.inference_mode()
-def teacher_forced(model, data: TokenSet, max_conversations: int = 0, batch_size: int = 8) -> dict[str, float]:
-    """Scalars of `duplex_loss` averaged over whole conversations (weighted by their real steps)."""
+def teacher_forced(model, data: TokenSet, max_conversations: int = 0, batch_size: int = 8,
+                   tokenizer: TextTokenizer | None = None) -> dict[str, float]:
+    """Scalars of `duplex_loss` averaged over whole conversations (weighted by their real steps);
+    with a tokenizer and the corpus metadata beside the tokens, also the text accuracy at the
+    replies' two decision points (acc/reply_style: first reply only, acc/reply_answer)."""
     n = len(data) if max_conversations <= 0 else min(len(data), max_conversations)
     if n == 0:
         raise ValueError(f"{data.path}: no conversations")
     if data.streams != model.cfg.streams:
         raise ValueError(f"{data.path}: its streams {data.streams} are not the model's {model.cfg.streams}")
+    has_meta = (Path(data.data_dir) / "meta").is_dir() and (Path(data.data_dir) / "system.ctm").is_file()
+    decisions = reply_decision_steps(data, tokenizer, n) if tokenizer is not None and has_meta else None
+    hits = {"style": [], "answer": []}
     totals: dict[str, float] = {}
     weight = 0
     for start in range(0, n, batch_size):
-        batch = collate(data, list(range(start, min(n, start + batch_size))), model.cfg, crop_steps=10**9)
+        picks = list(range(start, min(n, start + batch_size)))
+        batch = collate(data, picks, model.cfg, crop_steps=10**9)
         logits = model(batch["tokens"], batch["user_voice"], batch["system_voice"])
         _, scalars = duplex_loss(model, logits, batch["tokens"], batch["mask"], LossWeights(), batch.get("user_text"))
         w = int(batch["mask"].sum())
         for k, v in scalars.items():
             totals[k] = totals.get(k, 0.0) + v * w
         weight += w
-    return {k: v / weight for k, v in totals.items()} | {"conversations": n}
+        if decisions is not None:
+            guess, d = logits.text.argmax(-1), model.cfg.delays.text
+            for j, i in enumerate(picks):
+                for r, (style, answer) in enumerate(decisions[i]):
+                    # the style word only in the first reply: later ones can copy it from the history
+                    for name, t in ((("style", style),) if r == 0 else ()) + (("answer", answer),):
+                        hits[name].append(bool(guess[j, t + d] == batch["tokens"][j, t + d, 0]))
+    out = {k: v / weight for k, v in totals.items()} | {"conversations": n}
+    for name, h in hits.items():
+        if h:
+            out[f"acc/reply_{name}"] = sum(h) / len(h)
+    return out
 
 
 def main(argv=None) -> None:
@@ -58,14 +105,14 @@ def main(argv=None) -> None:
         data = TokenSet(path)
         if data.codec_id != bundle.codec_id:
             raise SystemExit(f"{path}: tokens of codec {data.codec_id}, {args.model} was trained on {bundle.codec_id}")
-        rows[str(path)] = teacher_forced(model, data, args.max_conversations)
-    keys = ["loss/text", "acc/text", "acc/text_words", "loss/system", "acc/system"]
+        rows[str(path)] = teacher_forced(model, data, args.max_conversations, tokenizer=bundle.tokenizer)
+    keys = ["loss/text", "acc/text", "acc/text_words", "acc/reply_style", "acc/reply_answer", "loss/system", "acc/system"]
     if model.cfg.user_text_delay is not None:
         keys += ["acc/user_text_words"]
     print("| tokens | conversations | " + " | ".join(keys) + " |")
     print("|---|---|" + "---|" * len(keys))
     for path, r in rows.items():
-        print(f"| {path} | {r['conversations']} | " + " | ".join(f"{r[k]:.3f}" for k in keys) + " |")
+        print(f"| {path} | {r['conversations']} | " + " | ".join(f"{r[k]:.3f}" if k in r else "–" for k in keys) + " |")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(rows, indent=1))

@@ -143,6 +143,7 @@ class TokenSet:
         self.streams = StreamConfig(**json.loads(meta["streams"]))
         self.codec_id = meta["codec_id"]
         self.ids = json.loads(meta["ids"])
+        self.data_dir = meta.get("data", "")  # the data dir the grids were made from (its metadata, CTMs)
         off = t["offsets"].tolist()
         self.tokens = [t["tokens"][a:b].long() for a, b in zip(off, off[1:])]
         # the user's words as a text stream [S] per conversation (None in files made before it existed)

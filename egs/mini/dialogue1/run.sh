@@ -83,6 +83,9 @@ fi
 
 if run_stage 5 score; then
   n=0; asr_opt=--asr; [ "$tiny" = true ] && n=2 && asr_opt=
+  # is the user's style in the tokens or in the voice vector? (bounds what the style ablation can show)
+  python -m recipes.dialogue.style_probe --tokens "$exp/tokens/train.safetensors" --codec "$exp/codec.safetensors" \
+    --out "$exp/style_probe.json"
   for m in "${models[@]}"; do
     python -m recipes.dialogue.score --data "$data/test" --model "$exp/$m/model.safetensors" \
       --codec "$exp/codec.safetensors" --out "$exp/$m/score" --max-conversations $n \

@@ -1,0 +1,76 @@
+"""Where is the user's speaking style: in the codec's semantic tokens or in its voice vector?
+
+    python -m recipes.dialogue.style_probe --tokens exp/tokens/train.safetensors --codec exp/codec.safetensors \
+        [--max-conversations 1200] [--out exp/style_probe.json]
+
+The corpus makes the right reply depend on the user's style, and the model's style ablation
+(`model.user_voice=false`) can only fall to chance if the tokens do not carry it. This fits the
+codec scorer's linear probe (`recipes.score.tokens.probe_accuracy`: one half of the conversations
+per style to train, the other to test) on (a) the user channel's tokens pooled over its speech
+frames and (b) the user's running voice vector at the end of the conversation, with the style as
+the label. Tokens near chance and voice high would mean a clean split of what from how.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from codec import load_codec
+from dialogue import Columns
+
+from ..score.tokens import pooled_token_features, probe_accuracy
+from .prepare import TokenSet
+
+
+def style_probe(data: TokenSet, levels: list[int] | None, max_conversations: int = 0) -> dict:
+    """{"tokens": probe result, "voice": probe result, "conversations": n} (probe results as
+    `probe_accuracy` returns them: acc, chance, num_classes, num_test). With a maximum, the
+    conversations are taken evenly spread over the file (its ids are grouped by style)."""
+    n = len(data) if max_conversations <= 0 else min(len(data), max_conversations)
+    picks = np.linspace(0, len(data) - 1, n).round().astype(int).tolist() if n else []
+    if n == 0:
+        raise ValueError(f"{data.path}: no conversations")
+    meta_dir = Path(data.data_dir) / "meta"
+    if not meta_dir.is_dir():
+        raise ValueError(f"{data.path}: its data dir {data.data_dir} has no meta/ (the corpus metadata with "
+                         f"each conversation's style)")
+    cols = Columns(data.streams.frames_per_step)
+    styles, token_feats, voices = [], [], []
+    for i in picks:
+        styles.append(json.loads((meta_dir / f"{data.ids[i]}.json").read_text())["style"])
+        user = data.tokens[i][:, cols.user].reshape(-1).numpy()
+        speech = user[user != data.streams.silence_token]
+        token_feats.append(pooled_token_features(speech if len(speech) else user, data.streams.codebook_size, levels))
+        voices.append(data.user_voice[i][-1].numpy())
+    ids = [data.ids[i] for i in picks]
+    return {"tokens": probe_accuracy(np.stack(token_feats), styles, ids),
+            "voice": probe_accuracy(np.stack(voices), styles, ids), "conversations": n,
+            "token_feature": "fsq_digits" if levels else "token_histogram"}
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--tokens", type=Path, required=True, help="a token file (recipes.dialogue.prepare tokens)")
+    p.add_argument("--codec", type=Path, default=None, help="the codec the tokens came from (for its FSQ levels)")
+    p.add_argument("--max-conversations", type=int, default=1200)
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args(argv)
+    data = TokenSet(args.tokens)
+    codec = load_codec(args.codec)
+    if codec.codec_id != data.codec_id:
+        raise SystemExit(f"{args.tokens}: tokens of codec {data.codec_id}, --codec is {codec.codec_id}")
+    levels = list(getattr(codec.config, "fsq_levels", None) or []) or None
+    r = style_probe(data, levels, args.max_conversations)
+    print(f"style probe on {r['conversations']} conversations ({r['tokens']['num_test']} held out, "
+          f"{r['tokens']['num_classes']} styles, chance {r['tokens']['chance']:.0%}): "
+          f"from pooled user tokens {r['tokens']['acc']:.0%}, from the user's voice vector {r['voice']['acc']:.0%}")
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(r, indent=1))
+
+
+if __name__ == "__main__":
+    main()
