@@ -8,8 +8,9 @@ Streams every test conversation's user channel through the full-duplex pipeline 
 monologue, then measures on the system channel (VAD) and the monologue: takeover rate in user
 pauses, response latency after the user's end of turn, stop latency after an interruption,
 whether the system keeps talking through a backchannel, and task / style accuracy. The corpus's own
-system channel is scored the same way (`reference` row) as the ceiling. Writes scores.json and
-RESULTS.md (with the command).
+system channel is scored the same way (`reference` row) as the ceiling. A model with a listening
+head also gets the WER of its streaming transcript of the user against the user CTM (heard.ctm).
+Writes scores.json and RESULTS.md (with the command).
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from dialogue.pipeline import run_duplex
 
 from ..ctm import CtmEntry, group_by_utt, read_ctm, write_ctm
 from ..datadir import DataDir
+from ..score.asr import word_errors
 from .prepare import TokenSet
 from .turns import TokenVad, aggregate, asr_task_correct, energy_vad, score_conversation, silero_vad
 
@@ -78,7 +80,9 @@ def score_model(d: DataDir, metas: dict, args, codec, token_vad: TokenVad | None
     results: dict[str, list] = {args.vad: [], "tokens": []}
     times, steps = [], 0
     (args.out / "wav").mkdir(parents=True, exist_ok=True)
-    ctm = []
+    ctm, heard_ctm = [], []
+    user_ctm = group_by_utt(read_ctm(d.path / "user.ctm")) if bundle.model.cfg.user_text_delay is not None else {}
+    heard_errors = heard_ref = 0
     utts = d.utts[:args.max_conversations] if args.max_conversations else d.utts
     for i in range(0, len(utts), args.batch):
         batch = utts[i:i + args.batch]
@@ -96,6 +100,12 @@ def score_model(d: DataDir, metas: dict, args, codec, token_vad: TokenVad | None
             words = run.words(j, bundle.tokenizer)
             ctm += [CtmEntry(utt, "2", w.start, w.end - w.start, w.word) for w in words]
             said = [(w.word, w.start) for w in words]
+            if run.heard_tokens is not None:
+                heard = run.heard_words(j, bundle.tokenizer)
+                heard_ctm += [CtmEntry(utt, "1", w.start, w.end - w.start, w.word) for w in heard]
+                ref = [e.token for e in user_ctm.get(utt, [])]
+                heard_errors += word_errors(ref, [w.word for w in heard])
+                heard_ref += len(ref)
             results[args.vad].append(score_conversation(metas[utt], vad(stereo[:, 1], run.sample_rate, args.vad), said))
             if asr is not None:
                 results[args.vad][-1]["task_correct_asr"] = asr_task_correct(metas[utt], stereo[:, 1], run.sample_rate,
@@ -106,11 +116,14 @@ def score_model(d: DataDir, metas: dict, args, codec, token_vad: TokenVad | None
                                           run.output_offset)
                 results["tokens"].append(score_conversation(metas[utt], segs, said))
     write_ctm(args.out / "monologue.ctm", ctm)
+    if heard_ctm:
+        write_ctm(args.out / "heard.ctm", heard_ctm)
     t = np.array(times) * 1000
     cfg = bundle.model.cfg
     speed = {"step_ms_mean": float(t.mean()), "step_ms_p95": float(np.percentile(t, 95)), "batch": args.batch,
              "rtf": float(t.sum() / 1000 / (steps * cfg.streams.step_seconds)),
-             "theoretical_latency_ms": cfg.theoretical_latency_ms, "trained": bundle.description}
+             "theoretical_latency_ms": cfg.theoretical_latency_ms, "trained": bundle.description,
+             "listening_wer": heard_errors / heard_ref if heard_ref else None, "listening_words": heard_ref}
     return {k: aggregate(v) for k, v in results.items() if v}, speed
 
 
@@ -138,6 +151,9 @@ def write_results(path: Path, rows: dict, speed: dict | None, data: Path, args_l
         lines += ["", f"Streaming speed (CPU, batch {speed['batch']}): {speed['step_ms_mean']:.1f} ms per 80 ms step "
                       f"(p95 {speed['step_ms_p95']:.1f}), RTF {speed['rtf']:.3f}; theoretical latency "
                       f"{speed['theoretical_latency_ms']:.0f} ms. Model: {speed['trained']}."]
+        if speed.get("listening_wer") is not None:
+            lines += ["", f"Listening head (the model's streaming transcript of the user, heard.ctm): WER "
+                          f"{100 * speed['listening_wer']:.1f} % over {speed['listening_words']} user words."]
     lines += ["", "Command:", "", "```", args_line, "```", ""]
     path.write_text("\n".join(lines))
 
