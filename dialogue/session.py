@@ -11,7 +11,7 @@ random generator per conversation, so a batch of B gives the same result as B si
 buffer is allocated once, in the constructor. `reset(mask)` restarts chosen conversations only.
 With a listening head, `session.heard` [B] holds the user's word piece (or PAD) it read off the
 temporal state this step: a streaming transcript of the user, `delays.user + user_text_delay` steps
-behind the user's audio. Delays: the first `delays.system` steps of system audio (and `delays.text` of text) are the stream's
+behind the user's audio (PAD until that lag has passed). Delays: the first `delays.system` steps of system audio (and `delays.text` of text) are the stream's
 fill, as in training; the user stream's delay is a small FIFO here.
 """
 from __future__ import annotations
@@ -104,8 +104,9 @@ class DuplexSession:
             self.voice_fifo[first] = user_voice[first, None]
         h = self.model.step_hidden(self.prev_text, self.prev_system, self.user_fifo[:, 0],
                                    self.voice_fifo[:, 0] if self.cfg.user_voice else None, self.system_voice)
-        if self.model.user_text_head is not None:
-            self.heard.copy_(self.model.listen(h).argmax(-1))
+        if self.model.user_text_head is not None:  # nothing to hear before the head's lag has passed
+            lag = self.cfg.delays.user + self.cfg.user_text_delay
+            self.heard.copy_(torch.where(self.steps < lag, TextTokenizer.PAD, self.model.listen(h).argmax(-1)))
         self.model.depth_step(h, self._choose, self.out, positions=1 + k)
         self.prev_text.copy_(self.out[:, 0])
         self.prev_system.copy_(self.out[:, 1:1 + k])

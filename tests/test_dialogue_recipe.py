@@ -89,8 +89,10 @@ def test_tiny_recipe_end_to_end(tmp_path):
     assert all(0 <= r["acc/reply_style"] <= 1 and 0 <= r["acc/reply_answer"] <= 1 for r in tf.values())
     summary = json.loads((exp / "demo" / "summary.json").read_text())
     assert summary["steps"] > 0 and summary["theoretical_latency_ms"] > 0
-    for name in ("duplex.wav", "monologue.ctm", "timeline.png"):
+    for name in ("duplex.wav", "monologue.ctm", "heard.ctm", "timeline.png"):  # the tiny model has a listening head
         assert (exp / "demo" / name).is_file()
+    assert summary["heard"] is not None
+    assert json.loads((exp / "dialogue" / "score" / "scores.json").read_text())["speed"]["listening_words"] > 0
     import soundfile as sf
     wav, sr = sf.read(exp / "demo" / "duplex.wav")
     assert wav.shape[1] == 2 and np.abs(wav[:, 0]).max() > 0.01
