@@ -30,16 +30,19 @@ class StreamConfig:
     silence_token: int = 0  # codec token of digital silence: fills delayed audio positions
     text_vocab_size: int = 0  # sentencepiece vocabulary, special ids included
     codec_latency_ms: float = 0.0  # the codec's algorithmic latency (codec.config.latency_ms)
+    # steps by which an inner-monologue word's first piece is placed ahead of its audio onset, so the
+    # text decides a word before the audio says it (and cannot be read off the system's own audio)
+    text_lead: int = 0
 
     @classmethod
     def derive(cls, codec_cfg: CodecConfig, text_vocab_size: int, silence_token: int,
-               step_hz: float = 12.5) -> "StreamConfig":
+               step_hz: float = 12.5, text_lead: int = 0) -> "StreamConfig":
         """K = the whole number of codec frames closest to one step at `step_hz` (≥ 1)."""
         k = max(1, round(codec_cfg.frame_rate / step_hz))
         return cls(frames_per_step=k, codec_frame_rate=float(codec_cfg.frame_rate),
                    codebook_size=codec_cfg.codebook_size, voice_dim=codec_cfg.voice_dim,
                    silence_token=int(silence_token), text_vocab_size=int(text_vocab_size),
-                   codec_latency_ms=float(codec_cfg.latency_ms))
+                   codec_latency_ms=float(codec_cfg.latency_ms), text_lead=int(text_lead))
 
     @property
     def step_rate(self) -> float:
@@ -55,6 +58,8 @@ class StreamConfig:
             if getattr(self, f) <= 0:
                 raise DialogueConfigError(f"{where}.{f} is {getattr(self, f)}; derive the stream facts from the "
                                           f"codec and tokenizer with StreamConfig.derive(...)")
+        if self.text_lead < 0:
+            raise DialogueConfigError(f"{where}.text_lead is {self.text_lead}, expected >= 0")
         if not 0 <= self.silence_token < self.codebook_size:
             raise DialogueConfigError(f"{where}.silence_token is {self.silence_token}, expected a codec token in "
                                       f"[0, {self.codebook_size})")

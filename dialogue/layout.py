@@ -2,8 +2,8 @@
 
 One row per dialogue step; columns `[text, system_0..K-1, user_0..K-1]` (`Columns` names them).
 The text column is the system's inner monologue: each word's sentencepiece pieces start at the step
-of the word's onset in the system channel, an EPAD sits on the step just before them, and PAD fills
-the rest (Moshi's convention). A word that would overlap the previous one is pushed later, so word
+of the word's onset in the system channel (or `StreamConfig.text_lead` steps before it), an EPAD sits
+on the step just before them, and PAD fills the rest (Moshi's convention). A word that would overlap the previous one is pushed later, so word
 order and count always survive the round trip; timings come back quantised to the step.
 Delays shift whole streams later by whole steps (`delay_tokens`) and are undone exactly
 (`undelay_tokens`).
@@ -63,13 +63,16 @@ class Columns:
 
 
 # --- text stream ----------------------------------------------------------------------------------
-def text_stream(words: list[Word], num_steps: int, step_seconds: float, tokenizer: TextTokenizer) -> torch.Tensor:
-    """Words with onsets → text tokens [num_steps] (undelayed). Pieces that fall past the end are cut."""
+def text_stream(words: list[Word], num_steps: int, step_seconds: float, tokenizer: TextTokenizer,
+                lead: int = 0) -> torch.Tensor:
+    """Words with onsets → text tokens [num_steps] (undelayed), each word's first piece `lead` steps
+    before the step of its onset (or later, when the previous word's pieces are still running).
+    Pieces that fall past the end are cut."""
     tokens = torch.full((num_steps,), TextTokenizer.PAD, dtype=torch.long)
     cursor = 0  # first free step
     for w in sorted(words, key=lambda w: w.start):
         pieces = tokenizer.encode_word(w.word)
-        onset = max(int(math.floor(w.start / step_seconds + 1e-6)), cursor + 1)  # room for the EPAD
+        onset = max(int(math.floor(w.start / step_seconds + 1e-6)) - lead, cursor + 1)  # room for the EPAD
         if onset >= num_steps:
             break
         tokens[onset - 1] = TextTokenizer.EPAD
@@ -79,17 +82,20 @@ def text_stream(words: list[Word], num_steps: int, step_seconds: float, tokenize
     return tokens
 
 
-def text_stream_words(tokens: torch.Tensor, step_seconds: float, tokenizer: TextTokenizer) -> list[Word]:
+def text_stream_words(tokens: torch.Tensor, step_seconds: float, tokenizer: TextTokenizer,
+                      lead: int = 0) -> list[Word]:
     """Inverse of `text_stream`: text tokens [S] → words; a word is a run of pieces that starts at a
     word-initial piece ("▁…") or after PAD/EPAD; start = its first piece's step, end = the step after
-    its last piece (seconds on the stream's clock). Generated streams that drop an EPAD still give
+    its last piece, both moved `lead` steps later (seconds on the audio's clock). Generated streams
+    that drop an EPAD still give
     one word per word-initial piece."""
     words: list[Word] = []
     run: list[int] = []
 
     def close(t: int) -> None:
         if run:
-            words.append(Word("".join(tokenizer.decode(run).split()), (t - len(run)) * step_seconds, t * step_seconds))
+            words.append(Word("".join(tokenizer.decode(run).split()), (t - len(run) + lead) * step_seconds,
+                              (t + lead) * step_seconds))
             run.clear()
 
     for t, tok in enumerate(tokens.tolist()):
@@ -177,7 +183,7 @@ def build_grid(user_codes: torch.Tensor, system_codes: torch.Tensor, system_word
     k = streams.frames_per_step
     user = frames_to_steps(user_codes.long(), k, streams.silence_token)
     system = frames_to_steps(system_codes.long(), k, streams.silence_token)
-    text = text_stream(system_words, user.shape[0], streams.step_seconds, tokenizer)
+    text = text_stream(system_words, user.shape[0], streams.step_seconds, tokenizer, streams.text_lead)
     voice = None
     if user_voice_frames is not None:
         if user_voice_frames.shape[0] != user_codes.shape[0]:
@@ -195,4 +201,4 @@ def grid_words(tokens: torch.Tensor, streams: StreamConfig, delays: DelayConfig,
     text = tokens if tokens.dim() == 1 else tokens[:, Columns(streams.frames_per_step).text]
     if delayed:
         text = text[delays.text:]
-    return text_stream_words(text, streams.step_seconds, tokenizer)
+    return text_stream_words(text, streams.step_seconds, tokenizer, streams.text_lead)

@@ -34,14 +34,17 @@ def words_at(text, start, gap, step):
     return out
 
 
-def test_text_stream_round_trip(tokenizer):
+@pytest.mark.parametrize("lead", [0, 2])
+def test_text_stream_round_trip(tokenizer, lead):
     step = 0.08
     words = words_at("sure seven plus five is twelve", 0.5, 0.65, step)  # well separated
-    tokens = text_stream(words, 80, step, tokenizer)
-    # Moshi's convention: EPAD right before each word's first piece, PAD elsewhere
+    tokens = text_stream(words, 80, step, tokenizer, lead)
+    # Moshi's convention: EPAD right before each word's first piece, PAD elsewhere; the first piece
+    # `lead` steps ahead of the word's audio onset
     assert int((tokens == TextTokenizer.EPAD).sum()) == len(words)
-    assert int(tokens[int(0.5 / step) - 1]) == TextTokenizer.EPAD
-    back = text_stream_words(tokens, step, tokenizer)
+    assert int(tokens[int(0.5 / step) - 1 - lead]) == TextTokenizer.EPAD
+    assert tokenizer.is_piece(int(tokens[int(0.5 / step) - lead]))
+    back = text_stream_words(tokens, step, tokenizer, lead)
     assert [w.word for w in back] == [w.word for w in words]
     for got, want in zip(back, words):
         assert got.start == pytest.approx(int(want.start / step + 1e-6) * step)

@@ -46,7 +46,7 @@ def make_tokenizer(data: Path, out: Path, vocab_size: int) -> TextTokenizer:
 
 
 def make_tokens(data: Path, codec_path: Path | None, tokenizer_path: Path, out: Path, step_hz: float = 12.5,
-                num_workers: int = 1, progress: bool = False) -> int:
+                num_workers: int = 1, progress: bool = False, text_lead: int = 0) -> int:
     """Encode every conversation of `data` into the grid file `out`; `num_workers` processes share
     the conversations in blocks (the file does not depend on it)."""
     d = DataDir.load(data)
@@ -60,7 +60,7 @@ def make_tokens(data: Path, codec_path: Path | None, tokenizer_path: Path, out: 
 
     items = [(utt, d.wav_path(utt), words(system_words, utt), words(user_words, utt)) for utt in d.utts]
     block = 32
-    jobs = [(codec_path, tokenizer_path, step_hz, items[i:i + block]) for i in range(0, len(items), block)]
+    jobs = [(codec_path, tokenizer_path, step_hz, text_lead, items[i:i + block]) for i in range(0, len(items), block)]
     results = []
     bar = tqdm(total=len(d.utts), desc=Path(out).stem, disable=not progress, unit="conv")
     with worker_pool(num_workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
@@ -91,10 +91,10 @@ def _encode_block(job) -> list[tuple]:
     """One block of (id, wav path, system words, user words) → [(id, grid arrays, system speech frames, codec id,
     stream config)]. numpy, not torch tensors: a worker's tensors would travel as shared-memory file
     handles, and thousands of them exhaust the process's descriptors."""
-    codec_path, tokenizer_path, step_hz, items = job
+    codec_path, tokenizer_path, step_hz, text_lead, items = job
     codec = load_codec(codec_path)
     tok = TextTokenizer.load(tokenizer_path)
-    streams = StreamConfig.derive(codec.config, tok.vocab_size, silence_token(codec), step_hz)
+    streams = StreamConfig.derive(codec.config, tok.vocab_size, silence_token(codec), step_hz, text_lead)
     out = []
     for utt, wav_path, words, user_words in items:
         wav, sr = load_audio(wav_path)
@@ -169,6 +169,8 @@ def main(argv=None) -> None:
     b.add_argument("--tokenizer", type=Path, required=True)
     b.add_argument("--out", type=Path, required=True)
     b.add_argument("--step-hz", type=float, default=12.5)
+    b.add_argument("--text-lead", type=int, default=0,
+                   help="steps an inner-monologue word is placed ahead of its audio onset")
     b.add_argument("--nj", type=int, default=1, help="worker processes (the output does not depend on it)")
     b.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
@@ -179,7 +181,10 @@ def main(argv=None) -> None:
     else:
         if args.nj < 1:
             p.error(f"--nj must be >= 1, got {args.nj}")
-        n = make_tokens(args.data, args.codec, args.tokenizer, args.out, args.step_hz, args.nj, not args.no_progress)
+        if args.text_lead < 0:
+            p.error(f"--text-lead must be >= 0, got {args.text_lead}")
+        n = make_tokens(args.data, args.codec, args.tokenizer, args.out, args.step_hz, args.nj, not args.no_progress,
+                        args.text_lead)
         print(f"{args.out}: {n} conversations")
 
 

@@ -76,7 +76,7 @@ def score_reference(d: DataDir, metas: dict, kind: str, token_vad: TokenVad | No
 
 def score_model(d: DataDir, metas: dict, args, codec, token_vad: TokenVad | None, asr) -> tuple[dict, dict]:
     bundle = load_dialogue(args.model, codec_id=codec.codec_id)
-    sampling = SamplingConfig(args.text_temperature, 25, args.audio_temperature, 250)
+    sampling = SamplingConfig(args.text_temperature, 25, args.audio_temperature, args.audio_top_k)
     results: dict[str, list] = {args.vad: [], "tokens": []}
     times, steps = [], 0
     (args.out / "wav").mkdir(parents=True, exist_ok=True)
@@ -173,6 +173,7 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--text-temperature", type=float, default=0.0)
     p.add_argument("--audio-temperature", type=float, default=0.8)
+    p.add_argument("--audio-top-k", type=int, default=250)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
