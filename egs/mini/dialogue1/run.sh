@@ -4,6 +4,7 @@
 # Usage: ./run.sh [--stage N] [--stop_stage N] [--tiny true] [--codec PATH] [--exp DIR] [--data DIR]
 #                 [--ablation true|false]  (stages 4-5 also train and score the model without the user's
 #                  voice input, in parallel: the style ablation; default: true unless --tiny)
+#                 [--text-lead N]  (inner-monologue words N steps ahead of their audio)
 # Long runs: --exp ~/duet-runs/dialogue1/exp --data ~/duet-runs/dialogue1/data (resumable: every stage
 # leaves a .done marker, training resumes from its last checkpoint).
 set -euo pipefail
@@ -18,6 +19,7 @@ data=data
 nproc=1         # torchrun processes (GPUs on a GPU node)
 vocab=256
 nj=2            # processes for corpus synthesis and token extraction
+text_lead=0     # steps each inner-monologue word is placed ahead of its audio (prepare tokens --text-lead)
 ablation=auto   # auto: true, false with --tiny
 bundle=false    # stage 7: copy the trained model into dialogue/assets/ (the demo's --bundled)
 . ./path.sh
@@ -64,7 +66,7 @@ fi
 if run_stage 3 tokens; then
   for part in train test; do
     python -m recipes.dialogue.prepare tokens --data "$data/$part" --codec "$exp/codec.safetensors" \
-      --tokenizer "$exp/tokenizer.model" --out "$exp/tokens/$part.safetensors" --nj "$nj"
+      --tokenizer "$exp/tokenizer.model" --out "$exp/tokens/$part.safetensors" --nj "$nj" --text-lead "$text_lead"
   done
   done_stage 3 tokens
 fi
