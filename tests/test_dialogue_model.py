@@ -40,6 +40,10 @@ def test_config_round_trip_and_checks(tmp_path):
     with pytest.raises(DialogueConfigError, match="frames_per_step"):
         DuplexModel(DialogueConfig())
     assert cfg.theoretical_latency_ms == pytest.approx(2 * 80.0 + 64.0)
+    with pytest.raises(DialogueConfigError, match="text_lead"):
+        DuplexModel(dataclasses.replace(cfg, streams=dataclasses.replace(cfg.streams, text_lead=-1)))
+    with pytest.raises(DialogueConfigError, match="user_text_delay"):
+        DuplexModel(dataclasses.replace(cfg, user_text_delay=-2))
 
 
 @pytest.mark.parametrize("predict_user,audio_rank,user_text_delay", [(False, None, None), (True, None, None),
