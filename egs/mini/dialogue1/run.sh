@@ -19,7 +19,7 @@ data=data
 nproc=1         # torchrun processes (GPUs on a GPU node)
 vocab=256
 nj=2            # processes for corpus synthesis and token extraction
-text_lead=0     # steps each inner-monologue word is placed ahead of its audio (prepare tokens --text-lead)
+text_lead=2     # steps each inner-monologue word is placed ahead of its audio (prepare tokens --text-lead)
 ablation=auto   # auto: true, false with --tiny
 bundle=false    # stage 7: copy the trained model into dialogue/assets/ (the demo's --bundled)
 . ./path.sh
