@@ -11,8 +11,9 @@ random generator per conversation, so a batch of B gives the same result as B si
 buffer is allocated once, in the constructor. `reset(mask)` restarts chosen conversations only.
 With a listening head, `session.heard` [B] holds the user's word piece (or PAD) it read off the
 temporal state this step: a streaming transcript of the user, `delays.user + user_text_delay` steps
-behind the user's audio (PAD until that lag has passed). Delays: the first `delays.system` steps of system audio (and `delays.text` of text) are the stream's
-fill, as in training; the user stream's delay is a small FIFO here.
+behind the user's audio (PAD until that lag has passed). Delays: the first `delays.system` steps of
+system audio (and `delays.text` of text) are the stream's fill, as in training; the user stream's
+delay is a small FIFO here.
 """
 from __future__ import annotations
 
