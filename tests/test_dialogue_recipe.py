@@ -70,6 +70,16 @@ def test_corpus_data_dir(tmp_path):
         assert d.text[utt].split() == [e.token for e in ctm[utt]]
 
 
+def test_corpus_config_errors_name_the_setting(tmp_path):
+    with pytest.raises(ValueError, match="min_turns <= max_turns"):
+        synthesize_corpus(CorpusConfig(num_conversations=1, min_turns=3, max_turns=2), tmp_path / "a")
+    with pytest.raises(ValueError, match="unknown \\['shouting'\\]"):
+        synthesize_corpus(CorpusConfig(num_conversations=1, styles=["calm", "shouting"]), tmp_path / "b")
+    with pytest.raises(ValueError, match="p_pause"):
+        synthesize_corpus(CorpusConfig(num_conversations=1, p_pause=1.5), tmp_path / "c")
+    assert not (tmp_path / "a").exists()  # nothing written before the check
+
+
 def test_tiny_recipe_end_to_end(tmp_path):
     exp, data = tmp_path / "exp", tmp_path / "data"
     cmd = ["bash", str(ROOT / "egs/mini/dialogue1/run.sh"), "--tiny", "true", "--exp", str(exp), "--data", str(data)]

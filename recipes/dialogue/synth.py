@@ -62,6 +62,19 @@ class CorpusConfig:
     yield_after: list[float] = dataclasses.field(default_factory=lambda: [0.1, 0.3])  # then stop at a word end
     rms: float = 0.07  # loudness of every clip
 
+    def check(self) -> None:
+        """Settings that cannot make a corpus, named (before any audio is synthesised)."""
+        if not 1 <= self.min_turns <= self.max_turns:
+            raise ValueError(f"CorpusConfig: need 1 <= min_turns <= max_turns, got min_turns={self.min_turns}, "
+                             f"max_turns={self.max_turns}")
+        unknown = [s for s in self.styles if s not in STYLES] + [t for t in self.tasks if t not in TASKS]
+        if unknown or not self.styles or not self.tasks:
+            raise ValueError(f"CorpusConfig: styles must be from {list(STYLES)} and tasks from {list(TASKS)} "
+                             f"(non-empty), got unknown {unknown}")
+        for name in ("p_pause", "p_backchannel", "p_interruption", "p_overlap"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"CorpusConfig.{name} is {getattr(self, name)}, expected a probability in [0, 1]")
+
 
 @dataclasses.dataclass
 class Clip:
@@ -201,6 +214,7 @@ def _write_conversation(cfg: CorpusConfig, out: Path, i: int) -> tuple[str, str,
 def synthesize_corpus(cfg: CorpusConfig, out: Path, num_workers: int = 1, progress: bool = False) -> DataDir:
     """Write the corpus; `num_workers` processes share the conversations (the output does not
     depend on it: every conversation is seeded by its index)."""
+    cfg.check()
     out = Path(out)
     (out / "wav").mkdir(parents=True, exist_ok=True)
     (out / "meta").mkdir(exist_ok=True)
