@@ -101,6 +101,11 @@ def load_user(path: Path, codec: Codec) -> torch.Tensor:
     return to_mono_batch(wav[:1], sr, codec.sample_rate)  # [1, N]: the left channel is the user
 
 
+def write_words_ctm(path: Path, channel: str, words: list[Word]) -> None:
+    """Words with timings as a CTM of the recording `duplex` (channel 1: user, 2: system)."""
+    path.write_text("".join(f"duplex {channel} {w.start:.3f} {w.end - w.start:.3f} {w.word}\n" for w in words))
+
+
 def plot_timeline(run: DuplexRun, words: list[Word], path: Path, title: str, heard: list[Word] = ()) -> None:
     """Both streams on one clock, the inner monologue's words at their emission times and (with a
     listening head) the user's words as the model heard them, over the user's waveform."""
@@ -190,11 +195,9 @@ def main(argv=None) -> int:
     heard = run.heard_words(0, bundle.tokenizer)
     args.out.mkdir(parents=True, exist_ok=True)
     sf.write(args.out / "duplex.wav", run.stereo(0).numpy(), run.sample_rate, subtype="PCM_16")
-    (args.out / "monologue.ctm").write_text("".join(f"duplex 2 {w.start:.3f} {w.end - w.start:.3f} {w.word}\n"
-                                                    for w in words))
+    write_words_ctm(args.out / "monologue.ctm", "2", words)
     if run.heard_tokens is not None:
-        (args.out / "heard.ctm").write_text("".join(f"duplex 1 {w.start:.3f} {w.end - w.start:.3f} {w.word}\n"
-                                                    for w in heard))
+        write_words_ctm(args.out / "heard.ctm", "1", heard)
     plot_timeline(run, words, args.out / "timeline.png",
                   f"{user_path.name}: {cfg.name}{'' if bundle.trained else ' (UNTRAINED)'}", heard)
     mean, p95 = run.latency_ms

@@ -3,8 +3,9 @@
 One row per dialogue step; columns `[text, system_0..K-1, user_0..K-1]` (`Columns` names them).
 The text column is the system's inner monologue: each word's sentencepiece pieces start at the step
 of the word's onset in the system channel (or `StreamConfig.text_lead` steps before it), an EPAD sits
-on the step just before them, and PAD fills the rest (Moshi's convention). A word that would overlap the previous one is pushed later, so word
-order and count always survive the round trip; timings come back quantised to the step.
+on the step just before them, and PAD fills the rest (Moshi's convention). A word that would overlap
+the previous one is pushed later, so word order and count always survive the round trip; timings
+come back quantised to the step.
 Delays shift whole streams later by whole steps (`delay_tokens`) and are undone exactly
 (`undelay_tokens`).
 """
@@ -86,7 +87,8 @@ def text_stream_words(tokens: torch.Tensor, step_seconds: float, tokenizer: Text
                       lead: int = 0) -> list[Word]:
     """Inverse of `text_stream`: text tokens [S] → words; a word is a run of pieces that starts at a
     word-initial piece ("▁…") or after PAD/EPAD; start = its first piece's step, end = the step after
-    its last piece, both moved `lead` steps later (seconds on the audio's clock). Generated streams
+    its last piece, both moved `lead` steps later (seconds on the audio's clock; any shift of the
+    stream's clock, negative too, goes through `lead`). Generated streams
     that drop an EPAD still give
     one word per word-initial piece."""
     words: list[Word] = []

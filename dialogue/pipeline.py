@@ -41,14 +41,11 @@ class DuplexRun:
         head's lag taken off); empty without a listening head."""
         if self.heard_tokens is None:
             return []
-        lag = self.heard_delay_steps * self.step_seconds
-        return [dataclasses.replace(w, start=w.start - lag, end=w.end - lag)
-                for w in text_stream_words(self.heard_tokens[b], self.step_seconds, tokenizer)]
+        return text_stream_words(self.heard_tokens[b], self.step_seconds, tokenizer, lead=-self.heard_delay_steps)
 
     def words(self, b: int, tokenizer: TextTokenizer) -> list[Word]:
         """Conversation b's inner monologue; times = when each word's tokens were emitted."""
-        return [dataclasses.replace(w, start=w.start + self.step_seconds, end=w.end + self.step_seconds)
-                for w in text_stream_words(self.text_tokens[b], self.step_seconds, tokenizer)]
+        return text_stream_words(self.text_tokens[b], self.step_seconds, tokenizer, lead=1)  # emitted at step end
 
     @property
     def latency_ms(self) -> tuple[float, float]:
@@ -152,4 +149,4 @@ def stream_duplex(codec: Codec, model: DuplexModel, source, system_voice: torch.
                      torch.stack(user_tokens, 1).cpu(), torch.stack(text_tokens, 1).cpu(),
                      torch.stack(system_tokens, 1).cpu(), times, int(source.late_steps),
                      torch.stack(heard, 1).cpu() if cfg.user_text_delay is not None else None,
-                     cfg.delays.user + (cfg.user_text_delay or 0))
+                     session.heard_lag)

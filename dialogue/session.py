@@ -57,6 +57,7 @@ class DuplexSession:
         self.prev_system = torch.full((batch_size, k), model.audio_bos, dtype=torch.long, device=dev)
         self.steps = torch.zeros(batch_size, dtype=torch.long, device=dev)
         self.heard = torch.full((batch_size,), TextTokenizer.PAD, dtype=torch.long, device=dev)
+        self.heard_lag = cfg.delays.user + (cfg.user_text_delay or 0)  # steps before the head has heard anything
         self.out = torch.zeros(batch_size, cfg.depth_positions, dtype=torch.long, device=dev)
         self.user_fifo = torch.full((batch_size, cfg.delays.user + 1, k), s.silence_token, dtype=torch.long, device=dev)
         self.voice_fifo = torch.zeros(batch_size, cfg.delays.user + 1, s.voice_dim, device=dev)
@@ -106,8 +107,8 @@ class DuplexSession:
         h = self.model.step_hidden(self.prev_text, self.prev_system, self.user_fifo[:, 0],
                                    self.voice_fifo[:, 0] if self.cfg.user_voice else None, self.system_voice)
         if self.model.user_text_head is not None:  # nothing to hear before the head's lag has passed
-            lag = self.cfg.delays.user + self.cfg.user_text_delay
-            self.heard.copy_(torch.where(self.steps < lag, TextTokenizer.PAD, self.model.listen(h).argmax(-1)))
+            heard = self.model.listen(h).argmax(-1)
+            self.heard.copy_(torch.where(self.steps < self.heard_lag, TextTokenizer.PAD, heard))
         self.model.depth_step(h, self._choose, self.out, positions=1 + k)
         self.prev_text.copy_(self.out[:, 0])
         self.prev_system.copy_(self.out[:, 1:1 + k])
