@@ -15,9 +15,10 @@ from .losses import LossWeights, duplex_loss
 from .model import DuplexLogits, DuplexModel
 from .session import DuplexSession, SamplingConfig
 from .tokenizer import TextTokenizer, TokenizerError, train_tokenizer
+from .user_encoder import UserEncoderConfig, UserFrameEncoder
 
 __all__ = ["DialogueBundle", "load_dialogue", "save_dialogue", "DelayConfig", "DialogueConfig",
            "DialogueConfigError", "StreamConfig", "Columns", "DialogueGrid", "Word", "build_grid", "delay_tokens",
            "grid_words", "text_stream", "text_stream_words", "undelay_tokens", "user_text_targets",
            "LossWeights", "duplex_loss", "DuplexLogits", "DuplexModel", "DuplexSession", "SamplingConfig",
-           "TextTokenizer", "TokenizerError", "train_tokenizer"]
+           "TextTokenizer", "TokenizerError", "train_tokenizer", "UserEncoderConfig", "UserFrameEncoder"]

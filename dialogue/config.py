@@ -14,6 +14,8 @@ import dataclasses
 from codec.config import CodecConfig
 from codec.transformer import TransformerConfig
 
+from .user_encoder import UserEncoderConfig
+
 
 class DialogueConfigError(ValueError):
     """A dialogue config that cannot build a model (streams not derived, bad delays, ...)."""
@@ -99,6 +101,9 @@ class DialogueConfig:
     # listening head: the temporal state transcribes the user (word pieces laid out like the inner
     # monologue, on the user's channel) this many steps after each word's onset; None: no head
     user_text_delay: int | None = None
+    # causal conv encoder over the user's tokens at the codec frame rate before they form a step
+    # (dialogue.user_encoder); None: the sum of K per-position embeddings
+    user_encoder: UserEncoderConfig | None = None
 
     def check(self) -> None:
         self.streams.check(f"{self.name}.streams")
@@ -107,6 +112,10 @@ class DialogueConfig:
                 raise DialogueConfigError(f"{self.name}.delays.{name} is {d}, expected >= 0")
         if self.user_text_delay is not None and self.user_text_delay < 0:
             raise DialogueConfigError(f"{self.name}.user_text_delay is {self.user_text_delay}, expected None or >= 0")
+        e = self.user_encoder
+        if e is not None and (e.dim < 1 or e.kernel_size < 1 or e.num_layers < 0):
+            raise DialogueConfigError(f"{self.name}.user_encoder is {e}: dim and kernel_size must be >= 1, "
+                                      f"num_layers >= 0")
         if self.audio_rank is not None and self.audio_rank < 1:
             raise DialogueConfigError(f"{self.name}.audio_rank is {self.audio_rank}, expected None or >= 1")
         if self.temporal.window is None:

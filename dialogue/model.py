@@ -2,7 +2,8 @@
 inside each step (Moshi's RQ-Transformer layout).
 
 Step t's temporal input is the sum of embeddings of the previous step's text token and system audio
-tokens, the current step's user audio tokens (K per-position tables each), and optionally projections
+tokens, the current step's user audio tokens (K per-position tables each, or with `user_encoder` a
+causal encoding of them at the codec frame rate), and optionally projections
 of the user's running paralinguistic vector and of the system voice G_sys. The depth transformer
 then predicts, position by position, the text token and the system's K audio tokens of step t (and,
 with `predict_user`, the user's K tokens of step t + 1), with per-position input projections, input
@@ -25,6 +26,7 @@ from codec.transformer import CausalTransformer
 from .config import DialogueConfig
 from .layout import Columns
 from .tokenizer import TextTokenizer
+from .user_encoder import UserFrameEncoder
 
 
 class CodeEmbedding(nn.Module):
@@ -87,7 +89,8 @@ class DuplexModel(StreamingModule):
         self.codes = nn.Embedding(c + 1, r) if r is not None else None  # shared codebook table (factorised)
         self.text_emb = nn.Embedding(s.text_vocab_size, dt)
         self.system_emb = CodeEmbedding(c + 1, k, dt, r, self.codes)
-        self.user_emb = CodeEmbedding(c, k, dt, r, self.codes)
+        self.user_emb = CodeEmbedding(c, k, dt, r, self.codes) if cfg.user_encoder is None \
+            else UserFrameEncoder(cfg.user_encoder, c, k, dt, r, self.codes)
         self.user_voice_proj = nn.Linear(s.voice_dim, dt) if cfg.user_voice else None
         self.system_voice_proj = nn.Linear(s.voice_dim, dt) if cfg.system_voice else None
         self.temporal = CausalTransformer(cfg.temporal)

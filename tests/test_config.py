@@ -23,3 +23,13 @@ def test_merge_is_a_delta_and_errors_name_the_key():
     with pytest.raises(KeyError, match="unknown codec preset"):
         preset("nope")
     assert to_dict(cfg)["encoder"]["num_layers"] == 1
+
+
+def test_optional_fields_are_typed_when_set():
+    """`X | None` fields: None stays None, a value is coerced and checked like X (nested dataclasses too)."""
+    from dialogue.config import DialogueConfig
+    from dialogue.user_encoder import UserEncoderConfig
+    assert from_dict(DialogueConfig, {"user_encoder": None}).user_encoder is None
+    assert from_dict(DialogueConfig, {"user_encoder": {"dim": 8}}).user_encoder == UserEncoderConfig(dim=8)
+    with pytest.raises(ConfigError, match="audio_rank: expected int"):
+        from_dict(DialogueConfig, {"audio_rank": "big"})

@@ -8,18 +8,21 @@ from codec import config_io
 from codec.transformer import TransformerConfig
 from dialogue import (DelayConfig, DialogueConfig, DialogueConfigError, DuplexModel, DuplexSession, LossWeights,
                       SamplingConfig, StreamConfig, TextTokenizer, delay_tokens, duplex_loss, load_dialogue,
-                      save_dialogue, train_tokenizer)
+                      UserEncoderConfig, save_dialogue, train_tokenizer)
 from dialogue.layout import Columns, delay_rows
 
 
 def tiny_config(predict_user=False, window=8, delays=DelayConfig(text=0, system=2, user=1),
-                audio_rank=None, user_text_delay=None) -> DialogueConfig:
+                audio_rank=None, user_text_delay=None, user_encoder=None) -> DialogueConfig:
     streams = StreamConfig(frames_per_step=3, codec_frame_rate=37.5, codebook_size=50, voice_dim=6,
                            silence_token=7, text_vocab_size=40, codec_latency_ms=64.0)
     return DialogueConfig(name="tiny", streams=streams, delays=delays,
                           temporal=TransformerConfig(dim=32, num_layers=2, num_heads=4, window=window, max_step=4),
                           depth=TransformerConfig(dim=16, num_layers=2, num_heads=2), predict_user=predict_user,
-                          audio_rank=audio_rank, user_text_delay=user_text_delay)
+                          audio_rank=audio_rank, user_text_delay=user_text_delay, user_encoder=user_encoder)
+
+
+ENCODER = UserEncoderConfig(dim=12, num_layers=3, kernel_size=3)  # 15 frames of context: 5 steps of K=3
 
 
 def random_grid(cfg, b, s, gen):
@@ -44,12 +47,18 @@ def test_config_round_trip_and_checks(tmp_path):
         DuplexModel(dataclasses.replace(cfg, streams=dataclasses.replace(cfg.streams, text_lead=-1)))
     with pytest.raises(DialogueConfigError, match="user_text_delay"):
         DuplexModel(dataclasses.replace(cfg, user_text_delay=-2))
+    with pytest.raises(DialogueConfigError, match="user_encoder"):
+        DuplexModel(dataclasses.replace(cfg, user_encoder=UserEncoderConfig(kernel_size=0)))
+    enc = tiny_config(user_encoder=ENCODER)
+    config_io.save(enc, tmp_path / "e.yaml")
+    assert config_io.load(DialogueConfig, tmp_path / "e.yaml") == enc and ENCODER.receptive_frames == 15
 
 
-@pytest.mark.parametrize("predict_user,audio_rank,user_text_delay", [(False, None, None), (True, None, None),
-                                                                    (True, 8, None), (False, None, 2)])
-def test_streaming_steps_reproduce_teacher_forced_logits(rng, predict_user, audio_rank, user_text_delay):
-    cfg = tiny_config(predict_user, audio_rank=audio_rank, user_text_delay=user_text_delay)
+@pytest.mark.parametrize("predict_user,audio_rank,user_text_delay,user_encoder", [
+    (False, None, None, None), (True, None, None, None), (True, 8, None, None), (False, None, 2, None),
+    (False, None, 2, ENCODER), (True, 8, None, ENCODER)])
+def test_streaming_steps_reproduce_teacher_forced_logits(rng, predict_user, audio_rank, user_text_delay, user_encoder):
+    cfg = tiny_config(predict_user, audio_rank=audio_rank, user_text_delay=user_text_delay, user_encoder=user_encoder)
     torch.manual_seed(0)
     model = DuplexModel(cfg).eval()
     tokens, voice, g_sys = random_grid(cfg, 2, 13, rng)  # 13 + 3 delay steps > window 8: the ring wraps
@@ -153,9 +162,9 @@ def run_session(model, user, voice, g_sys, seeds, sampling):
     return torch.stack(texts, 1), torch.stack(systems, 1)
 
 
-@pytest.mark.parametrize("temperature", [0.0, 1.0])
-def test_session_batch_of_two_equals_two_single_runs(rng, temperature):
-    cfg = tiny_config()
+@pytest.mark.parametrize("temperature,user_encoder", [(0.0, None), (1.0, None), (1.0, ENCODER)])
+def test_session_batch_of_two_equals_two_single_runs(rng, temperature, user_encoder):
+    cfg = tiny_config(user_encoder=user_encoder)
     torch.manual_seed(1)
     model = DuplexModel(cfg).eval()
     k = cfg.streams.frames_per_step
@@ -171,8 +180,9 @@ def test_session_batch_of_two_equals_two_single_runs(rng, temperature):
     assert (sys2[:, :cfg.delays.system] == cfg.streams.silence_token).all()
 
 
-def test_session_reset_one_conversation_and_state_replay(rng):
-    cfg = tiny_config()
+@pytest.mark.parametrize("user_encoder", [None, ENCODER])
+def test_session_reset_one_conversation_and_state_replay(rng, user_encoder):
+    cfg = tiny_config(user_encoder=user_encoder)
     model = DuplexModel(cfg).eval()
     k = cfg.streams.frames_per_step
     user = torch.randint(0, cfg.streams.codebook_size, (2, 10, k), generator=rng)
