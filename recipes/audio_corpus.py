@@ -148,6 +148,10 @@ def build_asterisk(out_dir: str | Path, sample_rate: int = 16000, sources=DEFAUL
         before = len(files)
         directory, ext, lang, _ = SOURCES[source]
         prompts = read_prompts(lang, docs)
+        if with_text and not prompts:
+            raise FileNotFoundError(f"{docs}/asterisk-core-sounds-{lang}/core-sounds-{lang}.txt.gz is missing: the "
+                                    f"prompt texts of source {source!r} come with the Debian package "
+                                    f"asterisk-core-sounds-{lang}; run recipes/install_system_deps.sh")
         root = sounds / directory
         for path in sorted(root.rglob(f"*{ext}")):
             name = path.relative_to(root).with_suffix("").as_posix()

@@ -14,7 +14,8 @@ PACKAGES=(
   flite
   festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
   codec2 opus-tools
-  asterisk-core-sounds-en-wav asterisk-core-sounds-en-g722
+  asterisk-core-sounds-en asterisk-core-sounds-en-wav asterisk-core-sounds-en-g722  # -en, -es, ...: the prompt texts (only Recommended by the sound packages)
+  asterisk-core-sounds-es asterisk-core-sounds-fr asterisk-core-sounds-ru
   asterisk-core-sounds-es-wav asterisk-core-sounds-fr-wav asterisk-core-sounds-ru-wav
   fortunes fortune-mod
   ffmpeg sox

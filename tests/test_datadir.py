@@ -195,3 +195,7 @@ def test_asterisk_data_dir_from_fabricated_tree(tmp_path):
                         progress=False)
     assert d2.text is None and not (tmp_path / "data2" / "text").exists()
     assert d2.utts == ["asterisk-en-wav-vm-press"]  # the [beep tone] prompt is not speech
+    # the prompt texts come in a separate package: without them a transcribed corpus names it
+    with pytest.raises(FileNotFoundError, match="asterisk-core-sounds-en"):
+        build_asterisk(tmp_path / "data3", 16000, sources=("en-wav",), sounds=sounds, docs=tmp_path / "nodoc",
+                       progress=False)
