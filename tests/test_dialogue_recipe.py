@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from dialogue import DialogueConfig, TextTokenizer, text_stream_words
+from dialogue import DialogueConfig, TextTokenizer, Word, text_stream_words
 from recipes.ctm import group_by_utt, read_ctm
 from recipes.dialogue.prepare import TokenSet
 from recipes.dialogue.synth import CorpusConfig, build_conversation, synthesize_corpus
-from recipes.dialogue.turns import aggregate, energy_vad, score_conversation
+from recipes.dialogue.score import interruption_rows
+from recipes.dialogue.turns import aggregate, energy_vad, interruption_outcomes, score_conversation
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,6 +59,10 @@ def test_scorer_catches_a_bad_system():
     assert agg["stop_latency"][0] == pytest.approx(1.4) and agg["yield_rate"] == (0.0, 1)
     assert agg["response_latency"][0] == pytest.approx((0.5 + 0.5) / 2)  # the 2nd turn: speech at 6.5 is too early
     assert agg["task_accuracy"][0] == 1.0 and agg["style_accuracy"][0] == 0.5
+    assert interruption_outcomes(meta, speech) == [(7.0, pytest.approx(1.4))]
+    assert interruption_outcomes(meta, [(1.2, 1.8)]) == [(7.0, None)]  # silent at the onset: nothing to yield
+    heard = [Word("wait", 7.3, 7.5), Word("how", 9.0, 9.2)]
+    assert interruption_rows("c1", meta, speech, heard) == ["c1\t7.00\t1.40\tfalse\twait"]
 
 
 def test_corpus_data_dir(tmp_path):
@@ -103,6 +108,9 @@ def test_tiny_recipe_end_to_end(tmp_path):
         assert (exp / "demo" / name).is_file()
     assert summary["heard"] is not None
     assert json.loads((exp / "dialogue" / "score" / "scores.json").read_text())["speed"]["listening_words"] > 0
+    rows = (exp / "dialogue" / "score" / "interruptions.tsv").read_text().splitlines()
+    assert rows[0].split("\t") == ["conversation", "user_onset", "stop_latency", "yielded", "heard"]
+    assert all(len(r.split("\t")) == 5 for r in rows[1:])
     import soundfile as sf
     wav, sr = sf.read(exp / "demo" / "duplex.wav")
     assert wav.shape[1] == 2 and np.abs(wav[:, 0]).max() > 0.01

@@ -10,7 +10,8 @@ pauses, response latency after the user's end of turn, stop latency after an int
 whether the system keeps talking through a backchannel, and task / style accuracy. The corpus's own
 system channel is scored the same way (`reference` row) as the ceiling. A model with a listening
 head also gets the WER of its streaming transcript of the user against the user CTM (heard.ctm).
-Writes scores.json and RESULTS.md (with the command).
+Writes scores.json, RESULTS.md (with the command) and interruptions.tsv (per interruption: stop latency
+and what the listening head heard around its onset).
 """
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ from ..ctm import CtmEntry, group_by_utt, read_ctm, write_ctm
 from ..datadir import DataDir
 from ..score.asr import word_errors
 from .prepare import TokenSet
-from .turns import TokenVad, aggregate, asr_task_correct, energy_vad, score_conversation, silero_vad
+from .turns import (TokenVad, TurnTakingConfig, aggregate, asr_task_correct, energy_vad, interruption_outcomes,
+                    score_conversation, silero_vad)
 
 COLUMNS = (("takeover_rate", "takeover in pauses ↓", "rate"), ("response_latency", "response latency s", "mean"),
            ("response_rate", "responded", "rate"), ("stop_latency", "stop latency s", "mean"),
@@ -80,7 +82,7 @@ def score_model(d: DataDir, metas: dict, args, codec, token_vad: TokenVad | None
     results: dict[str, list] = {args.vad: [], "tokens": []}
     times, steps = [], 0
     (args.out / "wav").mkdir(parents=True, exist_ok=True)
-    ctm, heard_ctm = [], []
+    ctm, heard_ctm, events = [], [], []
     user_ctm = group_by_utt(read_ctm(d.path / "user.ctm")) if bundle.model.cfg.user_text_delay is not None else {}
     heard_errors = heard_ref = 0
     utts = d.utts[:args.max_conversations] if args.max_conversations else d.utts
@@ -106,7 +108,9 @@ def score_model(d: DataDir, metas: dict, args, codec, token_vad: TokenVad | None
                 ref = [e.token for e in user_ctm.get(utt, [])]
                 heard_errors += word_errors(ref, [w.word for w in heard])
                 heard_ref += len(ref)
-            results[args.vad].append(score_conversation(metas[utt], vad(stereo[:, 1], run.sample_rate, args.vad), said))
+            speech = vad(stereo[:, 1], run.sample_rate, args.vad)
+            results[args.vad].append(score_conversation(metas[utt], speech, said))
+            events += interruption_rows(utt, metas[utt], speech, heard if run.heard_tokens is not None else None)
             if asr is not None:
                 results[args.vad][-1]["task_correct_asr"] = asr_task_correct(metas[utt], stereo[:, 1], run.sample_rate,
                                                                              asr)
@@ -116,6 +120,8 @@ def score_model(d: DataDir, metas: dict, args, codec, token_vad: TokenVad | None
                                           run.output_offset)
                 results["tokens"].append(score_conversation(metas[utt], segs, said))
     write_ctm(args.out / "monologue.ctm", ctm)
+    (args.out / "interruptions.tsv").write_text("\n".join(["conversation\tuser_onset\tstop_latency\tyielded\theard"]
+                                                          + events) + "\n")
     if heard_ctm:
         write_ctm(args.out / "heard.ctm", heard_ctm)
     t = np.array(times) * 1000
@@ -125,6 +131,18 @@ def score_model(d: DataDir, metas: dict, args, codec, token_vad: TokenVad | None
              "theoretical_latency_ms": cfg.theoretical_latency_ms, "trained": bundle.description,
              "listening_wer": heard_errors / heard_ref if heard_ref else None, "listening_words": heard_ref}
     return {k: aggregate(v) for k, v in results.items() if v}, speed
+
+
+def interruption_rows(utt: str, meta: dict, speech, heard, window: tuple[float, float] = (-0.1, 1.0)) -> list[str]:
+    """One TSV row per interruption: onset, stop latency, yielded, and what the listening head heard
+    around the onset (where a model's yield goes wrong: it did not hear the user, or heard and stopped late)."""
+    cfg, rows = TurnTakingConfig(), []
+    for onset, latency in interruption_outcomes(meta, speech, cfg):
+        near = " ".join(w.word for w in heard if onset + window[0] <= w.start <= onset + window[1]) if heard else "-"
+        lat = "-" if latency is None else f"{latency:.2f}"
+        yielded = "-" if latency is None else str(latency <= cfg.yield_within).lower()
+        rows.append(f"{utt}\t{onset:.2f}\t{lat}\t{yielded}\t{near or '-'}")
+    return rows
 
 
 def _user_channel(path: Path) -> tuple[torch.Tensor, int]:

@@ -121,17 +121,27 @@ def score_conversation(meta: dict, speech: Segments, words: list[tuple[str, floa
         said = [w for w, t in words if lo <= t < until]
         out["task_correct"].append(_is_subsequence(turn["answer"], said))
         out["style_correct"].append(bool(said) and said[0] == turn["style_word"])
-    for it in ev["interruptions"]:
-        u = it["user_start"]
-        talking = [(s, e) for s, e in speech if s <= u + cfg.stop_silence and e > u]
-        out["talking_when_interrupted"].append(bool(talking))
-        if talking:
-            out["stop_latency"].append(max(0.0, _stop_time(speech, u, cfg.stop_silence) - u))
-            out["yielded"].append(out["stop_latency"][-1] <= cfg.yield_within)
+    for _, latency in interruption_outcomes(meta, speech, cfg):
+        out["talking_when_interrupted"].append(latency is not None)
+        if latency is not None:
+            out["stop_latency"].append(latency)
+            out["yielded"].append(latency <= cfg.yield_within)
     for bc in ev["backchannels"]:
         span = bc["end"] + cfg.backchannel_tail - bc["start"]
         out["backchannel_kept_talking"].append(
             overlap(speech, bc["start"], bc["end"] + cfg.backchannel_tail) >= cfg.backchannel_cover * span)
+    return out
+
+
+def interruption_outcomes(meta: dict, speech: Segments,
+                          cfg: TurnTakingConfig = TurnTakingConfig()) -> list[tuple[float, float | None]]:
+    """(user onset, seconds until the system stopped) per interruption; None when the system was not
+    talking at the onset (nothing to yield)."""
+    out = []
+    for it in meta["events"]["interruptions"]:
+        u = it["user_start"]
+        talking = any(s <= u + cfg.stop_silence and e > u for s, e in speech)
+        out.append((u, max(0.0, _stop_time(speech, u, cfg.stop_silence) - u) if talking else None))
     return out
 
 
