@@ -96,6 +96,9 @@ def test_tiny_recipe_end_to_end(tmp_path):
     ref = scores["reference (corpus), energy VAD"]
     assert ref["takeover_rate"][0] == 0.0 and ref["task_accuracy"][0] == 1.0
     assert set(scores["model, energy VAD"]) == set(ref) and "model, token VAD" in scores
+    # the corpus played through the model's latency: the ceiling of a perfect imitation
+    delayed = next(v for k, v in scores.items() if "played" in k and "ms late" in k)
+    assert delayed["response_latency"][0] > ref["response_latency"][0] and delayed["task_accuracy"][0] == 1.0
     probe = json.loads((exp / "style_probe.json").read_text())
     assert set(probe) >= {"tokens", "voice", "conversations"}
     tf = json.loads((exp / "dialogue" / "score" / "teacher_forced.json").read_text())

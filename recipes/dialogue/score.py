@@ -58,14 +58,21 @@ def recognizer(enabled: bool):
     return Recognizer()
 
 
-def score_reference(d: DataDir, metas: dict, kind: str, token_vad: TokenVad | None, codec, asr) -> dict:
-    """The corpus's own system channel and transcript, scored like a model's output."""
+def score_reference(d: DataDir, metas: dict, kind: str, token_vad: TokenVad | None, codec, asr,
+                    latency: float | None = None) -> dict:
+    """The corpus's own system channel and transcript, scored like a model's output. With `latency`
+    (seconds: a model's theoretical latency) also the same channel played that much later ("delayed"):
+    what a model that imitates the corpus perfectly scores through the streaming pipeline."""
     ctm = group_by_utt(read_ctm(d.path / "system.ctm"))
-    results: dict[str, list] = {kind: [], "tokens": []}
+    results: dict[str, list] = {kind: [], "tokens": [], "delayed": []}
     for utt in d.utts:
         wav, sr = sf.read(d.wav_path(utt), dtype="float32")
         words = [(e.token, e.start) for e in ctm.get(utt, [])]
-        results[kind].append(score_conversation(metas[utt], vad(wav[:, 1], sr, kind), words))
+        speech = vad(wav[:, 1], sr, kind)
+        results[kind].append(score_conversation(metas[utt], speech, words))
+        if latency is not None:
+            results["delayed"].append(score_conversation(metas[utt], [(a + latency, b + latency) for a, b in speech],
+                                                         [(w, t + latency) for w, t in words]))
         if asr is not None:
             results[kind][-1]["task_correct_asr"] = asr_task_correct(metas[utt], wav[:, 1], sr, asr)
         if token_vad is not None:
@@ -208,7 +215,11 @@ def main(argv=None) -> None:
     rows = {"_conversations": len(d.utts)}
     label = {args.vad: f"{args.vad} VAD", "tokens": "token VAD"}
     asr = recognizer(args.asr)
-    for kind, agg in score_reference(d, metas, args.vad, token_vad, codec, asr).items():
+    latency = None
+    if args.model is not None:
+        latency = load_dialogue(args.model, codec_id=codec.codec_id).model.cfg.theoretical_latency_ms / 1000
+        label["delayed"] = f"{args.vad} VAD, played {1000 * latency:.0f} ms late (the model's latency)"
+    for kind, agg in score_reference(d, metas, args.vad, token_vad, codec, asr, latency).items():
         rows[f"reference (corpus), {label[kind]}"] = agg
     speed = None
     if args.model is not None:
