@@ -104,6 +104,10 @@ class DialogueConfig:
     # causal conv encoder over the user's tokens at the codec frame rate before they form a step
     # (dialogue.user_encoder); None: the sum of K per-position embeddings
     user_encoder: UserEncoderConfig | None = None
+    # feed the listening head's transcript of the user back as an input stream (its previous step's
+    # piece, like the inner monologue's), so the reply can copy what was heard at the text level;
+    # teacher-forced with the reference transcript in training. Needs the listening head.
+    user_text_input: bool = False
 
     def check(self) -> None:
         self.streams.check(f"{self.name}.streams")
@@ -112,6 +116,8 @@ class DialogueConfig:
                 raise DialogueConfigError(f"{self.name}.delays.{name} is {d}, expected >= 0")
         if self.user_text_delay is not None and self.user_text_delay < 0:
             raise DialogueConfigError(f"{self.name}.user_text_delay is {self.user_text_delay}, expected None or >= 0")
+        if self.user_text_input and self.user_text_delay is None:
+            raise DialogueConfigError(f"{self.name}.user_text_input needs the listening head: set user_text_delay")
         e = self.user_encoder
         if e is not None and (e.dim < 1 or e.kernel_size < 1 or e.num_layers < 0):
             raise DialogueConfigError(f"{self.name}.user_encoder is {e}: dim and kernel_size must be >= 1, "

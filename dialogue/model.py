@@ -8,7 +8,7 @@ of the user's running paralinguistic vector and of the system voice G_sys. The d
 then predicts, position by position, the text token and the system's K audio tokens of step t (and,
 with `predict_user`, the user's K tokens of step t + 1), with per-position input projections, input
 embeddings and output heads. An optional listening head (`user_text_delay`) transcribes the user from
-the temporal state alone. Offline (`forward`) everything is teacher-forced; streaming
+the temporal state alone; with `user_text_input` its previous piece is also an input of the next step. Offline (`forward`) everything is teacher-forced; streaming
 (`step_hidden` + `depth_step` inside `model.streaming(B)`) the temporal transformer keeps a ring KV
 cache across steps and the depth transformer a K+1-slot cache that is cleared every step.
 """
@@ -104,13 +104,21 @@ class DuplexModel(StreamingModule):
         # listening: what the user said, read off the temporal state (an auxiliary target that makes
         # the state carry the user's words; in a session, a streaming transcript of the user)
         self.user_text_head = nn.Linear(dt, s.text_vocab_size, bias=False) if cfg.user_text_delay is not None else None
+        self.heard_emb = nn.Embedding(s.text_vocab_size, dt) if cfg.user_text_input else None  # its previous output
 
     # --- temporal ---------------------------------------------------------------------------------
     def embed_steps(self, prev_text: torch.Tensor, prev_system: torch.Tensor, user: torch.Tensor,
-                    user_voice: torch.Tensor | None, system_voice: torch.Tensor | None) -> torch.Tensor:
+                    user_voice: torch.Tensor | None, system_voice: torch.Tensor | None,
+                    prev_heard: torch.Tensor | None = None) -> torch.Tensor:
         """prev_text [B, S], prev_system [B, S, K], user [B, S, K], user_voice [B, S, D], system_voice
-        [B, D] → temporal input [B, S, dim]."""
+        [B, D], prev_heard [B, S] (the listening head's previous piece, with `user_text_input`) →
+        temporal input [B, S, dim]."""
         x = self.text_emb(prev_text) + self.system_emb(prev_system) + self.user_emb(user)
+        if self.heard_emb is not None:
+            if prev_heard is None:
+                raise ValueError(f"{self.cfg.name} reads its transcript of the user back (user_text_input=True); "
+                                 f"pass heard [B, S]: the user's word pieces on the listening head's clock")
+            x = x + self.heard_emb(prev_heard)
         if self.user_voice_proj is not None:
             if user_voice is None:
                 raise ValueError(f"{self.cfg.name} is conditioned on the user's voice (user_voice=True); "
@@ -156,15 +164,19 @@ class DuplexModel(StreamingModule):
         return self.text_head(y) if q == 0 else self.audio_head(q - 1, y)
 
     def forward(self, tokens: torch.Tensor, user_voice: torch.Tensor | None = None,
-                system_voice: torch.Tensor | None = None) -> DuplexLogits:
+                system_voice: torch.Tensor | None = None, heard: torch.Tensor | None = None) -> DuplexLogits:
         """Teacher-forced logits for a delayed grid [B, S, 1 + 2K] (user_voice [B, S, D] delayed like
-        the user stream, system_voice [B, D])."""
+        the user stream, system_voice [B, D]; heard [B, S]: the transcript fed back with
+        `user_text_input`, on the listening head's clock, i.e. `dialogue.layout.user_text_targets`)."""
         if self.is_streaming:
             raise RuntimeError("DuplexModel.forward is the offline path; inside streaming(...) use "
                                "step_hidden + depth_step (dialogue.session.DuplexSession)")
         if tokens.dim() != 3 or tokens.shape[-1] != self.columns.width:
             raise ValueError(f"tokens must be [B, S, {self.columns.width}], got {tuple(tokens.shape)}")
-        h = self.temporal(self.embed_steps(*self.temporal_inputs(tokens), user_voice, system_voice))
+        prev_heard = None
+        if heard is not None and self.heard_emb is not None:  # step t reads what the head heard at t - 1
+            prev_heard = torch.cat([heard.new_full((heard.shape[0], 1), TextTokenizer.PAD), heard[:, :-1]], dim=1)
+        h = self.temporal(self.embed_steps(*self.temporal_inputs(tokens), user_voice, system_voice, prev_heard))
         targets = self.depth_targets(tokens)
         b, s, p = targets.shape
         x = torch.stack([self._depth_input(q, h, targets[..., q - 1] if q else None) for q in range(p)], dim=2)
@@ -182,11 +194,13 @@ class DuplexModel(StreamingModule):
 
     # --- streaming --------------------------------------------------------------------------------
     def step_hidden(self, prev_text: torch.Tensor, prev_system: torch.Tensor, user: torch.Tensor,
-                    user_voice: torch.Tensor | None = None, system_voice: torch.Tensor | None = None) -> torch.Tensor:
+                    user_voice: torch.Tensor | None = None, system_voice: torch.Tensor | None = None,
+                    prev_heard: torch.Tensor | None = None) -> torch.Tensor:
         """One step through the temporal transformer's ring cache: prev_text [B], prev_system [B, K],
-        user [B, K], user_voice [B, D] → hidden [B, dim]."""
+        user [B, K], user_voice [B, D], prev_heard [B] (the head's piece of the previous step) → hidden [B, dim]."""
         uv = user_voice[:, None] if user_voice is not None else None
-        x = self.embed_steps(prev_text[:, None], prev_system[:, None], user[:, None], uv, system_voice)
+        ph = prev_heard[:, None] if prev_heard is not None else None
+        x = self.embed_steps(prev_text[:, None], prev_system[:, None], user[:, None], uv, system_voice, ph)
         return self.temporal(x)[:, 0]
 
     def depth_step(self, h: torch.Tensor, choose: Callable[[int, torch.Tensor], torch.Tensor],

@@ -11,7 +11,8 @@ random generator per conversation, so a batch of B gives the same result as B si
 buffer is allocated once, in the constructor. `reset(mask)` restarts chosen conversations only.
 With a listening head, `session.heard` [B] holds the user's word piece (or PAD) it read off the
 temporal state this step: a streaming transcript of the user, `delays.user + user_text_delay` steps
-behind the user's audio (PAD until that lag has passed). Delays: the first `delays.system` steps of
+behind the user's audio (PAD until that lag has passed); with `user_text_input` it is read back as
+the next step's input. Delays: the first `delays.system` steps of
 system audio (and `delays.text` of text) are the stream's fill, as in training; the user stream's
 delay is a small FIFO here.
 """
@@ -105,7 +106,8 @@ class DuplexSession:
             first = self.steps == 0  # the running vector holds its first value through the delay
             self.voice_fifo[first] = user_voice[first, None]
         h = self.model.step_hidden(self.prev_text, self.prev_system, self.user_fifo[:, 0],
-                                   self.voice_fifo[:, 0] if self.cfg.user_voice else None, self.system_voice)
+                                   self.voice_fifo[:, 0] if self.cfg.user_voice else None, self.system_voice,
+                                   self.heard if self.cfg.user_text_input else None)  # the previous step's
         if self.model.user_text_head is not None:  # nothing to hear before the head's lag has passed
             heard = self.model.listen(h).argmax(-1)
             self.heard.copy_(torch.where(self.steps < self.heard_lag, TextTokenizer.PAD, heard))

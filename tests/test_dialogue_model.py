@@ -13,13 +13,14 @@ from dialogue.layout import Columns, delay_rows
 
 
 def tiny_config(predict_user=False, window=8, delays=DelayConfig(text=0, system=2, user=1),
-                audio_rank=None, user_text_delay=None, user_encoder=None) -> DialogueConfig:
+                audio_rank=None, user_text_delay=None, user_encoder=None, user_text_input=False) -> DialogueConfig:
     streams = StreamConfig(frames_per_step=3, codec_frame_rate=37.5, codebook_size=50, voice_dim=6,
                            silence_token=7, text_vocab_size=40, codec_latency_ms=64.0)
     return DialogueConfig(name="tiny", streams=streams, delays=delays,
                           temporal=TransformerConfig(dim=32, num_layers=2, num_heads=4, window=window, max_step=4),
                           depth=TransformerConfig(dim=16, num_layers=2, num_heads=2), predict_user=predict_user,
-                          audio_rank=audio_rank, user_text_delay=user_text_delay, user_encoder=user_encoder)
+                          audio_rank=audio_rank, user_text_delay=user_text_delay, user_encoder=user_encoder,
+                          user_text_input=user_text_input)
 
 
 ENCODER = UserEncoderConfig(dim=12, num_layers=3, kernel_size=3)  # 15 frames of context: 5 steps of K=3
@@ -47,6 +48,10 @@ def test_config_round_trip_and_checks(tmp_path):
         DuplexModel(dataclasses.replace(cfg, streams=dataclasses.replace(cfg.streams, text_lead=-1)))
     with pytest.raises(DialogueConfigError, match="user_text_delay"):
         DuplexModel(dataclasses.replace(cfg, user_text_delay=-2))
+    with pytest.raises(DialogueConfigError, match="user_text_input needs the listening head"):
+        DuplexModel(dataclasses.replace(cfg, user_text_input=True))
+    with pytest.raises(ValueError, match="pass heard"):
+        DuplexModel(tiny_config(user_text_delay=1, user_text_input=True))(*random_grid(cfg, 1, 3, torch.Generator()))
     with pytest.raises(DialogueConfigError, match="user_encoder"):
         DuplexModel(dataclasses.replace(cfg, user_encoder=UserEncoderConfig(kernel_size=0)))
     enc = tiny_config(user_encoder=ENCODER)
@@ -54,22 +59,28 @@ def test_config_round_trip_and_checks(tmp_path):
     assert config_io.load(DialogueConfig, tmp_path / "e.yaml") == enc and ENCODER.receptive_frames == 15
 
 
-@pytest.mark.parametrize("predict_user,audio_rank,user_text_delay,user_encoder", [
-    (False, None, None, None), (True, None, None, None), (True, 8, None, None), (False, None, 2, None),
-    (False, None, 2, ENCODER), (True, 8, None, ENCODER)])
-def test_streaming_steps_reproduce_teacher_forced_logits(rng, predict_user, audio_rank, user_text_delay, user_encoder):
-    cfg = tiny_config(predict_user, audio_rank=audio_rank, user_text_delay=user_text_delay, user_encoder=user_encoder)
+@pytest.mark.parametrize("predict_user,audio_rank,user_text_delay,user_encoder,user_text_input", [
+    (False, None, None, None, False), (True, None, None, None, False), (True, 8, None, None, False),
+    (False, None, 2, None, False), (False, None, 2, ENCODER, False), (True, 8, None, ENCODER, False),
+    (False, 8, 2, ENCODER, True)])
+def test_streaming_steps_reproduce_teacher_forced_logits(rng, predict_user, audio_rank, user_text_delay, user_encoder,
+                                                         user_text_input):
+    cfg = tiny_config(predict_user, audio_rank=audio_rank, user_text_delay=user_text_delay, user_encoder=user_encoder,
+                      user_text_input=user_text_input)
     torch.manual_seed(0)
     model = DuplexModel(cfg).eval()
     tokens, voice, g_sys = random_grid(cfg, 2, 13, rng)  # 13 + 3 delay steps > window 8: the ring wraps
+    heard = torch.randint(0, cfg.streams.text_vocab_size, tokens.shape[:2], generator=rng) if user_text_input else None
     with torch.no_grad():
-        ref = model(tokens, voice, g_sys)
+        ref = model(tokens, voice, g_sys, heard)
         prev_text, prev_system, user = model.temporal_inputs(tokens)
         targets = model.depth_targets(tokens)
         out = torch.zeros_like(targets[:, 0])
         with model.streaming(2):
             for t in range(tokens.shape[1]):
-                h = model.step_hidden(prev_text[:, t], prev_system[:, t], user[:, t], voice[:, t], g_sys)
+                prev_heard = None if heard is None else \
+                    (heard[:, t - 1] if t else torch.full_like(heard[:, 0], TextTokenizer.PAD))
+                h = model.step_hidden(prev_text[:, t], prev_system[:, t], user[:, t], voice[:, t], g_sys, prev_heard)
                 if user_text_delay is not None:  # the listening head reads the same temporal state
                     torch.testing.assert_close(model.listen(h), ref.user_text[:, t], atol=1e-4, rtol=1e-4)
                 got = []
@@ -122,8 +133,9 @@ def test_listening_head_loss_needs_its_targets_and_trains_the_temporal_state(rng
     assert DuplexModel(tiny_config()).listen(torch.zeros(1, 32)) is None  # no head, nothing heard
 
 
-def test_session_heard_is_the_listening_heads_argmax(rng):
-    cfg = tiny_config(user_text_delay=1)
+@pytest.mark.parametrize("user_text_input", [False, True])
+def test_session_heard_is_the_listening_heads_argmax(rng, user_text_input):
+    cfg = tiny_config(user_text_delay=1, user_text_input=user_text_input)
     torch.manual_seed(3)
     model = DuplexModel(cfg).eval()
     k, s = cfg.streams.frames_per_step, 7
@@ -144,10 +156,10 @@ def test_session_heard_is_the_listening_heads_argmax(rng):
     grid[..., cols.system] = torch.stack(systems, 1)
     grid[..., cols.user] = torch.cat([torch.full((1, 1, k), cfg.streams.silence_token), user[:, :-1]], 1)  # user delay 1
     v = torch.cat([voice[:, :1], voice[:, :-1]], 1)
-    with torch.no_grad():
-        ref = model(grid, v, g_sys).user_text.argmax(-1)
-    lag = cfg.delays.user + cfg.user_text_delay
     heard = torch.stack(heard, 1)
+    with torch.no_grad():  # with user_text_input the session fed its own transcript back: so does the reference
+        ref = model(grid, v, g_sys, heard).user_text.argmax(-1)
+    lag = cfg.delays.user + cfg.user_text_delay
     assert torch.equal(heard[:, lag:], ref[:, lag:]) and (heard[:, :lag] == TextTokenizer.PAD).all()
 
 

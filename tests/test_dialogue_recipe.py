@@ -197,3 +197,16 @@ def test_style_probe_finds_the_style_where_it_is(tmp_path):
     data.data_dir = str(tmp_path / "missing")
     with pytest.raises(ValueError, match="no meta/"):
         style_probe(data, levels=None)
+
+
+def test_corrupted_transcript_keeps_its_shape_ids_and_rate():
+    from recipes.dialogue.task import corrupt_transcript
+
+    text = torch.randint(0, 40, (4, 500), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(corrupt_transcript(text, 0.0, 40), text)
+    noisy = corrupt_transcript(text, 0.2, 40, torch.Generator().manual_seed(1))
+    assert torch.equal(noisy, corrupt_transcript(text, 0.2, 40, torch.Generator().manual_seed(1)))
+    changed = noisy != text
+    assert 0.12 < float(changed.float().mean()) < 0.22  # 20 % drawn; some draws repeat the same id
+    new = noisy[changed]
+    assert ((new == TextTokenizer.PAD) | (new > max(TextTokenizer.SPECIAL))).all() and int(new.max()) < 40

@@ -69,7 +69,7 @@ def teacher_forced(model, data: TokenSet, max_conversations: int = 0, batch_size
     for start in range(0, n, batch_size):
         picks = list(range(start, min(n, start + batch_size)))
         batch = collate(data, picks, model.cfg, crop_steps=10**9)
-        logits = model(batch["tokens"], batch["user_voice"], batch["system_voice"])
+        logits = model(batch["tokens"], batch["user_voice"], batch["system_voice"], batch.get("user_text"))
         _, scalars = duplex_loss(model, logits, batch["tokens"], batch["mask"], LossWeights(), batch.get("user_text"))
         w = int(batch["mask"].sum())
         for k, v in scalars.items():

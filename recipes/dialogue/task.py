@@ -31,6 +31,9 @@ class DialogueTrainConfig:
     batch_size: int = 8
     crop_steps: int = 250  # longest training sequence in dialogue steps (250 = 20 s at 12.5 Hz)
     p_crop_from_start: float = 0.5  # a crop of a long conversation starts at step 0 this often (BOS seen)
+    # with model.user_text_input: this fraction of the transcript fed back is corrupted (half a random
+    # word piece, half PAD), so the model learns to live with its listening head's mistakes
+    heard_noise: float = 0.0
 
 
 def model_config(cfg: DialogueTrainConfig, data: TokenSet, tokenizer: TextTokenizer) -> DialogueConfig:
@@ -61,10 +64,14 @@ class DialogueTask(TrainingTask):
         """The batch of a training step (deterministic in seed, step and rank)."""
         g = torch.Generator().manual_seed(self.cfg.trainer.seed * 1_000_003 + step * 7919 + rank * 104_729)
         picks = torch.randint(0, len(self.data), (self.cfg.batch_size,), generator=g).tolist()
-        return collate(self.data, picks, self.model_cfg, self.cfg.crop_steps, self.cfg.p_crop_from_start, g)
+        batch = collate(self.data, picks, self.model_cfg, self.cfg.crop_steps, self.cfg.p_crop_from_start, g)
+        if self.model_cfg.user_text_input and self.cfg.heard_noise > 0:
+            batch["heard"] = corrupt_transcript(batch["user_text"], self.cfg.heard_noise,
+                                                self.model_cfg.streams.text_vocab_size, g)
+        return batch
 
     def losses(self, model: nn.Module, batch: dict, step: int) -> Iterator[LossTerm]:
-        logits = model(batch["tokens"], batch["user_voice"], batch["system_voice"])
+        logits = model(batch["tokens"], batch["user_voice"], batch["system_voice"], batch.get("heard", batch.get("user_text")))
         inner = model.module if hasattr(model, "module") else model
         loss, scalars = duplex_loss(inner, logits, batch["tokens"], batch["mask"], self.cfg.loss, batch.get("user_text"))
         yield LossTerm("main", loss, scalars)
@@ -118,6 +125,15 @@ def collate(data: TokenSet, picks: list[int], model_cfg: DialogueConfig, crop_st
         for j, u in enumerate(heard):
             batch["user_text"][j, :u.shape[0]] = u
     return batch
+
+
+def corrupt_transcript(text: torch.Tensor, p: float, vocab_size: int, g: torch.Generator | None = None) -> torch.Tensor:
+    """A copy of a text stream [B, S] with each step replaced, with probability p/2 each, by a random word
+    piece or by PAD: the mistakes a listening head makes (substitutions, insertions, deletions)."""
+    r = torch.rand(text.shape, generator=g)
+    pieces = torch.randint(max(TextTokenizer.SPECIAL) + 1, vocab_size, text.shape, generator=g)
+    out = torch.where(r < p / 2, pieces, text)
+    return torch.where((r >= p / 2) & (r < p), TextTokenizer.PAD, out)
 
 
 def export(task: DialogueTask, model: DuplexModel, out: Path, description: str) -> None:
