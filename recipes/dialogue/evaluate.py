@@ -9,7 +9,9 @@ The gap between the two rows separates generalisation from memorisation; the fre
 by pieces that follow from the previous ones ("is spelled" after "cake"), so two decision points are
 scored apart, from the corpus metadata: the first reply's first piece (the style word: did it hear
 how the user spoke? later replies could copy it from the history) and the first piece of every
-answer after it (did it hear what was asked?).
+answer after it (did it hear what was asked?). A model that reads its transcript of the user back
+(`user_text_input`) is given the reference transcript here: an upper bound on what its own listening
+head gives it free-running.
 """
 from __future__ import annotations
 
