@@ -8,9 +8,10 @@ of the user's running paralinguistic vector and of the system voice G_sys. The d
 then predicts, position by position, the text token and the system's K audio tokens of step t (and,
 with `predict_user`, the user's K tokens of step t + 1), with per-position input projections, input
 embeddings and output heads. An optional listening head (`user_text_delay`) transcribes the user from
-the temporal state alone; with `user_text_input` its previous piece is also an input of the next step. Offline (`forward`) everything is teacher-forced; streaming
-(`step_hidden` + `depth_step` inside `model.streaming(B)`) the temporal transformer keeps a ring KV
-cache across steps and the depth transformer a K+1-slot cache that is cleared every step.
+the temporal state alone; with `user_text_input` its previous piece is also an input of the next
+step. Offline (`forward`) everything is teacher-forced; streaming (`step_hidden` + `depth_step`
+inside `model.streaming(B)`) the temporal transformer keeps a ring KV cache across steps and the
+depth transformer a K+1-slot cache that is cleared every step.
 """
 from __future__ import annotations
 
@@ -27,6 +28,11 @@ from .config import DialogueConfig
 from .layout import Columns
 from .tokenizer import TextTokenizer
 from .user_encoder import UserFrameEncoder
+
+
+def previous_steps(stream: torch.Tensor, first: int) -> torch.Tensor:
+    """A stream [B, S, ...] shifted one step later: step t holds step t - 1, step 0 holds `first`."""
+    return torch.cat([stream.new_full((stream.shape[0], 1, *stream.shape[2:]), first), stream[:, :-1]], dim=1)
 
 
 class CodeEmbedding(nn.Module):
@@ -135,12 +141,8 @@ class DuplexModel(StreamingModule):
         """Delayed grid [B, S, 1 + 2K] → (prev_text [B, S], prev_system [B, S, K], user [B, S, K]):
         text and system shifted one step later behind BOS, the user's current step as is."""
         col = self.columns
-        b = tokens.shape[0]
-        bos_text = tokens.new_full((b, 1), TextTokenizer.BOS)
-        bos_audio = tokens.new_full((b, 1, col.k), self.audio_bos)
-        prev_text = torch.cat([bos_text, tokens[:, :-1, col.text]], dim=1)
-        prev_system = torch.cat([bos_audio, tokens[:, :-1, col.system]], dim=1)
-        return prev_text, prev_system, tokens[:, :, col.user]
+        return (previous_steps(tokens[..., col.text], TextTokenizer.BOS),
+                previous_steps(tokens[..., col.system], self.audio_bos), tokens[:, :, col.user])
 
     # --- depth ------------------------------------------------------------------------------------
     def depth_targets(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -173,9 +175,9 @@ class DuplexModel(StreamingModule):
                                "step_hidden + depth_step (dialogue.session.DuplexSession)")
         if tokens.dim() != 3 or tokens.shape[-1] != self.columns.width:
             raise ValueError(f"tokens must be [B, S, {self.columns.width}], got {tuple(tokens.shape)}")
-        prev_heard = None
-        if heard is not None and self.heard_emb is not None:  # step t reads what the head heard at t - 1
-            prev_heard = torch.cat([heard.new_full((heard.shape[0], 1), TextTokenizer.PAD), heard[:, :-1]], dim=1)
+        prev_heard = None  # step t reads what the head heard at t - 1
+        if heard is not None and self.heard_emb is not None:
+            prev_heard = previous_steps(heard, TextTokenizer.PAD)
         h = self.temporal(self.embed_steps(*self.temporal_inputs(tokens), user_voice, system_voice, prev_heard))
         targets = self.depth_targets(tokens)
         b, s, p = targets.shape

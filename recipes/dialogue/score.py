@@ -83,8 +83,7 @@ def score_reference(d: DataDir, metas: dict, kind: str, token_vad: TokenVad | No
     return {k: aggregate(v) for k, v in results.items() if v}
 
 
-def score_model(d: DataDir, metas: dict, args, codec, token_vad: TokenVad | None, asr) -> tuple[dict, dict]:
-    bundle = load_dialogue(args.model, codec_id=codec.codec_id)
+def score_model(d: DataDir, metas: dict, args, codec, bundle, token_vad: TokenVad | None, asr) -> tuple[dict, dict]:
     sampling = SamplingConfig(args.text_temperature, 25, args.audio_temperature, args.audio_top_k)
     results: dict[str, list] = {args.vad: [], "tokens": []}
     times, steps = [], 0
@@ -145,7 +144,7 @@ def interruption_rows(utt: str, meta: dict, speech, heard, window: tuple[float, 
     around the onset (where a model's yield goes wrong: it did not hear the user, or heard and stopped late)."""
     cfg, rows = TurnTakingConfig(), []
     for onset, latency in interruption_outcomes(meta, speech, cfg):
-        near = " ".join(w.word for w in heard if onset + window[0] <= w.start <= onset + window[1]) if heard else "-"
+        near = " ".join(w.word for w in heard or [] if onset + window[0] <= w.start <= onset + window[1])
         lat = "-" if latency is None else f"{latency:.2f}"
         yielded = "-" if latency is None else str(latency <= cfg.yield_within).lower()
         rows.append(f"{utt}\t{onset:.2f}\t{lat}\t{yielded}\t{near or '-'}")
@@ -215,16 +214,17 @@ def main(argv=None) -> None:
     rows = {"_conversations": len(d.utts)}
     label = {args.vad: f"{args.vad} VAD", "tokens": "token VAD"}
     asr = recognizer(args.asr)
-    latency = None
+    latency = bundle = None
     if args.model is not None:
-        latency = load_dialogue(args.model, codec_id=codec.codec_id).model.cfg.theoretical_latency_ms / 1000
+        bundle = load_dialogue(args.model, codec_id=codec.codec_id)
+        latency = bundle.model.cfg.theoretical_latency_ms / 1000
         label["delayed"] = f"{args.vad} VAD, played {1000 * latency:.0f} ms late (the model's latency)"
     for kind, agg in score_reference(d, metas, args.vad, token_vad, codec, asr, latency).items():
         rows[f"reference (corpus), {label[kind]}"] = agg
     speed = None
     if args.model is not None:
         start = time.time()
-        scored, speed = score_model(d, metas, args, codec, token_vad, asr)
+        scored, speed = score_model(d, metas, args, codec, bundle, token_vad, asr)
         for kind, agg in scored.items():
             rows[f"model, {label[kind]}"] = agg
         speed["wall_s"] = time.time() - start

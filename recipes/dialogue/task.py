@@ -71,7 +71,8 @@ class DialogueTask(TrainingTask):
         return batch
 
     def losses(self, model: nn.Module, batch: dict, step: int) -> Iterator[LossTerm]:
-        logits = model(batch["tokens"], batch["user_voice"], batch["system_voice"], batch.get("heard", batch.get("user_text")))
+        heard = batch.get("heard", batch.get("user_text"))  # the transcript fed back (user_text_input)
+        logits = model(batch["tokens"], batch["user_voice"], batch["system_voice"], heard)
         inner = model.module if hasattr(model, "module") else model
         loss, scalars = duplex_loss(inner, logits, batch["tokens"], batch["mask"], self.cfg.loss, batch.get("user_text"))
         yield LossTerm("main", loss, scalars)
