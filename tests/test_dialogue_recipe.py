@@ -49,16 +49,17 @@ def test_scorer_catches_a_bad_system():
     meta = {"events": {"pauses": [{"start": 1.0, "end": 2.0}], "backchannels": [{"start": 5.0, "end": 5.3}],
                        "interruptions": [{"user_start": 7.0, "system_stop": 7.2}], "overlaps": []},
             "turns": [{"question_start": 0.0, "question_end": 3.0, "interrupted": False, "answer": ["twelve"],
-                       "style_word": "sure"},
+                       "style_word": "sure", "task": "arithmetic"},
                       {"question_start": 7.0, "question_end": 8.0, "interrupted": False, "answer": ["four"],
-                       "style_word": "sure"}]}
+                       "style_word": "sure", "task": "counting"}]}
     speech = [(1.2, 1.8), (3.5, 5.1), (6.5, 8.4)]  # talks in the pause, drops the backchannel, ignores the interruption
-    words = [("okay", 3.5), ("twelve", 3.9), ("sure", 8.5), ("four", 8.9)]
+    words = [("okay", 3.5), ("twelve", 3.9), ("sure", 8.5), ("three", 8.9)]
     agg = aggregate([score_conversation(meta, speech, words)])
     assert agg["takeover_rate"][0] == 1.0 and agg["backchannel_kept_talking"][0] == 0.0
     assert agg["stop_latency"][0] == pytest.approx(1.4) and agg["yield_rate"] == (0.0, 1)
     assert agg["response_latency"][0] == pytest.approx((0.5 + 0.5) / 2)  # the 2nd turn: speech at 6.5 is too early
-    assert agg["task_accuracy"][0] == 1.0 and agg["style_accuracy"][0] == 0.5
+    assert agg["task_accuracy"] == (0.5, 2) and agg["style_accuracy"][0] == 0.5
+    assert agg["task_accuracy_per_task"] == {"arithmetic": (1.0, 1), "counting": (0.0, 1)}
     assert interruption_outcomes(meta, speech) == [(7.0, pytest.approx(1.4))]
     assert interruption_outcomes(meta, [(1.2, 1.8)]) == [(7.0, None)]  # silent at the onset: nothing to yield
     heard = [Word("wait", 7.3, 7.5), Word("how", 9.0, 9.2)]
@@ -95,6 +96,8 @@ def test_tiny_recipe_end_to_end(tmp_path):
     scores = json.loads((exp / "dialogue" / "score" / "scores.json").read_text())["scores"]
     ref = scores["reference (corpus), energy VAD"]
     assert ref["takeover_rate"][0] == 0.0 and ref["task_accuracy"][0] == 1.0
+    per_task = scores["model, energy VAD"]["task_accuracy_per_task"]  # counts add up to the whole
+    assert sum(n for _, n in per_task.values()) == scores["model, energy VAD"]["task_accuracy"][1]
     assert set(scores["model, energy VAD"]) == set(ref) and "model, token VAD" in scores
     # the corpus played through the model's latency: the ceiling of a perfect imitation
     delayed = next(v for k, v in scores.items() if "played" in k and "ms late" in k)

@@ -104,7 +104,7 @@ def score_conversation(meta: dict, speech: Segments, words: list[tuple[str, floa
     """meta: the corpus JSON; speech: system VAD segments; words: (word, start) of the system."""
     ev = meta["events"]
     out = {"takeover": [], "response_latency": [], "responded": [], "stop_latency": [], "yielded": [], "talking_when_interrupted": [],
-           "backchannel_kept_talking": [], "task_correct": [], "style_correct": []}
+           "backchannel_kept_talking": [], "task_correct": [], "task_kind": [], "style_correct": []}
     for p in ev["pauses"]:
         out["takeover"].append(overlap(speech, p["start"], p["end"]) >= cfg.takeover_min_speech)
     turns = meta["turns"]
@@ -120,6 +120,7 @@ def score_conversation(meta: dict, speech: Segments, words: list[tuple[str, floa
         until = turns[i + 1]["question_start"] if i + 1 < len(turns) else math.inf
         said = [w for w, t in words if lo <= t < until]
         out["task_correct"].append(_is_subsequence(turn["answer"], said))
+        out["task_kind"].append(turn["task"])
         out["style_correct"].append(bool(said) and said[0] == turn["style_word"])
     for _, latency in interruption_outcomes(meta, speech, cfg):
         out["talking_when_interrupted"].append(latency is not None)
@@ -204,4 +205,13 @@ def aggregate(results: list[dict]) -> dict:
             "stop_latency": stats("stop_latency"), "yield_rate": rate("yielded"),
             "backchannel_kept_talking": rate("backchannel_kept_talking"),
             "task_accuracy": rate("task_correct"), "style_accuracy": rate("style_correct"),
-            "task_accuracy_asr": rate("task_correct_asr")}
+            "task_accuracy_asr": rate("task_correct_asr"),
+            "task_accuracy_per_task": _per_task(pooled.get("task_kind", []), pooled.get("task_correct", []))}
+
+
+def _per_task(kinds: list[str], correct: list[bool]) -> dict[str, tuple[float, int]]:
+    """Task accuracy of each kind of task (arithmetic, spelling, ...): (rate, count)."""
+    by_kind: dict[str, list[bool]] = {}
+    for kind, ok in zip(kinds, correct, strict=True):
+        by_kind.setdefault(kind, []).append(ok)
+    return {kind: (float(np.mean(v)), len(v)) for kind, v in sorted(by_kind.items())}
