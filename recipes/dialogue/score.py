@@ -10,8 +10,8 @@ pauses, response latency after the user's end of turn, stop latency after an int
 whether the system keeps talking through a backchannel, and task / style accuracy. The corpus's own
 system channel is scored the same way (`reference` row) as the ceiling. A model with a listening
 head also gets the WER of its streaming transcript of the user against the user CTM (heard.ctm).
-Writes scores.json, RESULTS.md (with task accuracy per kind of task and the command) and interruptions.tsv (per interruption: stop latency
-and what the listening head heard around its onset).
+Writes scores.json, RESULTS.md (with task accuracy per kind of task and the command) and
+interruptions.tsv (per interruption: stop latency and what the listening head heard around its onset).
 """
 from __future__ import annotations
 
@@ -173,7 +173,8 @@ def write_results(path: Path, rows: dict, speed: dict | None, data: Path, args_l
         lines.append(f"| {name} | " + " | ".join(fmt(agg[key], kind) for key, _, kind in COLUMNS) + " |")
     for name, agg in rows.items():
         if name.startswith("model") and agg["task_accuracy_per_task"]:
-            per_task = ", ".join(f"{task} {fmt(value, 'rate')}" for task, value in agg["task_accuracy_per_task"].items())
+            per_task = ", ".join(f"{task} {fmt(value, 'rate')}"
+                                 for task, value in agg["task_accuracy_per_task"].items())
             lines += ["", f"Task accuracy (monologue) per task, {name}: {per_task}."]
     if speed is not None:
         lines += ["", f"Streaming speed (CPU, batch {speed['batch']}): {speed['step_ms_mean']:.1f} ms per 80 ms step "
