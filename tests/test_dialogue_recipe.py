@@ -113,7 +113,9 @@ def test_tiny_recipe_end_to_end(tmp_path):
     for name in ("duplex.wav", "monologue.ctm", "heard.ctm", "timeline.png"):  # the tiny model has a listening head
         assert (exp / "demo" / name).is_file()
     assert summary["heard"] is not None
-    assert json.loads((exp / "dialogue" / "score" / "scores.json").read_text())["speed"]["listening_words"] > 0
+    speed = json.loads((exp / "dialogue" / "score" / "scores.json").read_text())["speed"]
+    assert speed["listening_words"] > 0  # and each style's words add up to them
+    assert sum(n for _, n in speed["listening_wer_per_style"].values()) == speed["listening_words"]
     rows = (exp / "dialogue" / "score" / "interruptions.tsv").read_text().splitlines()
     assert rows[0].split("\t") == ["conversation", "user_onset", "stop_latency", "yielded", "heard"]
     assert all(len(r.split("\t")) == 5 for r in rows[1:])

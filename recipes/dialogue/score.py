@@ -9,7 +9,8 @@ monologue, then measures on the system channel (VAD) and the monologue: takeover
 pauses, response latency after the user's end of turn, stop latency after an interruption,
 whether the system keeps talking through a backchannel, and task / style accuracy. The corpus's own
 system channel is scored the same way (`reference` row) as the ceiling. A model with a listening
-head also gets the WER of its streaming transcript of the user against the user CTM (heard.ctm).
+head also gets the WER of its streaming transcript of the user against the user CTM (heard.ctm),
+overall and per speaking style.
 Writes scores.json, RESULTS.md (with task accuracy per kind of task and the command) and
 interruptions.tsv (per interruption: stop latency and what the listening head heard around its onset).
 """
@@ -90,7 +91,7 @@ def score_model(d: DataDir, metas: dict, args, codec, bundle, token_vad: TokenVa
     (args.out / "wav").mkdir(parents=True, exist_ok=True)
     ctm, heard_ctm, events = [], [], []
     user_ctm = group_by_utt(read_ctm(d.path / "user.ctm")) if bundle.model.cfg.user_text_delay is not None else {}
-    heard_errors = heard_ref = 0
+    heard_by_style: dict[str, list[int]] = {}  # style -> [word errors, reference words]
     utts = d.utts[:args.max_conversations] if args.max_conversations else d.utts
     for i in range(0, len(utts), args.batch):
         batch = utts[i:i + args.batch]
@@ -112,8 +113,9 @@ def score_model(d: DataDir, metas: dict, args, codec, bundle, token_vad: TokenVa
                 heard = run.heard_words(j, bundle.tokenizer)
                 heard_ctm += [CtmEntry(utt, "1", w.start, w.end - w.start, w.word) for w in heard]
                 ref = [e.token for e in user_ctm.get(utt, [])]
-                heard_errors += word_errors(ref, [w.word for w in heard])
-                heard_ref += len(ref)
+                counts = heard_by_style.setdefault(metas[utt]["style"], [0, 0])
+                counts[0] += word_errors(ref, [w.word for w in heard])
+                counts[1] += len(ref)
             speech = vad(stereo[:, 1], run.sample_rate, args.vad)
             results[args.vad].append(score_conversation(metas[utt], speech, said))
             events += interruption_rows(utt, metas[utt], speech, heard if run.heard_tokens is not None else None)
@@ -132,10 +134,13 @@ def score_model(d: DataDir, metas: dict, args, codec, bundle, token_vad: TokenVa
         write_ctm(args.out / "heard.ctm", heard_ctm)
     t = np.array(times) * 1000
     cfg = bundle.model.cfg
+    heard_errors, heard_ref = (sum(c[i] for c in heard_by_style.values()) for i in (0, 1))
+    wer_per_style = {style: (e / n if n else None, n) for style, (e, n) in sorted(heard_by_style.items())}
     speed = {"step_ms_mean": float(t.mean()), "step_ms_p95": float(np.percentile(t, 95)), "batch": args.batch,
              "rtf": float(t.sum() / 1000 / (steps * cfg.streams.step_seconds)),
              "theoretical_latency_ms": cfg.theoretical_latency_ms, "trained": bundle.description,
-             "listening_wer": heard_errors / heard_ref if heard_ref else None, "listening_words": heard_ref}
+             "listening_wer": heard_errors / heard_ref if heard_ref else None, "listening_words": heard_ref,
+             "listening_wer_per_style": wer_per_style}
     return {k: aggregate(v) for k, v in results.items() if v}, speed
 
 
@@ -182,7 +187,9 @@ def write_results(path: Path, rows: dict, speed: dict | None, data: Path, args_l
                       f"{speed['theoretical_latency_ms']:.0f} ms. Model: {speed['trained']}."]
         if speed.get("listening_wer") is not None:
             lines += ["", f"Listening head (the model's streaming transcript of the user, heard.ctm): WER "
-                          f"{100 * speed['listening_wer']:.1f} % over {speed['listening_words']} user words."]
+                          f"{100 * speed['listening_wer']:.1f} % over {speed['listening_words']} user words ("
+                          + ", ".join(f"{style} {100 * w:.1f} % of {n}" for style, (w, n)
+                                      in speed["listening_wer_per_style"].items() if w is not None) + ")."]
     lines += ["", "Command:", "", "```", args_line, "```", ""]
     path.write_text("\n".join(lines))
 
