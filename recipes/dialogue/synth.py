@@ -59,7 +59,8 @@ class CorpusConfig:
     response_gap: list[float] = dataclasses.field(default_factory=lambda: [0.2, 0.5])
     turn_gap: list[float] = dataclasses.field(default_factory=lambda: [0.5, 1.1])
     overlap: list[float] = dataclasses.field(default_factory=lambda: [0.05, 0.2])
-    yield_after: list[float] = dataclasses.field(default_factory=lambda: [0.1, 0.3])  # seconds after the onset; the reply is cut there
+    # seconds after an interruption's onset; the system's reply is cut there
+    yield_after: list[float] = dataclasses.field(default_factory=lambda: [0.1, 0.3])
     rms: float = 0.07  # loudness of every clip
 
     def check(self) -> None:
