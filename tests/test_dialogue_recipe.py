@@ -117,8 +117,14 @@ def test_tiny_recipe_end_to_end(tmp_path):
     assert speed["listening_words"] > 0  # and each style's words add up to them
     assert sum(n for _, n in speed["listening_wer_per_style"].values()) == speed["listening_words"]
     rows = (exp / "dialogue" / "score" / "interruptions.tsv").read_text().splitlines()
-    assert rows[0].split("\t") == ["conversation", "user_onset", "stop_latency", "yielded", "heard"]
-    assert all(len(r.split("\t")) == 5 for r in rows[1:])
+    assert rows[0].split("\t") == ["conversation", "run", "user_onset", "stop_latency", "yielded", "heard"]
+    assert all(len(r.split("\t")) == 6 for r in rows[1:])
+    # --score-runs 2 in the tiny recipe: the model rows pool both passes, each pass is kept apart
+    assert len(speed["runs"]) == 2 and {r.split("\t")[1] for r in rows[1:]} <= {"0", "1"}
+    pooled = scores["model, energy VAD"]
+    for key in ("task_accuracy", "takeover_rate"):
+        assert sum(r[key][1] for r in speed["runs"]) == pooled[key][1] == 2 * ref[key][1]
+    assert "lowest–highest of the single passes" in (exp / "dialogue" / "score" / "RESULTS.md").read_text()
     import soundfile as sf
     wav, sr = sf.read(exp / "demo" / "duplex.wav")
     assert wav.shape[1] == 2 and np.abs(wav[:, 0]).max() > 0.01

@@ -10,7 +10,8 @@ pauses, response latency after the user's end of turn, stop latency after an int
 whether the system keeps talking through a backchannel, and task / style accuracy. The corpus's own
 system channel is scored the same way (`reference` row) as the ceiling. A model with a listening
 head also gets the WER of its streaming transcript of the user against the user CTM (heard.ctm),
-overall and per speaking style.
+overall and per speaking style. Sampling makes one pass over a small test set noisy: `--runs N`
+pools N passes with other seeds and reports the lowest and highest single pass beside the pooled rates.
 Writes scores.json, RESULTS.md (with task accuracy per kind of task and the command) and
 interruptions.tsv (per interruption: stop latency and what the listening head heard around its onset).
 """
@@ -45,6 +46,8 @@ COLUMNS = (("takeover_rate", "takeover in pauses ↓", "rate"), ("response_laten
            ("backchannel_kept_talking", "kept talking over backchannel", "rate"),
            ("task_accuracy", "task acc (monologue)", "rate"), ("style_accuracy", "style-word acc", "rate"),
            ("task_accuracy_asr", "task acc (ASR of audio)", "rate"))
+RUN_SPREAD = ("takeover_rate", "yield_rate", "backchannel_kept_talking", "task_accuracy", "style_accuracy")
+RUN_SEED_STRIDE = 1_000_003  # run r samples conversation i with seed + r * stride + i
 
 
 def vad(wav: np.ndarray, sr: int, kind: str):
@@ -85,51 +88,62 @@ def score_reference(d: DataDir, metas: dict, kind: str, token_vad: TokenVad | No
 
 
 def score_model(d: DataDir, metas: dict, args, codec, bundle, token_vad: TokenVad | None, asr) -> tuple[dict, dict]:
+    """Every test conversation run `args.runs` times (sampling seeds differ per run); scores pooled
+    over runs, plus each run's own figures (scores.json "runs") to show the sampling spread. The
+    audio, monologue and heard transcript written are those of the first run."""
     sampling = SamplingConfig(args.text_temperature, 25, args.audio_temperature, args.audio_top_k)
     results: dict[str, list] = {args.vad: [], "tokens": []}
+    per_run: list[dict] = []
     times, steps = [], 0
     (args.out / "wav").mkdir(parents=True, exist_ok=True)
     ctm, heard_ctm, events = [], [], []
     user_ctm = group_by_utt(read_ctm(d.path / "user.ctm")) if bundle.model.cfg.user_text_delay is not None else {}
     heard_by_style: dict[str, list[int]] = {}  # style -> [word errors, reference words]
     utts = d.utts[:args.max_conversations] if args.max_conversations else d.utts
-    for i in range(0, len(utts), args.batch):
-        batch = utts[i:i + args.batch]
-        users = [to_mono_batch(*_user_channel(d.wav_path(u)), codec.sample_rate)[0] for u in batch]
-        n = max(len(x) for x in users)
-        user = torch.stack([torch.nn.functional.pad(x, (0, n - len(x))) for x in users])
-        voice = bundle.system_voice if bundle.model.cfg.system_voice else None
-        run = run_duplex(codec, bundle.model, user, voice, sampling, seeds=[args.seed + i + j for j in range(len(batch))])
-        times += run.step_times
-        steps += len(run.step_times)
-        for j, utt in enumerate(batch):
-            length = len(users[j])
-            stereo = run.stereo(j)[:length].numpy()
-            sf.write(args.out / "wav" / f"{utt}.wav", stereo, run.sample_rate, subtype="PCM_16")
-            words = run.words(j, bundle.tokenizer)
-            ctm += [CtmEntry(utt, "2", w.start, w.end - w.start, w.word) for w in words]
-            said = [(w.word, w.start) for w in words]
-            if run.heard_tokens is not None:
-                heard = run.heard_words(j, bundle.tokenizer)
-                heard_ctm += [CtmEntry(utt, "1", w.start, w.end - w.start, w.word) for w in heard]
-                ref = [e.token for e in user_ctm.get(utt, [])]
-                counts = heard_by_style.setdefault(metas[utt]["style"], [0, 0])
-                counts[0] += word_errors(ref, [w.word for w in heard])
-                counts[1] += len(ref)
-            speech = vad(stereo[:, 1], run.sample_rate, args.vad)
-            results[args.vad].append(score_conversation(metas[utt], speech, said))
-            events += interruption_rows(utt, metas[utt], speech, heard if run.heard_tokens is not None else None)
-            if asr is not None:
-                results[args.vad][-1]["task_correct_asr"] = asr_task_correct(metas[utt], stereo[:, 1], run.sample_rate,
-                                                                             asr)
-            if token_vad is not None:
-                frames = -(-length // codec.config.samples_per_token)
-                segs = token_vad.segments(run.system_tokens[j].flatten()[:frames], 1 / codec.frame_rate,
-                                          run.output_offset)
-                results["tokens"].append(score_conversation(metas[utt], segs, said))
+    for run_index in range(args.runs):
+        first = run_index == 0
+        run_results: list[dict] = []
+        for i in range(0, len(utts), args.batch):
+            batch = utts[i:i + args.batch]
+            users = [to_mono_batch(*_user_channel(d.wav_path(u)), codec.sample_rate)[0] for u in batch]
+            n = max(len(x) for x in users)
+            user = torch.stack([torch.nn.functional.pad(x, (0, n - len(x))) for x in users])
+            voice = bundle.system_voice if bundle.model.cfg.system_voice else None
+            base = args.seed + RUN_SEED_STRIDE * run_index
+            run = run_duplex(codec, bundle.model, user, voice, sampling, seeds=[base + i + j for j in range(len(batch))])
+            times += run.step_times
+            steps += len(run.step_times)
+            for j, utt in enumerate(batch):
+                length = len(users[j])
+                stereo = run.stereo(j)[:length].numpy()
+                words = run.words(j, bundle.tokenizer)
+                said = [(w.word, w.start) for w in words]
+                heard = run.heard_words(j, bundle.tokenizer) if run.heard_tokens is not None else None
+                if first:
+                    sf.write(args.out / "wav" / f"{utt}.wav", stereo, run.sample_rate, subtype="PCM_16")
+                    ctm += [CtmEntry(utt, "2", w.start, w.end - w.start, w.word) for w in words]
+                    heard_ctm += [CtmEntry(utt, "1", w.start, w.end - w.start, w.word) for w in heard or []]
+                if heard is not None:
+                    ref = [e.token for e in user_ctm.get(utt, [])]
+                    counts = heard_by_style.setdefault(metas[utt]["style"], [0, 0])
+                    counts[0] += word_errors(ref, [w.word for w in heard])
+                    counts[1] += len(ref)
+                speech = vad(stereo[:, 1], run.sample_rate, args.vad)
+                run_results.append(score_conversation(metas[utt], speech, said))
+                events += interruption_rows(utt, metas[utt], speech, heard, run_index)
+                if asr is not None:
+                    run_results[-1]["task_correct_asr"] = asr_task_correct(metas[utt], stereo[:, 1], run.sample_rate,
+                                                                           asr)
+                if token_vad is not None:
+                    frames = -(-length // codec.config.samples_per_token)
+                    segs = token_vad.segments(run.system_tokens[j].flatten()[:frames], 1 / codec.frame_rate,
+                                              run.output_offset)
+                    results["tokens"].append(score_conversation(metas[utt], segs, said))
+        results[args.vad] += run_results
+        per_run.append({k: v for k, v in aggregate(run_results).items() if k in RUN_SPREAD})
     write_ctm(args.out / "monologue.ctm", ctm)
-    (args.out / "interruptions.tsv").write_text("\n".join(["conversation\tuser_onset\tstop_latency\tyielded\theard"]
-                                                          + events) + "\n")
+    (args.out / "interruptions.tsv").write_text(
+        "\n".join(["conversation\trun\tuser_onset\tstop_latency\tyielded\theard"] + events) + "\n")
     if heard_ctm:
         write_ctm(args.out / "heard.ctm", heard_ctm)
     t = np.array(times) * 1000
@@ -140,11 +154,12 @@ def score_model(d: DataDir, metas: dict, args, codec, bundle, token_vad: TokenVa
              "rtf": float(t.sum() / 1000 / (steps * cfg.streams.step_seconds)),
              "theoretical_latency_ms": cfg.theoretical_latency_ms, "trained": bundle.description,
              "listening_wer": heard_errors / heard_ref if heard_ref else None, "listening_words": heard_ref,
-             "listening_wer_per_style": wer_per_style}
+             "listening_wer_per_style": wer_per_style, "runs": per_run}
     return {k: aggregate(v) for k, v in results.items() if v}, speed
 
 
-def interruption_rows(utt: str, meta: dict, speech, heard, window: tuple[float, float] = (-0.1, 1.0)) -> list[str]:
+def interruption_rows(utt: str, meta: dict, speech, heard, run_index: int = 0,
+                      window: tuple[float, float] = (-0.1, 1.0)) -> list[str]:
     """One TSV row per interruption: onset, stop latency, yielded, and what the listening head heard
     around the onset (where a model's yield goes wrong: it did not hear the user, or heard and stopped late)."""
     cfg, rows = TurnTakingConfig(), []
@@ -152,7 +167,7 @@ def interruption_rows(utt: str, meta: dict, speech, heard, window: tuple[float, 
         near = " ".join(w.word for w in heard or [] if onset + window[0] <= w.start <= onset + window[1])
         lat = "-" if latency is None else f"{latency:.2f}"
         yielded = "-" if latency is None else str(latency <= cfg.yield_within).lower()
-        rows.append(f"{utt}\t{onset:.2f}\t{lat}\t{yielded}\t{near or '-'}")
+        rows.append(f"{utt}\t{run_index}\t{onset:.2f}\t{lat}\t{yielded}\t{near or '-'}")
     return rows
 
 
@@ -168,7 +183,8 @@ def fmt(value, kind):
     return f"{100 * v:.0f}% ({value[-1]})" if kind == "rate" else f"{v:.2f} ({value[-1]})"
 
 
-def write_results(path: Path, rows: dict, speed: dict | None, data: Path, args_line: str) -> None:
+def write_results(path: Path, rows: dict, speed: dict | None, data: Path, args_line: str,
+                  vad_name: str = "energy VAD") -> None:
     head = "| system | " + " | ".join(c[1] for c in COLUMNS) + " |"
     lines = ["# Dialogue turn-taking and task scores", "",
              f"Data: `{data}` ({rows.pop('_conversations')} synthetic conversations). Speech of the system "
@@ -181,6 +197,14 @@ def write_results(path: Path, rows: dict, speed: dict | None, data: Path, args_l
             per_task = ", ".join(f"{task} {fmt(value, 'rate')}"
                                  for task, value in agg["task_accuracy_per_task"].items())
             lines += ["", f"Task accuracy (monologue) per task, {name}: {per_task}."]
+    if speed is not None and len(speed.get("runs", [])) > 1:
+        spread = []
+        for key, title, _ in COLUMNS:
+            values = [r[key][0] for r in speed["runs"] if key in r and r[key][0] is not None]
+            if values:
+                spread.append(f"{title} {100 * min(values):.0f}–{100 * max(values):.0f} %")
+        lines += ["", f"Model rows pool {len(speed['runs'])} free-running passes over the test set (other sampling "
+                      f"seeds each); lowest–highest of the single passes ({vad_name}): " + ", ".join(spread) + "."]
     if speed is not None:
         lines += ["", f"Streaming speed (CPU, batch {speed['batch']}): {speed['step_ms_mean']:.1f} ms per 80 ms step "
                       f"(p95 {speed['step_ms_p95']:.1f}), RTF {speed['rtf']:.3f}; theoretical latency "
@@ -207,11 +231,15 @@ def main(argv=None) -> None:
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--max-conversations", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--runs", type=int, default=1,
+                   help="free-running passes over the test set, each with other sampling seeds (scores pooled)")
     p.add_argument("--text-temperature", type=float, default=0.0)
     p.add_argument("--audio-temperature", type=float, default=0.8)
     p.add_argument("--audio-top-k", type=int, default=250)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
+    if args.runs < 1:
+        p.error(f"--runs must be at least 1, got {args.runs}")
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     d = DataDir.load(args.data)
@@ -242,8 +270,8 @@ def main(argv=None) -> None:
         speed["wall_s"] = time.time() - start
     scores = {k: v for k, v in rows.items() if not k.startswith("_")}
     (args.out / "scores.json").write_text(json.dumps({"scores": scores, "speed": speed, "vad": args.vad}, indent=1))
-    write_results(args.out / "RESULTS.md", rows, speed, args.data, shlex.join([sys.executable, "-m",
-                                                                                "recipes.dialogue.score"] + sys.argv[1:]))
+    write_results(args.out / "RESULTS.md", rows, speed, args.data,
+                  shlex.join([sys.executable, "-m", "recipes.dialogue.score"] + sys.argv[1:]), label[args.vad])
     print((args.out / "RESULTS.md").read_text())
 
 

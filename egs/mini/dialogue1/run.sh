@@ -5,6 +5,7 @@
 #                 [--ablation true|false]  (stages 4-5 also train and score the model without the user's
 #                  voice input, in parallel: the style ablation; default: true unless --tiny)
 #                 [--text-lead N]  (inner-monologue words N steps ahead of their audio)
+#                 [--score-runs N]  (stage 5: free-running passes over the test set, pooled; default 3)
 # Long runs: --exp ~/duet-runs/dialogue1/exp --data ~/duet-runs/dialogue1/data (resumable: every stage
 # leaves a .done marker, training resumes from its last checkpoint).
 set -euo pipefail
@@ -21,6 +22,7 @@ vocab=256
 nj=2            # processes for corpus synthesis and token extraction
 text_lead=2     # steps each inner-monologue word is placed ahead of its audio (prepare tokens --text-lead)
 ablation=auto   # auto: true, false with --tiny
+score_runs=3    # stage 5: passes over the test set with other sampling seeds (one pass of 120 is noisy)
 bundle=false    # stage 7: copy the trained model into dialogue/assets/ (the demo's --bundled)
 . ./path.sh
 . utils/parse_options.sh
@@ -28,7 +30,7 @@ bundle=false    # stage 7: copy the trained model into dialogue/assets/ (the dem
 corpus_conf=(conf/corpus.yaml); test_conf=(conf/corpus.yaml conf/corpus_test.yaml); train_conf=(conf/train.yaml)
 if [ "$tiny" = true ]; then
   corpus_conf+=(conf/tiny/corpus.yaml); test_conf+=(conf/tiny/corpus_test.yaml); train_conf+=(conf/tiny/train.yaml)
-  vocab=128
+  vocab=128; score_runs=2
 fi
 [ "$ablation" = auto ] && { [ "$tiny" = true ] && ablation=false || ablation=true; }
 models=(dialogue); [ "$ablation" = true ] && models+=(dialogue_no_voice)
@@ -90,7 +92,7 @@ if run_stage 5 score; then
     --out "$exp/style_probe.json"
   for m in "${models[@]}"; do
     python -m recipes.dialogue.score --data "$data/test" --model "$exp/$m/model.safetensors" \
-      --codec "$exp/codec.safetensors" --out "$exp/$m/score" --max-conversations $n \
+      --codec "$exp/codec.safetensors" --out "$exp/$m/score" --max-conversations $n --runs "$score_runs" \
       --token-vad "$exp/tokens/train.safetensors" $asr_opt
     python -m recipes.dialogue.evaluate --model "$exp/$m/model.safetensors" --max-conversations 200 \
       --tokens "$exp/tokens/test.safetensors" "$exp/tokens/train.safetensors" --out "$exp/$m/score/teacher_forced.json"
