@@ -108,6 +108,9 @@ def test_tiny_recipe_end_to_end(tmp_path):
     assert [Path(k).name for k in tf] == ["test.safetensors", "train.safetensors"]
     assert all(0 <= r["acc/text_words"] <= 1 and r["loss/text"] > 0 and r["conversations"] > 0 for r in tf.values())
     assert all(0 <= r["acc/reply_style"] <= 1 and 0 <= r["acc/reply_answer"] <= 1 for r in tf.values())
+    for r in tf.values():  # every answer word, and per kind of task: the counts add up
+        per_task = [k for k in r if k.startswith("count/reply_answer_words/")]
+        assert per_task and sum(r[k] for k in per_task) == r["count/reply_answer_words"] > 0
     summary = json.loads((exp / "demo" / "summary.json").read_text())
     assert summary["steps"] > 0 and summary["theoretical_latency_ms"] > 0
     for name in ("duplex.wav", "monologue.ctm", "heard.ctm", "timeline.png"):  # the tiny model has a listening head
@@ -161,6 +164,34 @@ def test_parallel_synthesis_and_tokens_equal_serial(tmp_path):
     for utt, heard, grid in zip(data.ids, data.user_text, data.tokens):
         assert heard.shape == grid.shape[:1]
         assert [w.word for w in text_stream_words(heard, data.streams.step_seconds, tok)] == [e.token for e in user[utt]]
+
+
+def test_teacher_forced_decision_steps_point_at_the_reply_words(tmp_path):
+    """The steps `evaluate` scores are the style word, the answer's first word and every answer word
+    (matched from the reply's end: the sum, not an operand that equals it)."""
+    from recipes.dialogue.evaluate import _match_from_end, reply_decision_steps
+    from recipes.dialogue.prepare import make_tokenizer, make_tokens
+
+    assert _match_from_end(["two"], "two times one is two".split()) == [4]
+    assert _match_from_end(["c", "a", "t"], "cat is spelled c a t".split()) == [3, 4, 5]
+    assert _match_from_end(["nine"], "eight plus four is twelve".split()) == []
+    cfg = CorpusConfig(num_conversations=6, seed=5, min_turns=2, max_turns=3, p_interruption=0.0)
+    synthesize_corpus(cfg, tmp_path / "data")
+    make_tokenizer(tmp_path / "data", tmp_path / "tok.model", 96)
+    assert make_tokens(tmp_path / "data", None, tmp_path / "tok.model", tmp_path / "t.safetensors") == 6
+    data, tok = TokenSet(tmp_path / "t.safetensors"), TextTokenizer.load(tmp_path / "tok.model")
+    step = data.streams.step_seconds
+    tasks = set()
+    for i, replies in enumerate(reply_decision_steps(data, tok, len(data))):
+        turns = json.loads((tmp_path / "data" / "meta" / f"{data.ids[i]}.json").read_text())["turns"]
+        at = {round(w.start / step): w.word for w in text_stream_words(data.tokens[i][:, 0], step, tok)}
+        assert len(replies) == len(turns)
+        for turn, reply in zip(turns, replies):
+            reply_words = turn["reply"].split()
+            assert at[reply.style] == turn["style_word"] and at[reply.onset] == reply_words[1]
+            assert [at[t] for t in reply.answer] == turn["answer"] and reply.task == turn["task"]
+            tasks.add(reply.task)
+    assert len(tasks) >= 3
 
 
 def test_listening_head_needs_token_files_with_the_user_text(tmp_path):

@@ -6,16 +6,18 @@ with every previous token given, on held-out conversations next to (a sample of)
 
 The gap between the two rows separates generalisation from memorisation; the free-running scores
 (`recipes.dialogue.score`) add what sampling its own history costs. Word-piece accuracy is dominated
-by pieces that follow from the previous ones ("is spelled" after "cake"), so two decision points are
+by pieces that follow from the previous ones ("is spelled" after "cake"), so the decision points are
 scored apart, from the corpus metadata: the first reply's first piece (the style word: did it hear
-how the user spoke? later replies could copy it from the history) and the first piece of every
-answer after it (did it hear what was asked?). A model that reads its transcript of the user back
+how the user spoke? later replies could copy it from the history), the first piece of every
+answer after it (did it hear what was asked?), and the first piece of every answer word (the sum,
+the letters, the numbers counted, the fact: does it know the answer?), also per kind of task. A model that reads its transcript of the user back
 (`user_text_input`) is given the reference transcript here: an upper bound on what its own listening
 head gives it free-running.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -30,26 +32,54 @@ from .prepare import TokenSet
 from .task import collate
 
 
-def reply_decision_steps(data: TokenSet, tokenizer: TextTokenizer, n: int) -> list[list[tuple[int, int]]]:
-    """Per conversation, (style word step, answer onset step) of every reply on the undelayed text
-    column, from the corpus metadata of the data dir the tokens were made from (the grid keeps the
-    CTM's word order and count, so the i-th word of the column is the i-th word of system.ctm)."""
+@dataclasses.dataclass
+class ReplySteps:
+    """Decision steps of one reply on the undelayed text column."""
+
+    style: int  # the reply's first word (the style word)
+    onset: int  # the word after it: the answer's first word, often a copy of the question ("eight plus ...")
+    task: str
+    answer: list[int]  # every answer word (the sum, the letters, the numbers, the fact); empty if cut short
+
+
+def reply_decision_steps(data: TokenSet, tokenizer: TextTokenizer, n: int) -> list[list[ReplySteps]]:
+    """Per conversation, the decision steps of every reply, from the corpus metadata of the data dir
+    the tokens were made from (the grid keeps the CTM's word order and count, so the i-th word of the
+    column is the i-th word of system.ctm). Answer words are matched from the reply's end: in "two
+    times one is two" the answer is the last "two"."""
     data_dir = Path(data.data_dir)
     ctm = group_by_utt(read_ctm(data_dir / "system.ctm"))
     out = []
     for i in range(n):
         utt = data.ids[i]
         meta = json.loads((data_dir / "meta" / f"{utt}.json").read_text())
-        starts = [e.start for e in ctm.get(utt, [])]
+        entries = ctm.get(utt, [])
+        starts = [e.start for e in entries]
         words = text_stream_words(data.tokens[i][:, 0], data.streams.step_seconds, tokenizer)
         steps = [round(w.start / data.streams.step_seconds) for w in words]
-        pairs = []
-        for turn in meta["turns"]:
-            j = min(range(len(starts)), key=lambda j: abs(starts[j] - turn["reply_start"]), default=None)
-            if j is not None and j + 1 < len(steps) and j + 1 < len(starts):
-                pairs.append((steps[j], steps[j + 1]))
-        out.append(pairs)
+        firsts = [min(range(len(starts)), key=lambda j: abs(starts[j] - t["reply_start"]), default=None)
+                  for t in meta["turns"]]
+        replies = []
+        for k, (turn, j) in enumerate(zip(meta["turns"], firsts)):
+            if j is None or j + 1 >= min(len(steps), len(starts)):
+                continue
+            end = next((f for f in firsts[k + 1:] if f is not None and f > j), len(entries))
+            answer = [] if turn["interrupted"] else _match_from_end(turn["answer"], [e.token for e in entries[j + 1:end]])
+            replies.append(ReplySteps(steps[j], steps[j + 1], turn["task"],
+                                      [steps[j + 1 + a] for a in answer if j + 1 + a < len(steps)]))
+        out.append(replies)
     return out
+
+
+def _match_from_end(needle: list[str], hay: list[str]) -> list[int]:
+    """Indices in `hay` of `needle` as a subsequence, matched from the end; [] if it is not one."""
+    idx, pos = [], len(hay)
+    for word in reversed(needle):
+        pos = next((p for p in range(pos - 1, -1, -1) if hay[p] == word), -1)
+        if pos < 0:
+            return []
+        idx.append(pos)
+    return idx[::-1]
 
 
 @torch.inference_mode()
@@ -57,7 +87,8 @@ def teacher_forced(model, data: TokenSet, max_conversations: int = 0, batch_size
                    tokenizer: TextTokenizer | None = None) -> dict[str, float]:
     """Scalars of `duplex_loss` averaged over whole conversations (weighted by their real steps);
     with a tokenizer and the corpus metadata beside the tokens, also the text accuracy at the
-    replies' two decision points (acc/reply_style: first reply only, acc/reply_answer)."""
+    replies' decision points (acc/reply_style: first reply only, acc/reply_answer: the answer's
+    first word, acc/reply_answer_words[/task]: every answer word) and their counts (count/...)."""
     n = len(data) if max_conversations <= 0 else min(len(data), max_conversations)
     if n == 0:
         raise ValueError(f"{data.path}: no conversations")
@@ -65,7 +96,7 @@ def teacher_forced(model, data: TokenSet, max_conversations: int = 0, batch_size
         raise ValueError(f"{data.path}: its streams {data.streams} are not the model's {model.cfg.streams}")
     has_meta = (Path(data.data_dir) / "meta").is_dir() and (Path(data.data_dir) / "system.ctm").is_file()
     decisions = reply_decision_steps(data, tokenizer, n) if tokenizer is not None and has_meta else None
-    hits = {"style": [], "answer": []}
+    hits: dict[str, list[bool]] = {"style": [], "answer": [], "answer_words": []}
     totals: dict[str, float] = {}
     weight = 0
     for start in range(0, n, batch_size):
@@ -80,14 +111,21 @@ def teacher_forced(model, data: TokenSet, max_conversations: int = 0, batch_size
         if decisions is not None:
             guess, d = logits.text.argmax(-1), model.cfg.delays.text
             for j, i in enumerate(picks):
-                for r, (style, answer) in enumerate(decisions[i]):
-                    # the style word only in the first reply: later ones can copy it from the history
-                    for name, t in ((("style", style),) if r == 0 else ()) + (("answer", answer),):
-                        hits[name].append(bool(guess[j, t + d] == batch["tokens"][j, t + d, 0]))
+                def hit(t: int) -> bool:
+                    return bool(guess[j, t + d] == batch["tokens"][j, t + d, 0])
+
+                for r, reply in enumerate(decisions[i]):
+                    if r == 0:  # the style word only in the first reply: later ones can copy it from the history
+                        hits["style"].append(hit(reply.style))
+                    hits["answer"].append(hit(reply.onset))
+                    words = [hit(t) for t in reply.answer]
+                    hits["answer_words"] += words
+                    hits.setdefault(f"answer_words/{reply.task}", []).extend(words)
     out = {k: v / weight for k, v in totals.items()} | {"conversations": n}
     for name, h in hits.items():
         if h:
             out[f"acc/reply_{name}"] = sum(h) / len(h)
+            out[f"count/reply_{name}"] = len(h)
     return out
 
 
@@ -108,13 +146,18 @@ def main(argv=None) -> None:
         if data.codec_id != bundle.codec_id:
             raise SystemExit(f"{path}: tokens of codec {data.codec_id}, {args.model} was trained on {bundle.codec_id}")
         rows[str(path)] = teacher_forced(model, data, args.max_conversations, tokenizer=bundle.tokenizer)
-    keys = ["loss/text", "acc/text", "acc/text_words", "acc/reply_style", "acc/reply_answer", "loss/system", "acc/system"]
+    keys = ["loss/text", "acc/text", "acc/text_words", "acc/reply_style", "acc/reply_answer", "acc/reply_answer_words",
+            "loss/system", "acc/system"]
     if model.cfg.user_text_delay is not None:
         keys += ["acc/user_text_words"]
     print("| tokens | conversations | " + " | ".join(keys) + " |")
     print("|---|---|" + "---|" * len(keys))
     for path, r in rows.items():
         print(f"| {path} | {r['conversations']} | " + " | ".join(f"{r[k]:.3f}" if k in r else "–" for k in keys) + " |")
+    for path, r in rows.items():
+        per_task = [(k.split("/")[-1], r[k], r["count" + k[3:]]) for k in sorted(r) if k.startswith("acc/reply_answer_words/")]
+        if per_task:
+            print(f"answer words per task, {Path(path).name}: " + ", ".join(f"{t} {a:.3f} ({c})" for t, a, c in per_task))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(rows, indent=1))
