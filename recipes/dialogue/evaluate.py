@@ -10,7 +10,8 @@ by pieces that follow from the previous ones ("is spelled" after "cake"), so the
 scored apart, from the corpus metadata: the first reply's first piece (the style word: did it hear
 how the user spoke? later replies could copy it from the history), the first piece of every
 answer after it (did it hear what was asked?), and the first piece of every answer word (the sum,
-the letters, the numbers counted, the fact: does it know the answer?), also per kind of task. A model that reads its transcript of the user back
+the letters, the numbers counted, the fact: does it know the answer?), also per kind of task.
+A model that reads its transcript of the user back
 (`user_text_input`) is given the reference transcript here: an upper bound on what its own listening
 head gives it free-running.
 """
@@ -64,7 +65,8 @@ def reply_decision_steps(data: TokenSet, tokenizer: TextTokenizer, n: int) -> li
             if j is None or j + 1 >= min(len(steps), len(starts)):
                 continue
             end = next((f for f in firsts[k + 1:] if f is not None and f > j), len(entries))
-            answer = [] if turn["interrupted"] else _match_from_end(turn["answer"], [e.token for e in entries[j + 1:end]])
+            reply = [e.token for e in entries[j + 1:end]]
+            answer = [] if turn["interrupted"] else _match_from_end(turn["answer"], reply)
             replies.append(ReplySteps(steps[j], steps[j + 1], turn["task"],
                                       [steps[j + 1 + a] for a in answer if j + 1 + a < len(steps)]))
         out.append(replies)
@@ -155,9 +157,11 @@ def main(argv=None) -> None:
     for path, r in rows.items():
         print(f"| {path} | {r['conversations']} | " + " | ".join(f"{r[k]:.3f}" if k in r else "–" for k in keys) + " |")
     for path, r in rows.items():
-        per_task = [(k.split("/")[-1], r[k], r["count" + k[3:]]) for k in sorted(r) if k.startswith("acc/reply_answer_words/")]
+        per_task = [(k.split("/")[-1], r[k], r["count" + k[3:]]) for k in sorted(r)
+                    if k.startswith("acc/reply_answer_words/")]
         if per_task:
-            print(f"answer words per task, {Path(path).name}: " + ", ".join(f"{t} {a:.3f} ({c})" for t, a, c in per_task))
+            print(f"answer words per task, {Path(path).name}: "
+                  + ", ".join(f"{t} {a:.3f} ({c})" for t, a, c in per_task))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(rows, indent=1))
