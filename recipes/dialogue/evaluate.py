@@ -11,9 +11,8 @@ scored apart, from the corpus metadata: the first reply's first piece (the style
 how the user spoke? later replies could copy it from the history), the first piece of every
 answer after it (did it hear what was asked?), and the first piece of every answer word (the sum,
 the letters, the numbers counted, the fact: does it know the answer?), also per kind of task.
-A model that reads its transcript of the user back
-(`user_text_input`) is given the reference transcript here: an upper bound on what its own listening
-head gives it free-running.
+A model that reads its transcript of the user back (`user_text_input`) is given the reference
+transcript here: an upper bound on what its own listening head gives it free-running.
 """
 from __future__ import annotations
 
