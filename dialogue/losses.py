@@ -1,7 +1,8 @@
 """Weighted cross-entropy of the dialogue model, per stream.
 
-Text and audio are weighted apart; within the text stream PAD/EPAD targets (most steps) get their
-own factor; within a step's K audio tokens the first (the step's onset frame, which carries the
+Text and audio are weighted apart; within the text stream PAD targets (most steps) get their own
+factor, and so may EPAD targets (one per word: the decision that a word starts at the next step, e.g.
+whether a count goes on); within a step's K audio tokens the first (the step's onset frame, which carries the
 decision to start or stop speaking) and the later ones are weighted apart; the optional user
 prediction and the listening head (the user's words, `user_text_delay`) have their own weights.
 """
@@ -20,6 +21,7 @@ from .tokenizer import TextTokenizer
 class LossWeights:
     text: float = 1.0
     text_padding: float = 0.5  # factor on PAD / EPAD targets
+    text_epad: float | None = None  # factor on EPAD targets of the system's text (None: text_padding)
     audio_first: float = 1.0  # the first of a step's K system tokens
     audio_rest: float = 1.0  # the other K - 1
     user: float = 0.5  # the user's next-step tokens (only with predict_user)
@@ -34,7 +36,8 @@ def duplex_loss(model: DuplexModel, logits: DuplexLogits, tokens: torch.Tensor, 
     targets = model.depth_targets(tokens)
     m = mask.float()
     k = model.columns.k
-    loss_text, text_scalars = _text_loss(logits.text, targets[..., 0], m, weights.text_padding, "text")
+    loss_text, text_scalars = _text_loss(logits.text, targets[..., 0], m, weights.text_padding, "text",
+                                         weights.text_epad)
     pos_w = torch.full((k,), weights.audio_rest, device=m.device)
     pos_w[0] = weights.audio_first
     sys_t = targets[..., 1:1 + k]
@@ -64,16 +67,20 @@ def duplex_loss(model: DuplexModel, logits: DuplexLogits, tokens: torch.Tensor, 
 
 
 def _text_loss(logits: torch.Tensor, target: torch.Tensor, m: torch.Tensor, padding: float,
-               name: str) -> tuple[torch.Tensor, dict[str, float]]:
-    """Cross-entropy of a text stream with PAD/EPAD targets weighted by `padding`; scalars: loss,
-    accuracy over all steps and over word pieces only."""
-    pad = (target == TextTokenizer.PAD) | (target == TextTokenizer.EPAD)
+               name: str, epad: float | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """Cross-entropy of a text stream with PAD/EPAD targets weighted by `padding` (EPAD by `epad`
+    when given); scalars: loss, accuracy over all steps, over word pieces only and over EPADs."""
+    is_epad = target == TextTokenizer.EPAD
+    pad = (target == TextTokenizer.PAD) | is_epad
     w = m * torch.where(pad, padding, 1.0)
+    if epad is not None:
+        w = torch.where(is_epad, m * epad, w)
     ce = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none").view_as(m)
     loss = (ce * w).sum() / w.sum().clamp(min=1)
     with torch.no_grad():
         scalars = {f"loss/{name}": float(loss), f"acc/{name}": _accuracy(logits, target, m),
-                   f"acc/{name}_words": _accuracy(logits, target, m * (~pad).float())}
+                   f"acc/{name}_words": _accuracy(logits, target, m * (~pad).float()),
+                   f"acc/{name}_epad": _accuracy(logits, target, m * is_epad.float())}
     return loss, scalars
 
 

@@ -114,6 +114,29 @@ def test_loss_weights_and_gradients(rng):
     assert float(zero_text.detach()) == pytest.approx(scalars["loss/system"], rel=1e-5)
 
 
+def test_epad_targets_get_their_own_weight(rng):
+    """text_epad weights the system text's EPAD targets (the decision that a word starts next step)
+    apart from PAD; None keeps them with PAD."""
+    import torch.nn.functional as F
+
+    cfg = tiny_config()
+    model = DuplexModel(cfg)
+    tokens, voice, g_sys = random_grid(cfg, 2, 8, rng)
+    tokens[:, 2::3, 0] = TextTokenizer.EPAD
+    tokens[:, 1::3, 0] = TextTokenizer.PAD
+    mask = torch.ones(tokens.shape[:2], dtype=torch.bool)
+    logits = model(tokens, voice, g_sys)
+    target = model.depth_targets(tokens)[..., 0]
+    assert (target == TextTokenizer.EPAD).any() and (target == TextTokenizer.PAD).any()
+    ce = F.cross_entropy(logits.text.detach().flatten(0, 1), target.flatten(), reduction="none").view_as(target)
+    for epad in (None, 0.5, 0.0, 3.0):
+        _, scalars = duplex_loss(model, logits, tokens, mask, LossWeights(text_padding=0.5, text_epad=epad))
+        w = torch.where(target == TextTokenizer.PAD, 0.5, 1.0)
+        w = torch.where(target == TextTokenizer.EPAD, 0.5 if epad is None else epad, w)
+        assert scalars["loss/text"] == pytest.approx(float((ce * w).sum() / w.sum()), rel=1e-5)
+        assert 0.0 <= scalars["acc/text_epad"] <= 1.0
+
+
 def test_listening_head_loss_needs_its_targets_and_trains_the_temporal_state(rng):
     cfg = tiny_config(user_text_delay=2)
     model = DuplexModel(cfg)
