@@ -111,6 +111,7 @@ def test_tiny_recipe_end_to_end(tmp_path):
     for r in tf.values():  # every answer word, and per kind of task: the counts add up
         per_task = [k for k in r if k.startswith("count/reply_answer_words/")]
         assert per_task and sum(r[k] for k in per_task) == r["count/reply_answer_words"] > 0
+        assert any(k.startswith("acc/reply_answer_epad/") for k in r)  # does the reply go on?
     summary = json.loads((exp / "demo" / "summary.json").read_text())
     assert summary["steps"] > 0 and summary["theoretical_latency_ms"] > 0
     for name in ("duplex.wav", "monologue.ctm", "heard.ctm", "timeline.png"):  # the tiny model has a listening head

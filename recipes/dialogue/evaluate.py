@@ -10,7 +10,9 @@ by pieces that follow from the previous ones ("is spelled" after "cake"), so the
 scored apart, from the corpus metadata: the first reply's first piece (the style word: did it hear
 how the user spoke? later replies could copy it from the history), the first piece of every
 answer after it (did it hear what was asked?), and the first piece of every answer word (the sum,
-the letters, the numbers counted, the fact: does it know the answer?), also per kind of task.
+the letters, the numbers counted, the fact: does it know the answer?), also per kind of task, and
+the EPAD one step before each answer word and before the last one (does the reply go on: a count
+that stops a number early misses that EPAD).
 A model that reads its transcript of the user back (`user_text_input`) is given the reference
 transcript here: an upper bound on what its own listening head gives it free-running.
 """
@@ -89,7 +91,8 @@ def teacher_forced(model, data: TokenSet, max_conversations: int = 0, batch_size
     """Scalars of `duplex_loss` averaged over whole conversations (weighted by their real steps);
     with a tokenizer and the corpus metadata beside the tokens, also the text accuracy at the
     replies' decision points (acc/reply_style: first reply only, acc/reply_answer: the answer's
-    first word, acc/reply_answer_words[/task]: every answer word) and their counts (count/...)."""
+    first word, acc/reply_answer_words[/task]: every answer word, acc/reply_answer_epad/task and
+    acc/reply_answer_last_epad/task: the EPAD before each / the last answer word) and their counts."""
     n = len(data) if max_conversations <= 0 else min(len(data), max_conversations)
     if n == 0:
         raise ValueError(f"{data.path}: no conversations")
@@ -122,6 +125,12 @@ def teacher_forced(model, data: TokenSet, max_conversations: int = 0, batch_size
                     words = [hit(t) for t in reply.answer]
                     hits["answer_words"] += words
                     hits.setdefault(f"answer_words/{reply.task}", []).extend(words)
+                    # the EPAD a step before each answer word: does the reply go on (now)? and before the last
+                    epads = [hit(t - 1) for t in reply.answer if batch["tokens"][j, t - 1 + d, 0] == TextTokenizer.EPAD]
+                    hits.setdefault(f"answer_epad/{reply.task}", []).extend(epads)
+                    last = reply.answer[-1:]
+                    if last and batch["tokens"][j, last[0] - 1 + d, 0] == TextTokenizer.EPAD:
+                        hits.setdefault(f"answer_last_epad/{reply.task}", []).append(hit(last[0] - 1))
     out = {k: v / weight for k, v in totals.items()} | {"conversations": n}
     for name, h in hits.items():
         if h:
@@ -156,11 +165,11 @@ def main(argv=None) -> None:
     for path, r in rows.items():
         print(f"| {path} | {r['conversations']} | " + " | ".join(f"{r[k]:.3f}" if k in r else "–" for k in keys) + " |")
     for path, r in rows.items():
-        per_task = [(k.split("/")[-1], r[k], r["count" + k[3:]]) for k in sorted(r)
-                    if k.startswith("acc/reply_answer_words/")]
-        if per_task:
-            print(f"answer words per task, {Path(path).name}: "
-                  + ", ".join(f"{t} {a:.3f} ({c})" for t, a, c in per_task))
+        for what in ("answer_words", "answer_epad", "answer_last_epad"):
+            per_task = [(k.split("/")[-1], r[k], r["count" + k[3:]]) for k in sorted(r)
+                        if k.startswith(f"acc/reply_{what}/")]
+            if per_task:
+                print(f"{what} per task, {Path(path).name}: " + ", ".join(f"{t} {a:.3f} ({c})" for t, a, c in per_task))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(rows, indent=1))
