@@ -63,7 +63,7 @@ def test_scorer_catches_a_bad_system():
     assert interruption_outcomes(meta, speech) == [(7.0, pytest.approx(1.4))]
     assert interruption_outcomes(meta, [(1.2, 1.8)]) == [(7.0, None)]  # silent at the onset: nothing to yield
     heard = [Word("wait", 7.3, 7.5), Word("how", 9.0, 9.2)]
-    assert interruption_rows("c1", meta, speech, heard) == ["c1\t7.00\t1.40\tfalse\twait"]
+    assert interruption_rows("c1", meta, speech, heard, 2) == ["c1\t2\t7.00\t1.40\tfalse\twait"]
 
 
 def test_corpus_data_dir(tmp_path):
