@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from dialogue import DialogueConfig, TextTokenizer, Word, text_stream_words
+from dialogue import DialogueConfig, TextTokenizer, Word, load_dialogue, text_stream_words
 from recipes.ctm import group_by_utt, read_ctm
 from recipes.dialogue.prepare import TokenSet
 from recipes.dialogue.synth import CorpusConfig, build_conversation, synthesize_corpus
@@ -92,7 +92,8 @@ def test_tiny_recipe_end_to_end(tmp_path):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=170)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    assert (exp / "dialogue" / "model.safetensors").is_file()
+    assert (exp / "dialogue" / "model.safetensors").is_file()  # both training phases ran (tiny: 6, then 9 steps)
+    assert load_dialogue(exp / "dialogue" / "model.safetensors").description.startswith("duet_dialogue_small: 9 of 9 steps")
     scores = json.loads((exp / "dialogue" / "score" / "scores.json").read_text())["scores"]
     ref = scores["reference (corpus), energy VAD"]
     assert ref["takeover_rate"][0] == 0.0 and ref["task_accuracy"][0] == 1.0

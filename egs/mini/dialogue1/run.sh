@@ -28,8 +28,10 @@ bundle=false    # stage 7: copy the trained model into dialogue/assets/ (the dem
 . utils/parse_options.sh
 
 corpus_conf=(conf/corpus.yaml); test_conf=(conf/corpus.yaml conf/corpus_test.yaml); train_conf=(conf/train.yaml)
+finetune_conf=(conf/finetune_epad.yaml)  # stage 4's second phase, resumed from the first one's last checkpoint
 if [ "$tiny" = true ]; then
   corpus_conf+=(conf/tiny/corpus.yaml); test_conf+=(conf/tiny/corpus_test.yaml); train_conf+=(conf/tiny/train.yaml)
+  finetune_conf+=(conf/tiny/finetune.yaml)
   vocab=128; score_runs=2
 fi
 [ "$ablation" = auto ] && { [ "$tiny" = true ] && ablation=false || ablation=true; }
@@ -73,12 +75,17 @@ if run_stage 3 tokens; then
   done_stage 3 tokens
 fi
 
+train_phase() {  # train_phase MODEL CONFIG...: train (or resume) exp/MODEL to the configs' max_steps
+  local m=$1; shift
+  torchrun --standalone --nproc_per_node "$nproc" -m recipes.dialogue.train --config "$@" \
+    --out "$exp/$m" --no-progress --set tokens="$exp/tokens/train.safetensors" \
+    tokenizer="$exp/tokenizer.model" $(model_opts "$m") >> "$exp/train_$m.log" 2>&1
+}
+
 if run_stage 4 train; then
   pids=()
-  for m in "${models[@]}"; do  # in parallel: one process (OMP_NUM_THREADS=1) per model
-    torchrun --standalone --nproc_per_node "$nproc" -m recipes.dialogue.train --config "${train_conf[@]}" \
-      --out "$exp/$m" --no-progress --set tokens="$exp/tokens/train.safetensors" \
-      tokenizer="$exp/tokenizer.model" $(model_opts "$m") > "$exp/train_$m.log" 2>&1 &
+  for m in "${models[@]}"; do  # in parallel: one process (OMP_NUM_THREADS=1) per model, two phases each
+    { train_phase "$m" "${train_conf[@]}" && train_phase "$m" "${train_conf[@]}" "${finetune_conf[@]}"; } &
     pids+=($!)
   done
   for pid in "${pids[@]}"; do wait "$pid" || { log "training failed, see $exp/train_*.log"; exit 1; }; done
