@@ -114,9 +114,10 @@ def teacher_forced(model, data: TokenSet, max_conversations: int = 0, batch_size
         weight += w
         if decisions is not None:
             guess, d = logits.text.argmax(-1), model.cfg.delays.text
+            right = guess == batch["tokens"][..., 0]  # [B, S] on the delayed grid
             for j, i in enumerate(picks):
-                def hit(t: int) -> bool:
-                    return bool(guess[j, t + d] == batch["tokens"][j, t + d, 0])
+                def hit(t: int, row: torch.Tensor = right[j]) -> bool:
+                    return bool(row[t + d])
 
                 for r, reply in enumerate(decisions[i]):
                     if r == 0:  # the style word only in the first reply: later ones can copy it from the history
