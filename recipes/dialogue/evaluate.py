@@ -115,8 +115,12 @@ def teacher_forced(model, data: TokenSet, max_conversations: int = 0, batch_size
         if decisions is not None:
             guess, d = logits.text.argmax(-1), model.cfg.delays.text
             right = guess == batch["tokens"][..., 0]  # [B, S] on the delayed grid
+            epad = batch["tokens"][..., 0] == TextTokenizer.EPAD
             for j, i in enumerate(picks):
                 def hit(t: int, row: torch.Tensor = right[j]) -> bool:
+                    return bool(row[t + d])
+
+                def is_epad(t: int, row: torch.Tensor = epad[j]) -> bool:
                     return bool(row[t + d])
 
                 for r, reply in enumerate(decisions[i]):
@@ -127,11 +131,10 @@ def teacher_forced(model, data: TokenSet, max_conversations: int = 0, batch_size
                     hits["answer_words"] += words
                     hits.setdefault(f"answer_words/{reply.task}", []).extend(words)
                     # the EPAD a step before each answer word: does the reply go on (now)? and before the last
-                    epads = [hit(t - 1) for t in reply.answer if batch["tokens"][j, t - 1 + d, 0] == TextTokenizer.EPAD]
+                    epads = [hit(t - 1) for t in reply.answer if is_epad(t - 1)]
                     hits.setdefault(f"answer_epad/{reply.task}", []).extend(epads)
-                    last = reply.answer[-1:]
-                    if last and batch["tokens"][j, last[0] - 1 + d, 0] == TextTokenizer.EPAD:
-                        hits.setdefault(f"answer_last_epad/{reply.task}", []).append(hit(last[0] - 1))
+                    if reply.answer and is_epad(reply.answer[-1] - 1):
+                        hits.setdefault(f"answer_last_epad/{reply.task}", []).append(hit(reply.answer[-1] - 1))
     out = {k: v / weight for k, v in totals.items()} | {"conversations": n}
     for name, h in hits.items():
         if h:

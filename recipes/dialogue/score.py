@@ -100,15 +100,14 @@ def score_model(d: DataDir, metas: dict, args, codec, bundle, token_vad: TokenVa
     user_ctm = group_by_utt(read_ctm(d.path / "user.ctm")) if bundle.model.cfg.user_text_delay is not None else {}
     heard_by_style: dict[str, list[int]] = {}  # style -> [word errors, reference words]
     utts = d.utts[:args.max_conversations] if args.max_conversations else d.utts
-    for run_index in range(args.runs):
-        first = run_index == 0
-        run_results: list[dict] = []
-        for i in range(0, len(utts), args.batch):
-            batch = utts[i:i + args.batch]
-            users = [to_mono_batch(*_user_channel(d.wav_path(u)), codec.sample_rate)[0] for u in batch]
-            n = max(len(x) for x in users)
-            user = torch.stack([torch.nn.functional.pad(x, (0, n - len(x))) for x in users])
-            voice = bundle.system_voice if bundle.model.cfg.system_voice else None
+    voice = bundle.system_voice if bundle.model.cfg.system_voice else None
+    run_results: list[list[dict]] = [[] for _ in range(args.runs)]
+    for i in range(0, len(utts), args.batch):
+        batch = utts[i:i + args.batch]  # the user audio is read and resampled once for all runs
+        users = [to_mono_batch(*_user_channel(d.wav_path(u)), codec.sample_rate)[0] for u in batch]
+        n = max(len(x) for x in users)
+        user = torch.stack([torch.nn.functional.pad(x, (0, n - len(x))) for x in users])
+        for run_index in range(args.runs):
             base = args.seed + RUN_SEED_STRIDE * run_index
             run = run_duplex(codec, bundle.model, user, voice, sampling, seeds=[base + i + j for j in range(len(batch))])
             times += run.step_times
@@ -119,7 +118,7 @@ def score_model(d: DataDir, metas: dict, args, codec, bundle, token_vad: TokenVa
                 words = run.words(j, bundle.tokenizer)
                 said = [(w.word, w.start) for w in words]
                 heard = run.heard_words(j, bundle.tokenizer) if run.heard_tokens is not None else None
-                if first:
+                if run_index == 0:
                     sf.write(args.out / "wav" / f"{utt}.wav", stereo, run.sample_rate, subtype="PCM_16")
                     ctm += [CtmEntry(utt, "2", w.start, w.end - w.start, w.word) for w in words]
                     heard_ctm += [CtmEntry(utt, "1", w.start, w.end - w.start, w.word) for w in heard or []]
@@ -129,18 +128,19 @@ def score_model(d: DataDir, metas: dict, args, codec, bundle, token_vad: TokenVa
                     counts[0] += word_errors(ref, [w.word for w in heard])
                     counts[1] += len(ref)
                 speech = vad(stereo[:, 1], run.sample_rate, args.vad)
-                run_results.append(score_conversation(metas[utt], speech, said))
+                scored = score_conversation(metas[utt], speech, said)
+                run_results[run_index].append(scored)
                 events += interruption_rows(utt, metas[utt], speech, heard, run_index)
                 if asr is not None:
-                    run_results[-1]["task_correct_asr"] = asr_task_correct(metas[utt], stereo[:, 1], run.sample_rate,
-                                                                           asr)
+                    scored["task_correct_asr"] = asr_task_correct(metas[utt], stereo[:, 1], run.sample_rate, asr)
                 if token_vad is not None:
                     frames = -(-length // codec.config.samples_per_token)
                     segs = token_vad.segments(run.system_tokens[j].flatten()[:frames], 1 / codec.frame_rate,
                                               run.output_offset)
                     results["tokens"].append(score_conversation(metas[utt], segs, said))
-        results[args.vad] += run_results
-        per_run.append({k: v for k, v in aggregate(run_results).items() if k in RUN_SPREAD})
+    for scored_run in run_results:
+        results[args.vad] += scored_run
+        per_run.append({k: v for k, v in aggregate(scored_run).items() if k in RUN_SPREAD})
     write_ctm(args.out / "monologue.ctm", ctm)
     (args.out / "interruptions.tsv").write_text(
         "\n".join(["conversation\trun\tuser_onset\tstop_latency\tyielded\theard"] + events) + "\n")
