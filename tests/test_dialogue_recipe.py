@@ -254,3 +254,51 @@ def test_corrupted_transcript_keeps_its_shape_ids_and_rate():
     assert 0.12 < float(changed.float().mean()) < 0.22  # 20 % drawn; some draws repeat the same id
     new = noisy[changed]
     assert ((new == TextTokenizer.PAD) | (new > max(TextTokenizer.SPECIAL))).all() and int(new.max()) < 40
+
+
+def test_text_dialogues_lay_out_the_tasks_on_silent_grids(tmp_path):
+    """A text-only conversation: the system's replies in the inner monologue, the user's questions in
+    the user text stream, every audio column silent; collated as flagged rows with a zero user voice;
+    drawn the same from the same seed; bad settings are named."""
+    import random
+
+    from dialogue.layout import Columns, undelay_tokens
+    from recipes.dialogue.prepare import make_tokenizer, make_tokens
+    from recipes.dialogue.task import collate
+    from recipes.dialogue.tasks import STYLES
+    from recipes.dialogue.text_dialogues import TextDialogueConfig, TextDialogues
+
+    synthesize_corpus(CorpusConfig(num_conversations=3, seed=4, max_turns=2), tmp_path / "data")
+    make_tokenizer(tmp_path / "data", tmp_path / "tok.model", 96)
+    make_tokens(tmp_path / "data", None, tmp_path / "tok.model", tmp_path / "t.safetensors")
+    data, tok = TokenSet(tmp_path / "t.safetensors"), TextTokenizer.load(tmp_path / "tok.model")
+    streams, step = data.streams, data.streams.step_seconds
+    cfg = TextDialogueConfig(per_batch=2, tasks=["arithmetic", "spelling"], min_turns=2, max_turns=2)
+    gen = TextDialogues(cfg, data.data_dir, streams, tok)
+    user, system = gen.words(random.Random(7))
+    grid, heard = gen.draw(random.Random(7), 10**4)
+    assert grid.shape == (heard.shape[0], 1 + 2 * streams.frames_per_step)
+    assert (grid[:, 1:] == streams.silence_token).all()
+    assert [w.word for w in text_stream_words(grid[:, 0], step, tok)] == [w.word for w in system]
+    assert [w.word for w in text_stream_words(heard, step, tok)] == [w.word for w in user]
+    said = " ".join(w.word for w in system)
+    assert said.split()[0] in {s.reply_word for s in STYLES.values()} and ("spelled" in said or " is " in said)
+    assert user[0].start > 0 and all(a.end <= b.start for a, b in zip(user, user[1:]))
+    assert system[0].start > user[0].end  # the reply follows the question
+    short, _ = gen.draw(random.Random(7), 20)
+    assert short.shape[0] == 20 and torch.equal(short, grid[:20])
+
+    model_cfg = DialogueConfig(streams=streams, user_text_delay=2)
+    batch = collate(data, [0], model_cfg, crop_steps=10**9, text_only=[(grid, heard)])
+    assert batch["text_only"].tolist() == [False, True]
+    n = int(batch["mask"][1].sum())
+    delays = Columns(streams.frames_per_step).delays(model_cfg.delays)
+    assert n == grid.shape[0] + max(delays) and torch.equal(undelay_tokens(batch["tokens"][1, :n], delays), grid)
+    assert (batch["user_voice"][1] == 0).all() and torch.equal(batch["user_text"][1, 2:n], heard[:n - 2])
+
+    for bad, match in ((TextDialogueConfig(per_batch=8), "per_batch"), (TextDialogueConfig(tasks=["poetry"]), "poetry"),
+                       (TextDialogueConfig(min_turns=3, max_turns=2), "min_turns")):
+        with pytest.raises(ValueError, match=match):
+            bad.check(batch_size=8)
+    with pytest.raises(FileNotFoundError, match="CTM"):
+        TextDialogues(cfg, tmp_path / "nowhere", streams, tok)

@@ -7,6 +7,7 @@ function of (seed, step, rank), so a resumed run sees exactly the batches it wou
 from __future__ import annotations
 
 import dataclasses
+import random
 from pathlib import Path
 from typing import Iterator
 
@@ -19,6 +20,7 @@ from dialogue.layout import delay_rows, user_text_targets
 
 from ..trainer import LossTerm, TrainerConfig, TrainingTask
 from .prepare import TokenSet
+from .text_dialogues import TextDialogueConfig, TextDialogues
 
 
 @dataclasses.dataclass
@@ -34,6 +36,8 @@ class DialogueTrainConfig:
     # with model.user_text_input: this fraction of the transcript fed back is corrupted (half a random
     # word piece, half PAD), so the model learns to live with its listening head's mistakes
     heard_noise: float = 0.0
+    # text-only conversations mixed into every batch (recipes/dialogue/text_dialogues.py)
+    text_dialogues: TextDialogueConfig = dataclasses.field(default_factory=TextDialogueConfig)
 
 
 def model_config(cfg: DialogueTrainConfig, data: TokenSet, tokenizer: TextTokenizer) -> DialogueConfig:
@@ -50,6 +54,11 @@ class DialogueTask(TrainingTask):
         self.tokenizer = TextTokenizer.load(cfg.tokenizer)
         self.model_cfg = model_config(cfg, self.data, self.tokenizer)
         self.model_cfg.check()
+        cfg.text_dialogues.check(cfg.batch_size)
+        self.text_dialogues = None
+        if cfg.text_dialogues.per_batch > 0:
+            self.text_dialogues = TextDialogues(cfg.text_dialogues, self.data.data_dir, self.data.streams,
+                                                self.tokenizer)
 
     def build_model(self) -> nn.Module:
         return DuplexModel(self.model_cfg)
@@ -63,8 +72,14 @@ class DialogueTask(TrainingTask):
     def batch(self, step: int, rank: int = 0) -> dict:
         """The batch of a training step (deterministic in seed, step and rank)."""
         g = torch.Generator().manual_seed(self.cfg.trainer.seed * 1_000_003 + step * 7919 + rank * 104_729)
-        picks = torch.randint(0, len(self.data), (self.cfg.batch_size,), generator=g).tolist()
-        batch = collate(self.data, picks, self.model_cfg, self.cfg.crop_steps, self.cfg.p_crop_from_start, g)
+        n_text = self.cfg.text_dialogues.per_batch if self.text_dialogues is not None else 0
+        picks = torch.randint(0, len(self.data), (self.cfg.batch_size - n_text,), generator=g).tolist()
+        text_only = []
+        if n_text:
+            rng = random.Random(int(torch.randint(0, 2**62, (), generator=g)))
+            text_only = [self.text_dialogues.draw(rng, self.cfg.crop_steps) for _ in range(n_text)]
+        batch = collate(self.data, picks, self.model_cfg, self.cfg.crop_steps, self.cfg.p_crop_from_start, g,
+                        text_only)
         if self.model_cfg.user_text_input and self.cfg.heard_noise > 0:
             batch["heard"] = corrupt_transcript(batch["user_text"], self.cfg.heard_noise,
                                                 self.model_cfg.streams.text_vocab_size, g)
@@ -74,7 +89,8 @@ class DialogueTask(TrainingTask):
         heard = batch.get("heard", batch.get("user_text"))  # the transcript fed back (user_text_input)
         logits = model(batch["tokens"], batch["user_voice"], batch["system_voice"], heard)
         inner = model.module if hasattr(model, "module") else model
-        loss, scalars = duplex_loss(inner, logits, batch["tokens"], batch["mask"], self.cfg.loss, batch.get("user_text"))
+        loss, scalars = duplex_loss(inner, logits, batch["tokens"], batch["mask"], self.cfg.loss, batch.get("user_text"),
+                                    batch.get("text_only"))
         yield LossTerm("main", loss, scalars)
 
     def system_voice(self) -> torch.Tensor:
@@ -83,11 +99,14 @@ class DialogueTask(TrainingTask):
 
 
 def collate(data: TokenSet, picks: list[int], model_cfg: DialogueConfig, crop_steps: int,
-            p_crop_from_start: float = 1.0, g: torch.Generator | None = None) -> dict:
+            p_crop_from_start: float = 1.0, g: torch.Generator | None = None,
+            text_only: list[tuple[torch.Tensor, torch.Tensor]] = ()) -> dict:
     """Conversations `picks` of `data` → a model batch: delayed grids cropped to `crop_steps` (a long
     one from a random start drawn from `g` unless it starts at 0, with probability
     `p_crop_from_start`; always from 0 without `g`), padded to the longest with a step mask. With a
-    listening head, also the user's words on the head's clock ("user_text")."""
+    listening head, also the user's words on the head's clock ("user_text"). `text_only`: undelayed
+    (grid, user text) pairs of `TextDialogues.draw`, appended as rows with a zero user voice and the
+    mean system voice, flagged in "text_only" [B]."""
     cols = Columns(model_cfg.streams.frames_per_step)
     delays, fills = cols.delays(model_cfg.delays), cols.fills(model_cfg.streams)
     listen = model_cfg.user_text_delay is not None
@@ -109,6 +128,13 @@ def collate(data: TokenSet, picks: list[int], model_cfg: DialogueConfig, crop_st
         items.append((tokens[start:end], voice[start:end], data.system_voice[i]))
         if listen:
             heard[-1] = heard[-1][start:end]
+    for grid, user_text in text_only:
+        tokens = delay_tokens(grid, delays, fills)
+        items.append((tokens[:crop_steps], torch.zeros(min(tokens.shape[0], crop_steps), model_cfg.streams.voice_dim),
+                      data.system_voice.mean(0)))
+        if listen:
+            heard.append(user_text_targets(user_text, model_cfg.delays, model_cfg.user_text_delay,
+                                           tokens.shape[0])[:crop_steps])
     length = max(t.shape[0] for t, _, _ in items)
     b = len(items)
     out_tokens = torch.tensor(fills).expand(b, length, cols.width).clone()
@@ -120,7 +146,8 @@ def collate(data: TokenSet, picks: list[int], model_cfg: DialogueConfig, crop_st
         out_voice[j, t.shape[0]:] = v[-1]
         mask[j, :t.shape[0]] = True
     batch = {"tokens": out_tokens, "user_voice": out_voice, "mask": mask,
-             "system_voice": torch.stack([s for _, _, s in items])}
+             "system_voice": torch.stack([s for _, _, s in items]),
+             "text_only": torch.arange(b) >= len(picks)}
     if listen:
         batch["user_text"] = torch.full((b, length), TextTokenizer.PAD, dtype=torch.long)
         for j, u in enumerate(heard):
