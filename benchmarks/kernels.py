@@ -202,7 +202,8 @@ def _max_err(a: torch.Tensor, b: torch.Tensor) -> float:
 def check_correctness(dtype: torch.dtype) -> None:
     """Before timing: the GPU kernels against the reference on a few awkward shapes."""
     from kernels import reference
-    from kernels.triton_attention import causal_attention_triton, ring_attention_triton
+    from kernels.triton_attention import causal_attention_triton
+    from kernels.triton_ring_attention import ring_attention_triton
 
     tol = {torch.float32: 2e-3, torch.float16: 2e-2, torch.bfloat16: 6e-2}[dtype]
     dev = "cuda"
@@ -243,7 +244,8 @@ def run_gpu(dtype: torch.dtype, quick: bool, only: str | None) -> None:
 
     from kernels import baselines
     from kernels.reference import position_mask
-    from kernels.triton_attention import causal_attention_triton, ring_attention_triton
+    from kernels.triton_attention import causal_attention_triton
+    from kernels.triton_ring_attention import ring_attention_triton
     from kernels.triton_fsq import fsq_triton
 
     props = torch.cuda.get_device_properties(0)

@@ -25,7 +25,7 @@ def ring_attention(q, k_cache, v_cache, q_pos, cache_pos, *, window: int | None 
     """Streaming decode: queries q [B, H, Tq, D] at positions q_pos [B, Tq] against a ring cache
     k/v [B, Hkv, S, D] whose slots hold positions cache_pos [B, S] (-1 = empty). No copy of the cache."""
     if use_triton(q, k_cache, v_cache):
-        from .triton_attention import ring_attention_triton
+        from .triton_ring_attention import ring_attention_triton
         return ring_attention_triton(q, k_cache, v_cache, q_pos, cache_pos, window=window, scale=scale)
     return ring_attention_reference(q, k_cache, v_cache, q_pos, cache_pos, window=window, scale=scale)
 

@@ -2,9 +2,9 @@
 
 Why it exists: the tests run the kernels in Triton's interpreter, which accepts programs that the
 real compiler rejects (and says nothing about registers or shared memory). Inside `compile_only()`
-every launch made by `kernels.triton_attention` / `kernels.triton_fsq` is bound and specialised
-exactly as a GPU launch would be (same argument binder, same alignment/int specialisation, same
-launch options) and compiled to a cubin for the target instead of running. Needs a process where
+every launch made by `kernels.triton_attention`, `kernels.triton_ring_attention` and
+`kernels.triton_fsq` is bound and specialised exactly as a GPU launch would be (same argument binder,
+same alignment/int specialisation, same launch options) and compiled to a cubin for the target instead of running. Needs a process where
 TRITON_INTERPRET is not set, and CPU tensors standing in for the GPU ones.
 
     python -m kernels.compile_check            # sm_90, all kernels, prints registers/spills/smem
@@ -46,7 +46,7 @@ def compile_only(arch: int = 90):
     from triton.compiler import ASTSource, make_backend
     from triton.runtime.jit import JITFunction, create_function_from_signature
 
-    from . import triton_attention, triton_fsq
+    from . import triton_attention, triton_fsq, triton_ring_attention
 
     if os.environ.get("TRITON_INTERPRET") == "1":
         raise RuntimeError("kernels/compile_check.py: TRITON_INTERPRET=1 is set; compile checks need the compiler")
@@ -70,7 +70,7 @@ def compile_only(arch: int = 90):
             records.append(CompiledRecord(fn.__name__, named, regs, spills, md.shared, md.num_warps))
         return run
 
-    for module in (triton_attention, triton_fsq):
+    for module in (triton_attention, triton_ring_attention, triton_fsq):
         for value in vars(module).values():
             if isinstance(value, JITFunction) and "run" not in vars(value):
                 value.run = make_run(value)
@@ -109,6 +109,7 @@ def check_all(arch: int = 90, head_dims=(16, 32, 64, 128), dtypes=(torch.bfloat1
     """Compile every kernel variant the library launches (training fwd/bwd, GQA, ragged D, decode with and
     without split-KV, FSQ) for sm_<arch>; raise if one fails or exceeds the shared memory of an H100 block."""
     from . import triton_attention as ta
+    from . import triton_ring_attention as tr
     from . import triton_fsq as tf
 
     smem_limit = 227 * 1024
@@ -124,7 +125,7 @@ def check_all(arch: int = 90, head_dims=(16, 32, 64, 128), dtypes=(torch.bfloat1
                 kc = torch.zeros(1, 2, 256, d, dtype=dtype)
                 cpos = torch.zeros(1, 256, dtype=torch.long)
                 for splits in (1, 2):
-                    ta.ring_attention_triton(q[:, :, :1], kc, kc, pos, cpos, window=32, num_splits=splits)
+                    tr.ring_attention_triton(q[:, :, :1], kc, kc, pos, cpos, window=32, num_splits=splits)
         q = torch.zeros(1, 2, 16, 48, dtype=torch.bfloat16)  # head dim that is not a power of two
         ta._attention_forward(q, q, q, 0, 17, 1.0)
         for levels in ([3] * 8, [8, 5, 5, 5]):

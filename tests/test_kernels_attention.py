@@ -12,6 +12,7 @@ from kernels import reference
 from tests.interpreted_kernels import import_interpreted, skip_unless_interpreted
 
 ta = import_interpreted("kernels.triton_attention")
+tr = import_interpreted("kernels.triton_ring_attention")
 pytestmark = [skip_unless_interpreted(ta), pytest.mark.usefixtures("interpret")]
 
 # Tolerances, once per dtype. fp32: against the fp32 reference. fp16/bf16: against the reference run in
@@ -127,7 +128,7 @@ RING_CASES = [
 def test_ring_attention_matches_reference(case):
     b, h, hkv, tq, slots, d, written, win, splits = case
     q, k, v, q_pos, cache_pos = _ring_case(b, h, hkv, tq, slots, d, written, torch.float32)
-    got = ta.ring_attention_triton(q, k, v, q_pos, cache_pos, window=win, num_splits=splits)
+    got = tr.ring_attention_triton(q, k, v, q_pos, cache_pos, window=win, num_splits=splits)
     want = reference.ring_attention_reference(q, k, v, q_pos, cache_pos, window=win)
     torch.testing.assert_close(got, want, **TOL[torch.float32])
 
@@ -135,7 +136,7 @@ def test_ring_attention_matches_reference(case):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_ring_attention_low_precision(dtype):
     q, k, v, q_pos, cache_pos = _ring_case(2, 4, 2, 2, 40, 32, (55, 9), dtype, seed=5)
-    got = ta.ring_attention_triton(q, k, v, q_pos, cache_pos, window=19, num_splits=2)
+    got = tr.ring_attention_triton(q, k, v, q_pos, cache_pos, window=19, num_splits=2)
     want = reference.ring_attention_reference(q.float(), k.float(), v.float(), q_pos, cache_pos, window=19)
     assert got.dtype == dtype
     torch.testing.assert_close(got.float(), want, **TOL[dtype])
@@ -157,7 +158,7 @@ def test_dispatch_defaults_to_reference_on_cpu(monkeypatch):
         raise AssertionError("Triton path taken on CPU without being forced")
 
     monkeypatch.setattr(ta, "causal_attention_triton", boom)
-    monkeypatch.setattr(ta, "ring_attention_triton", boom)
+    monkeypatch.setattr(tr, "ring_attention_triton", boom)
     q, k, v = _qkv(1, 2, 1, 5, 5, 16, torch.float32)
     out = kernels.causal_attention(q, k, v)
     torch.testing.assert_close(out, reference.causal_attention_reference(q, k, v))
