@@ -171,12 +171,13 @@ def test_parallel_synthesis_and_tokens_equal_serial(tmp_path):
 def test_teacher_forced_decision_steps_point_at_the_reply_words(tmp_path):
     """The steps `evaluate` scores are the style word, the answer's first word and every answer word
     (matched from the reply's end: the sum, not an operand that equals it)."""
-    from recipes.dialogue.evaluate import _match_from_end, reply_decision_steps
+    from recipes.dialogue.evaluate import reply_decision_steps
+    from recipes.dialogue.tasks import answer_positions
     from recipes.dialogue.prepare import make_tokenizer, make_tokens
 
-    assert _match_from_end(["two"], "two times one is two".split()) == [4]
-    assert _match_from_end(["c", "a", "t"], "cat is spelled c a t".split()) == [3, 4, 5]
-    assert _match_from_end(["nine"], "eight plus four is twelve".split()) == []
+    assert answer_positions("two times one is two".split(), ["two"]) == [4]
+    assert answer_positions("cat is spelled c a t".split(), ["c", "a", "t"]) == [3, 4, 5]
+    assert answer_positions("eight plus four is twelve".split(), ["nine"]) == []
     cfg = CorpusConfig(num_conversations=6, seed=5, min_turns=2, max_turns=3, p_interruption=0.0)
     synthesize_corpus(cfg, tmp_path / "data")
     make_tokenizer(tmp_path / "data", tmp_path / "tok.model", 96)
@@ -262,10 +263,12 @@ def test_text_dialogues_lay_out_the_tasks_on_silent_grids(tmp_path):
     drawn the same from the same seed; bad settings are named."""
     import random
 
+    from dialogue import DuplexModel
     from dialogue.layout import Columns, undelay_tokens
+    from recipes.dialogue.evaluate import text_dialogue_scores
     from recipes.dialogue.prepare import make_tokenizer, make_tokens
     from recipes.dialogue.task import collate
-    from recipes.dialogue.tasks import STYLES
+    from recipes.dialogue.tasks import LETTERS, NUMBERS, STYLES
     from recipes.dialogue.text_dialogues import TextDialogueConfig, TextDialogues
 
     synthesize_corpus(CorpusConfig(num_conversations=3, seed=4, max_turns=2), tmp_path / "data")
@@ -275,8 +278,9 @@ def test_text_dialogues_lay_out_the_tasks_on_silent_grids(tmp_path):
     streams, step = data.streams, data.streams.step_seconds
     cfg = TextDialogueConfig(per_batch=2, tasks=["arithmetic", "spelling"], min_turns=2, max_turns=2)
     gen = TextDialogues(cfg, data.data_dir, streams, tok)
-    user, system = gen.words(random.Random(7))
-    grid, heard = gen.draw(random.Random(7), 10**4)
+    user, system, answers = gen.words(random.Random(7))
+    conv = gen.draw(random.Random(7), 10**4)
+    grid, heard = conv.tokens, conv.user_text
     assert grid.shape == (heard.shape[0], 1 + 2 * streams.frames_per_step)
     assert (grid[:, 1:] == streams.silence_token).all()
     assert [w.word for w in text_stream_words(grid[:, 0], step, tok)] == [w.word for w in system]
@@ -285,16 +289,25 @@ def test_text_dialogues_lay_out_the_tasks_on_silent_grids(tmp_path):
     assert said.split()[0] in {s.reply_word for s in STYLES.values()} and ("spelled" in said or " is " in said)
     assert user[0].start > 0 and all(a.end <= b.start for a, b in zip(user, user[1:]))
     assert system[0].start > user[0].end  # the reply follows the question
-    short, _ = gen.draw(random.Random(7), 20)
-    assert short.shape[0] == 20 and torch.equal(short, grid[:20])
+    # the scored steps are the answer words: the sum (after "is"), the letters (after "spelled")
+    at = {round(w.start / step): w.word for w in text_stream_words(grid[:, 0], step, tok)}
+    assert [task for task, _ in conv.answers] == [task for task, _ in answers] and len(answers) >= 2
+    for task, t in conv.answers:
+        assert at[t] in (NUMBERS if task == "arithmetic" else LETTERS), (task, at[t])
+    short = gen.draw(random.Random(7), 20)
+    assert short.tokens.shape[0] == 20 and torch.equal(short.tokens, grid[:20])
+    assert all(t < 20 for _, t in short.answers)
 
     model_cfg = DialogueConfig(streams=streams, user_text_delay=2)
-    batch = collate(data, [0], model_cfg, crop_steps=10**9, text_only=[(grid, heard)])
+    batch = collate(data, [0], model_cfg, crop_steps=10**9, text_only=[conv])
     assert batch["text_only"].tolist() == [False, True]
     n = int(batch["mask"][1].sum())
     delays = Columns(streams.frames_per_step).delays(model_cfg.delays)
     assert n == grid.shape[0] + max(delays) and torch.equal(undelay_tokens(batch["tokens"][1, :n], delays), grid)
     assert (batch["user_voice"][1] == 0).all() and torch.equal(batch["user_text"][1, 2:n], heard[:n - 2])
+    scores = text_dialogue_scores(DuplexModel(model_cfg).eval(), data, tok, 3, seed=1, cfg=cfg)
+    assert scores["count/text_only_answer_words"] == sum(scores[f"count/text_only_answer_words/{t}"] for t in cfg.tasks)
+    assert 0 <= scores["acc/text_only_answer_words"] <= 1
 
     for bad, match in ((TextDialogueConfig(per_batch=8), "per_batch"), (TextDialogueConfig(tasks=["poetry"]), "poetry"),
                        (TextDialogueConfig(min_turns=3, max_turns=2), "min_turns")):

@@ -15,12 +15,16 @@ the EPAD one step before each answer word and before the last one (does the repl
 that stops a number early misses that EPAD).
 A model that reads its transcript of the user back (`user_text_input`) is given the reference
 transcript here: an upper bound on what its own listening head gives it free-running.
+`--text-dialogues N` also scores the answer words of N text-only conversations
+(`recipes.dialogue.text_dialogues`: the tasks with silent audio): does the model know the answers
+from the words alone?
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import random
 from pathlib import Path
 
 import torch
@@ -32,6 +36,8 @@ from ..ctm import group_by_utt, read_ctm
 
 from .prepare import TokenSet
 from .task import collate
+from .text_dialogues import TextDialogueConfig, TextDialogues
+from .tasks import answer_positions
 
 
 @dataclasses.dataclass
@@ -67,22 +73,11 @@ def reply_decision_steps(data: TokenSet, tokenizer: TextTokenizer, n: int) -> li
                 continue
             end = next((f for f in firsts[k + 1:] if f is not None and f > j), len(entries))
             reply = [e.token for e in entries[j + 1:end]]
-            answer = [] if turn["interrupted"] else _match_from_end(turn["answer"], reply)
+            answer = [] if turn["interrupted"] else answer_positions(reply, turn["answer"])
             replies.append(ReplySteps(steps[j], steps[j + 1], turn["task"],
                                       [steps[j + 1 + a] for a in answer if j + 1 + a < len(steps)]))
         out.append(replies)
     return out
-
-
-def _match_from_end(needle: list[str], hay: list[str]) -> list[int]:
-    """Indices in `hay` of `needle` as a subsequence, matched from the end; [] if it is not one."""
-    idx, pos = [], len(hay)
-    for word in reversed(needle):
-        pos = next((p for p in range(pos - 1, -1, -1) if hay[p] == word), -1)
-        if pos < 0:
-            return []
-        idx.append(pos)
-    return idx[::-1]
 
 
 @torch.inference_mode()
@@ -143,6 +138,34 @@ def teacher_forced(model, data: TokenSet, max_conversations: int = 0, batch_size
     return out
 
 
+@torch.inference_mode()
+def text_dialogue_scores(model, data: TokenSet, tokenizer: TextTokenizer, n: int, seed: int = 0,
+                         cfg: TextDialogueConfig | None = None, batch_size: int = 8) -> dict[str, float]:
+    """Teacher-forced accuracy on the answer words of n text-only conversations drawn from `seed`
+    (word durations from the corpus beside `data`): acc/text_only_answer_words[/task] and counts."""
+    gen = TextDialogues(cfg or TextDialogueConfig(), data.data_dir, data.streams, tokenizer)
+    rng = random.Random(seed)
+    hits: dict[str, list[bool]] = {}
+    d = model.cfg.delays.text
+    for start in range(0, n, batch_size):
+        convs = [gen.draw(rng, 10**6) for _ in range(min(batch_size, n - start))]
+        batch = collate(data, [], model.cfg, crop_steps=10**6, text_only=convs)
+        logits = model(batch["tokens"], batch["user_voice"], batch["system_voice"], batch.get("user_text"))
+        right = logits.text.argmax(-1) == batch["tokens"][..., 0]
+        for j, conv in enumerate(convs):
+            for task, t in conv.answers:
+                hits.setdefault(task, []).append(bool(right[j, t + d]))
+    out = {}
+    for task, h in sorted(hits.items()):
+        out[f"acc/text_only_answer_words/{task}"] = sum(h) / len(h)
+        out[f"count/text_only_answer_words/{task}"] = len(h)
+    every = [x for h in hits.values() for x in h]
+    if every:
+        out["acc/text_only_answer_words"] = sum(every) / len(every)
+        out["count/text_only_answer_words"] = len(every)
+    return out
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", type=Path, required=True)
@@ -150,6 +173,8 @@ def main(argv=None) -> None:
     p.add_argument("--max-conversations", type=int, default=0, help="first N of each file (0: all)")
     p.add_argument("--out", type=Path, default=None, help="also write the scores as JSON")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--text-dialogues", type=int, default=0,
+                   help="also score N text-only conversations (word durations from the first token file's corpus)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     bundle = load_dialogue(args.model)
@@ -160,6 +185,8 @@ def main(argv=None) -> None:
         if data.codec_id != bundle.codec_id:
             raise SystemExit(f"{path}: tokens of codec {data.codec_id}, {args.model} was trained on {bundle.codec_id}")
         rows[str(path)] = teacher_forced(model, data, args.max_conversations, tokenizer=bundle.tokenizer)
+        if args.text_dialogues > 0 and path == args.tokens[0]:
+            rows[str(path)] |= text_dialogue_scores(model, data, bundle.tokenizer, args.text_dialogues)
     keys = ["loss/text", "acc/text", "acc/text_words", "acc/reply_style", "acc/reply_answer", "acc/reply_answer_words",
             "loss/system", "acc/system"]
     if model.cfg.user_text_delay is not None:
@@ -169,9 +196,9 @@ def main(argv=None) -> None:
     for path, r in rows.items():
         print(f"| {path} | {r['conversations']} | " + " | ".join(f"{r[k]:.3f}" if k in r else "–" for k in keys) + " |")
     for path, r in rows.items():
-        for what in ("answer_words", "answer_epad", "answer_last_epad"):
+        for what in ("reply_answer_words", "reply_answer_epad", "reply_answer_last_epad", "text_only_answer_words"):
             per_task = [(k.split("/")[-1], r[k], r["count" + k[3:]]) for k in sorted(r)
-                        if k.startswith(f"acc/reply_{what}/")]
+                        if k.startswith(f"acc/{what}/")]
             if per_task:
                 print(f"{what} per task, {Path(path).name}: " + ", ".join(f"{t} {a:.3f} ({c})" for t, a, c in per_task))
     if args.out is not None:

@@ -20,7 +20,7 @@ from dialogue.layout import delay_rows, user_text_targets
 
 from ..trainer import LossTerm, TrainerConfig, TrainingTask
 from .prepare import TokenSet
-from .text_dialogues import TextDialogueConfig, TextDialogues
+from .text_dialogues import TextConversation, TextDialogueConfig, TextDialogues
 
 
 @dataclasses.dataclass
@@ -100,13 +100,13 @@ class DialogueTask(TrainingTask):
 
 def collate(data: TokenSet, picks: list[int], model_cfg: DialogueConfig, crop_steps: int,
             p_crop_from_start: float = 1.0, g: torch.Generator | None = None,
-            text_only: list[tuple[torch.Tensor, torch.Tensor]] = ()) -> dict:
+            text_only: list[TextConversation] = ()) -> dict:
     """Conversations `picks` of `data` → a model batch: delayed grids cropped to `crop_steps` (a long
     one from a random start drawn from `g` unless it starts at 0, with probability
     `p_crop_from_start`; always from 0 without `g`), padded to the longest with a step mask. With a
-    listening head, also the user's words on the head's clock ("user_text"). `text_only`: undelayed
-    (grid, user text) pairs of `TextDialogues.draw`, appended as rows with a zero user voice and the
-    mean system voice, flagged in "text_only" [B]."""
+    listening head, also the user's words on the head's clock ("user_text"). `text_only`: conversations
+    of `TextDialogues.draw`, appended as rows with a zero user voice and the mean system voice,
+    flagged in "text_only" [B]."""
     cols = Columns(model_cfg.streams.frames_per_step)
     delays, fills = cols.delays(model_cfg.delays), cols.fills(model_cfg.streams)
     listen = model_cfg.user_text_delay is not None
@@ -128,12 +128,12 @@ def collate(data: TokenSet, picks: list[int], model_cfg: DialogueConfig, crop_st
         items.append((tokens[start:end], voice[start:end], data.system_voice[i]))
         if listen:
             heard[-1] = heard[-1][start:end]
-    for grid, user_text in text_only:
-        tokens = delay_tokens(grid, delays, fills)
+    for conv in text_only:
+        tokens = delay_tokens(conv.tokens, delays, fills)
         items.append((tokens[:crop_steps], torch.zeros(min(tokens.shape[0], crop_steps), model_cfg.streams.voice_dim),
                       data.system_voice.mean(0)))
         if listen:
-            heard.append(user_text_targets(user_text, model_cfg.delays, model_cfg.user_text_delay,
+            heard.append(user_text_targets(conv.user_text, model_cfg.delays, model_cfg.user_text_delay,
                                            tokens.shape[0])[:crop_steps])
     length = max(t.shape[0] for t, _, _ in items)
     b = len(items)

@@ -126,6 +126,18 @@ def reply_for(exchange: Exchange, style: Style) -> Utterance:
     return Utterance.plain(style.reply_word) + exchange.answer
 
 
+def answer_positions(reply: list[str] | tuple[str, ...], answer: list[str] | tuple[str, ...]) -> list[int]:
+    """Indices in the reply's words of the answer words as a subsequence, matched from the end ("two
+    times one is two": the last "two"); [] if they are not one (a reply cut short)."""
+    idx, pos = [], len(reply)
+    for word in reversed(answer):
+        pos = next((p for p in range(pos - 1, -1, -1) if reply[p] == word), -1)
+        if pos < 0:
+            return []
+        idx.append(pos)
+    return idx[::-1]
+
+
 def corpus_sentences() -> list[str]:
     """Every word the corpus can produce, in sentences (for the sentencepiece model)."""
     out = [f"what is {a} {op} {b}" for a in NUMBERS for op in ("plus", "minus", "times") for b in NUMBERS[:5]]

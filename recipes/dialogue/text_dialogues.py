@@ -25,11 +25,11 @@ from statistics import median
 
 import torch
 
-from dialogue import StreamConfig, TextTokenizer, Word, text_stream
+from dialogue import StreamConfig, TextTokenizer, Word, text_stream, text_stream_words
 
 from ..ctm import read_ctm
 from .synth import CorpusConfig
-from .tasks import STYLES, TASKS, reply_for
+from .tasks import STYLES, TASKS, answer_positions, reply_for
 
 
 @dataclasses.dataclass
@@ -81,6 +81,13 @@ class WordDurations:
         return out
 
 
+@dataclasses.dataclass
+class TextConversation:
+    tokens: torch.Tensor  # the undelayed grid [S, 1 + 2K]: the inner monologue, every audio column silent
+    user_text: torch.Tensor  # the user's words as a text stream [S] (the listening head's targets)
+    answers: list[tuple[str, int]]  # (task, step of the answer word's first piece in the text column)
+
+
 class TextDialogues:
     """Draws text-only conversations as undelayed grids (`draw`)."""
 
@@ -92,28 +99,31 @@ class TextDialogues:
         self.user = WordDurations(data_dir / "user.ctm")
         self.system = WordDurations(data_dir / "system.ctm")
 
-    def words(self, rng: random.Random) -> tuple[list[Word], list[Word]]:
-        """(user words, system words) of one conversation: questions, each answered in the style
-        drawn for the conversation."""
+    def words(self, rng: random.Random) -> tuple[list[Word], list[Word], list[tuple[str, int]]]:
+        """(user words, system words, answer words as (task, index into the system words)) of one
+        conversation: questions, each answered in the style drawn for the conversation."""
         style = STYLES[rng.choice(sorted(STYLES))]
-        user, system = [], []
+        user, system, answers = [], [], []
         t = rng.uniform(0.4, 0.8)
         for _ in range(rng.randint(self.cfg.min_turns, self.cfg.max_turns)):
             ex = TASKS[rng.choice(self.cfg.tasks)](rng)
+            reply = reply_for(ex, style).words
             q = self.user.lay_out(ex.question.words, t, rng)
-            r = self.system.lay_out(reply_for(ex, style).words, q[-1].end + rng.uniform(*self.timing.response_gap), rng)
+            r = self.system.lay_out(reply, q[-1].end + rng.uniform(*self.timing.response_gap), rng)
+            answers += [(ex.task, len(system) + i) for i in answer_positions(reply, ex.answer_words)]
             user += q
             system += r
             t = r[-1].end + rng.uniform(*self.timing.turn_gap)
-        return user, system
+        return user, system, answers
 
-    def draw(self, rng: random.Random, max_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """One conversation → (grid tokens [S, 1 + 2K] with silent audio, user text stream [S]),
-        S ≤ max_steps (the conversation's end plus 0.6 s, cut at max_steps)."""
-        user, system = self.words(rng)
+    def draw(self, rng: random.Random, max_steps: int) -> TextConversation:
+        """One conversation, S ≤ max_steps steps (its end plus 0.6 s, cut at max_steps)."""
+        user, system, answers = self.words(rng)
         step = self.streams.step_seconds
         steps = min(max_steps, int((max(user[-1].end, system[-1].end) + 0.6) / step) + 1)
         k = self.streams.frames_per_step
         tokens = torch.full((steps, 1 + 2 * k), self.streams.silence_token, dtype=torch.long)
         tokens[:, 0] = text_stream(system, steps, step, self.tokenizer, self.streams.text_lead)
-        return tokens, text_stream(user, steps, step, self.tokenizer)
+        onsets = [round(w.start / step) for w in text_stream_words(tokens[:, 0], step, self.tokenizer)]
+        return TextConversation(tokens, text_stream(user, steps, step, self.tokenizer),
+                                [(task, onsets[i]) for task, i in answers if i < len(onsets)])
