@@ -315,3 +315,53 @@ def test_text_dialogues_lay_out_the_tasks_on_silent_grids(tmp_path):
             bad.check(batch_size=8)
     with pytest.raises(FileNotFoundError, match="CTM"):
         TextDialogues(cfg, tmp_path / "nowhere", streams, tok)
+
+
+def test_turn_cuts_fall_in_silences_of_both_channels():
+    """Cuts lie in the middle of a long enough silence after a reply (or a backchannel over it);
+    never after an interrupted reply."""
+    from recipes.dialogue.splice import turn_cuts
+
+    def turn(q0, q1, r1, interrupted=False):
+        return {"question_start": q0, "question_end": q1, "reply_end": r1, "interrupted": interrupted}
+
+    meta = {"turns": [turn(0.5, 2.0, 4.0), turn(5.0, 6.0, 7.0, True), turn(7.2, 8.0, 10.0), turn(10.3, 11.0, 12.0)],
+            "events": {"backchannels": [{"start": 3.6, "end": 4.4}]}}
+    # 4.4 (backchannel end) → 5.0: cut at 4.7 s = step 59 (0.08 s steps); none after the interrupted
+    # reply; 10.0 → 10.3 is shorter than min_gap
+    assert turn_cuts(meta, 0.08, 160, min_gap=0.5) == [0, 59, 160]
+    assert turn_cuts(meta, 0.08, 160, min_gap=0.25) == [0, 59, 127, 160]
+
+
+def test_spliced_conversations_join_pieces_of_one_style_cut_in_silence(tmp_path):
+    from recipes.dialogue.prepare import make_tokenizer, make_tokens
+    from recipes.dialogue.splice import SpliceConfig, TurnSplicer
+    from recipes.dialogue.task import collate
+
+    synthesize_corpus(CorpusConfig(num_conversations=8, seed=6, min_turns=2, max_turns=3, p_interruption=0.3,
+                                   styles=["calm"]), tmp_path / "data")
+    make_tokenizer(tmp_path / "data", tmp_path / "tok.model", 96)
+    make_tokens(tmp_path / "data", None, tmp_path / "tok.model", tmp_path / "t.safetensors")
+    data = TokenSet(tmp_path / "t.safetensors")
+    step = data.streams.step_seconds
+    words = {ch: group_by_utt(read_ctm(tmp_path / "data" / f"{ch}.ctm")) for ch in ("user", "system")}
+    splicer = TurnSplicer(data, SpliceConfig(p=1.0))
+    assert sum(len(v) for v in splicer.by_style.values()) >= 4
+    for i, a, b in [p for v in splicer.by_style.values() for p in v]:  # every cut is in a silence of both channels
+        t = a * step
+        for ch in words.values():
+            assert all(not (e.start - 0.15 < t < e.end + 0.15) for e in ch[data.ids[i]]), (data.ids[i], t)
+    g = torch.Generator().manual_seed(0)
+    conv = splicer.draw(g, 10**4 // 40)
+    assert len(conv.pieces) >= 2 and conv.pieces[0][1] == 0
+    assert torch.equal(conv.tokens, torch.cat([data.tokens[i][a:b] for i, a, b in conv.pieces]))
+    assert conv.tokens.shape[0] == conv.user_text.shape[0] == conv.user_voice.shape[0]
+    again = splicer.draw(torch.Generator().manual_seed(0), 10**4 // 40)
+    assert again.pieces == conv.pieces
+    model_cfg = DialogueConfig(streams=data.streams, user_text_delay=2)
+    batch = collate(data, [conv, 0], model_cfg, crop_steps=10**9)
+    n = int(batch["mask"][0].sum())
+    assert n == conv.tokens.shape[0] + 1 and batch["text_only"].tolist() == [False, False]
+    assert torch.equal(batch["user_text"][0, 2:n], conv.user_text[:n - 2])
+    with pytest.raises(ValueError, match="min_gap"):
+        SpliceConfig(p=0.5, min_gap=0).check()

@@ -20,6 +20,7 @@ from dialogue.layout import delay_rows, user_text_targets
 
 from ..trainer import LossTerm, TrainerConfig, TrainingTask
 from .prepare import TokenSet
+from .splice import SpliceConfig, SplicedConversation, TurnSplicer
 from .text_dialogues import TextConversation, TextDialogueConfig, TextDialogues
 
 
@@ -38,6 +39,8 @@ class DialogueTrainConfig:
     heard_noise: float = 0.0
     # text-only conversations mixed into every batch (recipes/dialogue/text_dialogues.py)
     text_dialogues: TextDialogueConfig = dataclasses.field(default_factory=TextDialogueConfig)
+    # spoken conversations spliced from the turns of others (recipes/dialogue/splice.py)
+    splice: SpliceConfig = dataclasses.field(default_factory=SpliceConfig)
 
 
 def model_config(cfg: DialogueTrainConfig, data: TokenSet, tokenizer: TextTokenizer) -> DialogueConfig:
@@ -55,6 +58,8 @@ class DialogueTask(TrainingTask):
         self.model_cfg = model_config(cfg, self.data, self.tokenizer)
         self.model_cfg.check()
         cfg.text_dialogues.check(cfg.batch_size)
+        cfg.splice.check()
+        self.splicer = TurnSplicer(self.data, cfg.splice) if cfg.splice.p > 0 else None
         self.text_dialogues = None
         if cfg.text_dialogues.per_batch > 0:
             self.text_dialogues = TextDialogues(cfg.text_dialogues, self.data.data_dir, self.data.streams,
@@ -74,6 +79,9 @@ class DialogueTask(TrainingTask):
         g = torch.Generator().manual_seed(self.cfg.trainer.seed * 1_000_003 + step * 7919 + rank * 104_729)
         n_text = self.cfg.text_dialogues.per_batch if self.text_dialogues is not None else 0
         picks = torch.randint(0, len(self.data), (self.cfg.batch_size - n_text,), generator=g).tolist()
+        if self.splicer is not None:
+            spliced = (torch.rand(len(picks), generator=g) < self.cfg.splice.p).tolist()
+            picks = [self.splicer.draw(g, self.cfg.crop_steps) if s else i for i, s in zip(picks, spliced)]
         text_only = []
         if n_text:
             rng = random.Random(int(torch.randint(0, 2**62, (), generator=g)))
@@ -98,15 +106,15 @@ class DialogueTask(TrainingTask):
         return self.data.system_voice.mean(0)
 
 
-def collate(data: TokenSet, picks: list[int], model_cfg: DialogueConfig, crop_steps: int,
+def collate(data: TokenSet, picks: list[int | SplicedConversation], model_cfg: DialogueConfig, crop_steps: int,
             p_crop_from_start: float = 1.0, g: torch.Generator | None = None,
             text_only: list[TextConversation] = ()) -> dict:
-    """Conversations `picks` of `data` → a model batch: delayed grids cropped to `crop_steps` (a long
-    one from a random start drawn from `g` unless it starts at 0, with probability
-    `p_crop_from_start`; always from 0 without `g`), padded to the longest with a step mask. With a
-    listening head, also the user's words on the head's clock ("user_text"). `text_only`: conversations
-    of `TextDialogues.draw`, appended as rows with a zero user voice and the mean system voice,
-    flagged in "text_only" [B]."""
+    """Conversations `picks` of `data` (indices, or conversations spliced from its turns) → a model
+    batch: delayed grids cropped to `crop_steps` (a long one from a random start drawn from `g`
+    unless it starts at 0, with probability `p_crop_from_start`; always from 0 without `g`), padded
+    to the longest with a step mask. With a listening head, also the user's words on the head's
+    clock ("user_text"). `text_only`: conversations of `TextDialogues.draw`, appended as rows with a
+    zero user voice and the mean system voice, flagged in "text_only" [B]."""
     cols = Columns(model_cfg.streams.frames_per_step)
     delays, fills = cols.delays(model_cfg.delays), cols.fills(model_cfg.streams)
     listen = model_cfg.user_text_delay is not None
@@ -114,18 +122,23 @@ def collate(data: TokenSet, picks: list[int], model_cfg: DialogueConfig, crop_st
         raise ValueError(f"{data.path} has no user_text stream (made before the listening head existed): "
                          f"rerun recipes.dialogue.prepare tokens, or train with model.user_text_delay=null")
     items, heard = [], []
-    for i in picks:
-        tokens = delay_tokens(data.tokens[i], delays, fills)
-        voice = delay_rows(data.user_voice[i], model_cfg.delays.user, tokens.shape[0])
+    for pick in picks:
+        if isinstance(pick, SplicedConversation):
+            grid, user_voice, user_text = pick.tokens, pick.user_voice, pick.user_text
+            g_sys = data.system_voice[pick.pieces[0][0]]
+        else:
+            grid, user_voice, g_sys = data.tokens[pick], data.user_voice[pick], data.system_voice[pick]
+            user_text = data.user_text[pick] if listen else None
+        tokens = delay_tokens(grid, delays, fills)
+        voice = delay_rows(user_voice, model_cfg.delays.user, tokens.shape[0])
         if listen:
-            heard.append(user_text_targets(data.user_text[i], model_cfg.delays, model_cfg.user_text_delay,
-                                           tokens.shape[0]))
+            heard.append(user_text_targets(user_text, model_cfg.delays, model_cfg.user_text_delay, tokens.shape[0]))
         start = 0
         extra = tokens.shape[0] - crop_steps
         if extra > 0 and g is not None and float(torch.rand((), generator=g)) >= p_crop_from_start:
             start = int(torch.randint(0, extra + 1, (), generator=g))
         end = start + min(tokens.shape[0], crop_steps)
-        items.append((tokens[start:end], voice[start:end], data.system_voice[i]))
+        items.append((tokens[start:end], voice[start:end], g_sys))
         if listen:
             heard[-1] = heard[-1][start:end]
     for conv in text_only:
