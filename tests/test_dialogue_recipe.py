@@ -365,3 +365,26 @@ def test_spliced_conversations_join_pieces_of_one_style_cut_in_silence(tmp_path)
     assert torch.equal(batch["user_text"][0, 2:n], conv.user_text[:n - 2])
     with pytest.raises(ValueError, match="min_gap"):
         SpliceConfig(p=0.5, min_gap=0).check()
+
+
+def test_arithmetic_entries_by_operation_or_uniform(tmp_path):
+    """The default draw is the one every corpus so far was made with (pinned); "uniform" asks every one
+    of the 310 table entries equally often; a bad setting is named before any synthesis."""
+    import collections
+    import random
+
+    from recipes.dialogue.tasks import ARITHMETIC_TABLE, arithmetic, arithmetic_uniform
+
+    rng = random.Random(0)
+    assert [arithmetic(rng).question.text for _ in range(3)] == [
+        "what is fifteen minus one", "what is eighteen minus sixteen", "what is eleven minus eight"]
+    assert len(ARITHMETIC_TABLE) == len(set(ARITHMETIC_TABLE)) == 310
+    rng = random.Random(1)
+    counts = collections.Counter(arithmetic_uniform(rng).question.words[3] for _ in range(31000))
+    for op, n in (("plus", 100), ("minus", 190), ("times", 20)):
+        assert abs(counts[op] / 31000 - n / 310) < 0.01, (op, counts[op])
+    ex = arithmetic_uniform(random.Random(2))
+    a, op, b = (ex.question.words[2], ex.question.words[3], ex.question.words[4])
+    assert ex.answer.words == (a, op, b, "is", ex.answer_words[0])
+    with pytest.raises(ValueError, match="arithmetic_entries"):
+        synthesize_corpus(CorpusConfig(num_conversations=1, arithmetic_entries="sorted"), tmp_path / "d")

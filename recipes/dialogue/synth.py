@@ -35,7 +35,7 @@ from ..ctm import CtmEntry, write_ctm
 from ..datadir import DataDir
 from ..parallel import worker_pool
 from ..synth.flite import synthesize
-from .tasks import BACKCHANNELS, INTERRUPTIONS, STYLES, TASKS, Utterance, reply_for
+from .tasks import BACKCHANNELS, INTERRUPTIONS, STYLES, TASKS, Utterance, arithmetic_uniform, reply_for
 
 USER_CHANNEL, SYSTEM_CHANNEL = "1", "2"
 
@@ -50,7 +50,9 @@ class CorpusConfig:
     system_voice: str = "slt"
     sample_rate: int = 16000
     styles: list[str] = dataclasses.field(default_factory=lambda: list(STYLES))
-    tasks: list[str] = dataclasses.field(default_factory=lambda: list(TASKS))
+    tasks: list[str] = dataclasses.field(default_factory=lambda: list(TASKS))  # drawn uniformly; repeat one to weight it
+    # "by_operation": an operation, then operands (`tasks.arithmetic`); "uniform": every table entry equally often
+    arithmetic_entries: str = "by_operation"
     p_pause: float = 0.4  # a pause inside the user's question
     p_backchannel: float = 0.35  # the user backchannels while the system answers
     p_interruption: float = 0.25  # the user interrupts the answer with the next question
@@ -72,6 +74,9 @@ class CorpusConfig:
         if unknown or not self.styles or not self.tasks:
             raise ValueError(f"CorpusConfig: styles must be from {list(STYLES)} and tasks from {list(TASKS)} "
                              f"(non-empty), got unknown {unknown}")
+        if self.arithmetic_entries not in ("by_operation", "uniform"):
+            raise ValueError(f"CorpusConfig.arithmetic_entries is {self.arithmetic_entries!r}, expected "
+                             f"'by_operation' or 'uniform'")
         for name in ("p_pause", "p_backchannel", "p_interruption", "p_overlap"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"CorpusConfig.{name} is {getattr(self, name)}, expected a probability in [0, 1]")
@@ -151,7 +156,8 @@ def build_conversation(cfg: CorpusConfig, seed: int) -> tuple[np.ndarray, dict, 
     prefix = None
     n_turns = rng.randint(cfg.min_turns, cfg.max_turns)
     for i in range(n_turns):
-        ex = TASKS[rng.choice(cfg.tasks)](rng)
+        task = rng.choice(cfg.tasks)
+        ex = arithmetic_uniform(rng) if task == "arithmetic" and cfg.arithmetic_entries == "uniform" else TASKS[task](rng)
         q = ex.question if prefix is None else Utterance.plain(prefix) + ex.question
         q_start = t
         if prefix is None and len(q.words) >= 3 and rng.random() < cfg.p_pause:

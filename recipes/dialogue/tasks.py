@@ -83,17 +83,31 @@ class Exchange:
 
 
 def arithmetic(rng: random.Random) -> Exchange:
+    """An operation, then its operands: a "times" entry (20 of them) comes up ten times as often as a
+    "minus" one (187)."""
     op = rng.choice(["plus", "minus", "times"])
     if op == "plus":
         a, b = rng.randint(1, 10), rng.randint(1, 10)
-        c = a + b
     elif op == "minus":
         a = rng.randint(2, 20)
         b = rng.randint(1, a - 1)
-        c = a - b
     else:
         a, b = rng.randint(1, 5), rng.randint(1, 4)
-        c = a * b
+    return _arithmetic_exchange(a, op, b)
+
+
+ARITHMETIC_TABLE = ([(a, "plus", b) for a in range(1, 11) for b in range(1, 11)]
+                    + [(a, "minus", b) for a in range(2, 21) for b in range(1, a)]
+                    + [(a, "times", b) for a in range(1, 6) for b in range(1, 5)])  # what `arithmetic` can ask
+
+
+def arithmetic_uniform(rng: random.Random) -> Exchange:
+    """Every entry of ARITHMETIC_TABLE equally often (a model learns an entry from enough examples of it)."""
+    return _arithmetic_exchange(*rng.choice(ARITHMETIC_TABLE))
+
+
+def _arithmetic_exchange(a: int, op: str, b: int) -> Exchange:
+    c = {"plus": a + b, "minus": a - b, "times": a * b}[op]
     expr = f"{NUMBERS[a]} {op} {NUMBERS[b]}"
     return Exchange("arithmetic", Utterance.plain(f"what is {expr}"), Utterance.plain(f"{expr} is {NUMBERS[c]}"),
                     (NUMBERS[c],))
