@@ -96,6 +96,18 @@ def _key_tile_query_range(start_n, Tq, Tk, q_offset, window, BLOCK_M: tl.constex
 # --------------------------------------------------------------------------------------------
 
 @triton.jit
+def _softmax_step(acc, l_i, m_i, s, v, UPCAST: tl.constexpr, PREC: tl.constexpr):
+    """One key tile of the online softmax: fold base-2 scores s [rows, keys] and values v into the
+    running max m_i, normaliser l_i and unnormalised output acc (shared with the ring decode kernel)."""
+    m_new = tl.maximum(m_i, tl.max(s, 1))
+    p = tl.exp2(s - m_new[:, None])
+    alpha = tl.exp2(m_i - m_new)
+    l_i = l_i * alpha + tl.sum(p, 1)
+    acc = _dot(p.to(v.dtype), v, acc * alpha[:, None], UPCAST, PREC)
+    return acc, l_i, m_new
+
+
+@triton.jit
 def _fwd_tiles(acc, l_i, m_i, q, k_base, v_base, stride_kn, stride_kd, stride_vn, stride_vd,
                pos, offs_d, lo, hi, Tk, window, qk_scale,
                HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, EVEN_D: tl.constexpr,
@@ -109,14 +121,9 @@ def _fwd_tiles(acc, l_i, m_i, q, k_base, v_base, stride_kn, stride_kd, stride_vn
         if MASKED:
             vis = (kn[None, :] <= pos[:, None]) & (pos[:, None] - kn[None, :] < window) & (kn[None, :] < Tk)
             s = tl.where(vis, s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        p = tl.exp2(s - m_new[:, None])
-        alpha = tl.exp2(m_i - m_new)
-        l_i = l_i * alpha + tl.sum(p, 1)
         v = _load_tile(v_base + kn[:, None] * stride_vn + offs_d[None, :] * stride_vd, kn, Tk, offs_d,
                        HEAD_DIM, MASKED, EVEN_D)
-        acc = _dot(p.to(v.dtype), v, acc * alpha[:, None], UPCAST, PREC)
-        m_i = m_new
+        acc, l_i, m_i = _softmax_step(acc, l_i, m_i, s, v, UPCAST, PREC)
     return acc, l_i, m_i
 
 

@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_attention import LOG2E, _check_inputs, _dot, _dot_flags, _load_tile, attention_config
+from .triton_attention import LOG2E, _check_inputs, _dot, _dot_flags, _load_tile, _softmax_step, attention_config
 
 
 # --------------------------------------------------------------------------------------------
@@ -71,14 +71,9 @@ def _ring_fwd(Q, K, V, QPOS, CPOS, O, WS_O, WS_M, WS_L,
         s = _dot(q, tl.trans(k), tl.zeros([BLOCK_R, BLOCK_N], dtype=tl.float32), UPCAST, PREC) * qk_scale
         vis = (kpos[None, :] >= 0) & (kpos[None, :] <= qpos[:, None]) & (qpos[:, None] - kpos[None, :] < window)
         s = tl.where(vis, s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        p = tl.exp2(s - m_new[:, None])
-        alpha = tl.exp2(m_i - m_new)
-        l_i = l_i * alpha + tl.sum(p, 1)
         v = _load_tile(v_base + sn[:, None] * stride_vn + offs_d[None, :] * stride_vd, sn, s_hi, offs_d,
                        HEAD_DIM, True, EVEN_D)
-        acc = _dot(p.to(v.dtype), v, acc * alpha[:, None], UPCAST, PREC)
-        m_i = m_new
+        acc, l_i, m_i = _softmax_step(acc, l_i, m_i, s, v, UPCAST, PREC)
 
     if SPLIT:
         ws = (bh.to(tl.int64) * num_splits + split) * n_rows + rows
