@@ -131,11 +131,7 @@ def teacher_forced(model, data: TokenSet, max_conversations: int = 0, batch_size
                     if reply.answer and is_epad(reply.answer[-1] - 1):
                         hits.setdefault(f"answer_last_epad/{reply.task}", []).append(hit(reply.answer[-1] - 1))
     out = {k: v / weight for k, v in totals.items()} | {"conversations": n}
-    for name, h in hits.items():
-        if h:
-            out[f"acc/reply_{name}"] = sum(h) / len(h)
-            out[f"count/reply_{name}"] = len(h)
-    return out
+    return out | _hit_rates(hits, "reply_")
 
 
 @torch.inference_mode()
@@ -155,14 +151,17 @@ def text_dialogue_scores(model, data: TokenSet, tokenizer: TextTokenizer, n: int
         for j, conv in enumerate(convs):
             for task, t in conv.answers:
                 hits.setdefault(task, []).append(bool(right[j, t + d]))
-    out = {}
-    for task, h in sorted(hits.items()):
-        out[f"acc/text_only_answer_words/{task}"] = sum(h) / len(h)
-        out[f"count/text_only_answer_words/{task}"] = len(h)
     every = [x for h in hits.values() for x in h]
-    if every:
-        out["acc/text_only_answer_words"] = sum(every) / len(every)
-        out["count/text_only_answer_words"] = len(every)
+    return _hit_rates({"": every} | {f"/{task}": h for task, h in hits.items()}, "text_only_answer_words")
+
+
+def _hit_rates(hits: dict[str, list[bool]], prefix: str) -> dict[str, float]:
+    """acc/<prefix><name> (share of hits) and count/<prefix><name> for every non-empty list of hits."""
+    out = {}
+    for name, h in sorted(hits.items()):
+        if h:
+            out[f"acc/{prefix}{name}"] = sum(h) / len(h)
+            out[f"count/{prefix}{name}"] = len(h)
     return out
 
 
