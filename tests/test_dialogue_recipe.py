@@ -131,6 +131,9 @@ def test_tiny_recipe_end_to_end(tmp_path):
         assert sum(r[key][1] for r in speed["runs"]) == pooled[key][1] == 2 * ref[key][1]
     assert "lowest–highest of the single passes" in (exp / "dialogue" / "score" / "RESULTS.md").read_text()
     import soundfile as sf
+    for out in (exp / "dialogue" / "score" / "wav").glob("*.wav"):  # every conversation gets the same tail
+        meta = json.loads((data / "test" / "meta" / f"{out.stem}.json").read_text())
+        assert abs(sf.info(out).duration - meta["duration"] - speed["tail_s"]) < 0.01
     wav, sr = sf.read(exp / "demo" / "duplex.wav")
     assert wav.shape[1] == 2 and np.abs(wav[:, 0]).max() > 0.01
     again = subprocess.run(cmd + ["--stage", "4"], capture_output=True, text=True, env=env, timeout=60)

@@ -102,10 +102,11 @@ def score_model(d: DataDir, metas: dict, args, codec, bundle, token_vad: TokenVa
     utts = d.utts[:args.max_conversations] if args.max_conversations else d.utts
     voice = bundle.system_voice if bundle.model.cfg.system_voice else None
     run_results: list[list[dict]] = [[] for _ in range(args.runs)]
+    tail = round(args.tail * codec.sample_rate)
     for i in range(0, len(utts), args.batch):
         batch = utts[i:i + args.batch]  # the user audio is read and resampled once for all runs
         users = [to_mono_batch(*_user_channel(d.wav_path(u)), codec.sample_rate)[0] for u in batch]
-        n = max(len(x) for x in users)
+        n = max(len(x) for x in users) + tail
         user = torch.stack([torch.nn.functional.pad(x, (0, n - len(x))) for x in users])
         for run_index in range(args.runs):
             base = args.seed + RUN_SEED_STRIDE * run_index
@@ -113,11 +114,12 @@ def score_model(d: DataDir, metas: dict, args, codec, bundle, token_vad: TokenVa
             times += run.step_times
             steps += len(run.step_times)
             for j, utt in enumerate(batch):
-                length = len(users[j])
+                length = len(users[j]) + tail  # the same for every conversation, whatever its batch mates
                 stereo = run.stereo(j)[:length].numpy()
-                words = run.words(j, bundle.tokenizer)
+                words = _before(run.words(j, bundle.tokenizer), length / codec.sample_rate)
                 said = [(w.word, w.start) for w in words]
-                heard = run.heard_words(j, bundle.tokenizer) if run.heard_tokens is not None else None
+                heard = (_before(run.heard_words(j, bundle.tokenizer), length / codec.sample_rate)
+                         if run.heard_tokens is not None else None)
                 if run_index == 0:
                     sf.write(args.out / "wav" / f"{utt}.wav", stereo, run.sample_rate, subtype="PCM_16")
                     ctm += [CtmEntry(utt, "2", w.start, w.end - w.start, w.word) for w in words]
@@ -154,8 +156,14 @@ def score_model(d: DataDir, metas: dict, args, codec, bundle, token_vad: TokenVa
              "rtf": float(t.sum() / 1000 / (steps * cfg.streams.step_seconds)),
              "theoretical_latency_ms": cfg.theoretical_latency_ms, "trained": bundle.description,
              "listening_wer": heard_errors / heard_ref if heard_ref else None, "listening_words": heard_ref,
-             "listening_wer_per_style": wer_per_style, "runs": per_run}
+             "listening_wer_per_style": wer_per_style, "runs": per_run, "tail_s": args.tail}
     return {k: aggregate(v) for k, v in results.items() if v}, speed
+
+
+def _before(words: list, seconds: float) -> list:
+    """The words that start before `seconds`: a conversation's words end with its own audio and tail,
+    not with the longest conversation of its batch."""
+    return [w for w in words if w.start < seconds]
 
 
 def interruption_rows(utt: str, meta: dict, speech, heard, run_index: int = 0,
@@ -208,7 +216,8 @@ def write_results(path: Path, rows: dict, speed: dict | None, data: Path, args_l
     if speed is not None:
         lines += ["", f"Streaming speed (CPU, batch {speed['batch']}): {speed['step_ms_mean']:.1f} ms per 80 ms step "
                       f"(p95 {speed['step_ms_p95']:.1f}), RTF {speed['rtf']:.3f}; theoretical latency "
-                      f"{speed['theoretical_latency_ms']:.0f} ms. Model: {speed['trained']}."]
+                      f"{speed['theoretical_latency_ms']:.0f} ms. Model: {speed['trained']}. Each conversation "
+                      f"is streamed with {speed['tail_s']:g} s of user silence after its audio (--tail)."]
         if speed.get("listening_wer") is not None:
             lines += ["", f"Listening head (the model's streaming transcript of the user, heard.ctm): WER "
                           f"{100 * speed['listening_wer']:.1f} % over {speed['listening_words']} user words ("
@@ -237,9 +246,14 @@ def main(argv=None) -> None:
     p.add_argument("--audio-temperature", type=float, default=0.8)
     p.add_argument("--audio-top-k", type=int, default=250)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--tail", type=float, default=2.0,
+                   help="seconds of user silence streamed after each conversation's audio, so the system can end "
+                        "its last reply (the corpus leaves 0.6-1 s; the model answers ~0.25 s later than it)")
     args = p.parse_args(argv)
     if args.runs < 1:
         p.error(f"--runs must be at least 1, got {args.runs}")
+    if args.tail < 0:
+        p.error(f"--tail must be at least 0 seconds, got {args.tail}")
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     d = DataDir.load(args.data)
