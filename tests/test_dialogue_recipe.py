@@ -391,3 +391,20 @@ def test_arithmetic_entries_by_operation_or_uniform(tmp_path):
     assert ex.answer.words == (a, op, b, "is", ex.answer_words[0])
     with pytest.raises(ValueError, match="arithmetic_entries"):
         synthesize_corpus(CorpusConfig(num_conversations=1, arithmetic_entries="sorted"), tmp_path / "d")
+
+
+def test_styles_without_rates_differ_in_pitch_only():
+    """style_rates=False (the style ablation's corpus): the same conversation in the excited and the slow
+    style has the same user word timings, so only pitch tells the styles apart; with rates it does not."""
+    from recipes.dialogue.synth import build_conversation
+
+    def user_onsets(style: str, rates: bool) -> tuple[list[float], np.ndarray]:
+        cfg = CorpusConfig(styles=[style], style_rates=rates, min_turns=1, max_turns=1, p_pause=0.0)
+        audio, meta, words = build_conversation(cfg, seed=5)
+        return [round(t["question_end"] - t["question_start"], 3) for t in meta["turns"]], audio[0]
+
+    (fast, _), (slow, _) = user_onsets("excited", True), user_onsets("slow", True)
+    assert slow[0] > 1.5 * fast[0]
+    (high, high_audio), (low, low_audio) = user_onsets("excited", False), user_onsets("slow", False)
+    n = min(len(high_audio), len(low_audio))  # same timings, other pitch
+    assert high == low and not np.allclose(high_audio[:n], low_audio[:n])

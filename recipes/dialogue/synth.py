@@ -53,6 +53,9 @@ class CorpusConfig:
     tasks: list[str] = dataclasses.field(default_factory=lambda: list(TASKS))  # drawn uniformly; repeat one to weight it
     # "by_operation": an operation, then operands (`tasks.arithmetic`); "uniform": every table entry equally often
     arithmetic_entries: str = "by_operation"
+    # false: every style speaks at the neutral rate, so only pitch (the voice vector's part) tells them
+    # apart, not the tokens' timing (the style ablation's corpus)
+    style_rates: bool = True
     p_pause: float = 0.4  # a pause inside the user's question
     p_backchannel: float = 0.35  # the user backchannels while the system answers
     p_interruption: float = 0.25  # the user interrupts the answer with the next question
@@ -149,6 +152,7 @@ def build_conversation(cfg: CorpusConfig, seed: int) -> tuple[np.ndarray, dict, 
     b = ConversationBuilder(cfg, rng)
     u = lambda a, c: rng.uniform(a, c)  # noqa: E731
     style = STYLES[rng.choice(cfg.styles)]
+    rate = style.rate if cfg.style_rates else 1.0
     voice_u, voice_s = cfg.user_voice, cfg.system_voice
     events = {"pauses": [], "backchannels": [], "interruptions": [], "overlaps": []}
     turns = []
@@ -162,14 +166,14 @@ def build_conversation(cfg: CorpusConfig, seed: int) -> tuple[np.ndarray, dict, 
         q_start = t
         if prefix is None and len(q.words) >= 3 and rng.random() < cfg.p_pause:
             cut = rng.randint(2, len(q.words) - 1)
-            first = b.say(USER_CHANNEL, Utterance(q.words[:cut], q.spoken[:cut]), t, voice_u, style.rate, style.pitch)
+            first = b.say(USER_CHANNEL, Utterance(q.words[:cut], q.spoken[:cut]), t, voice_u, rate, style.pitch)
             pause_start = first.words[-1][2]
             resume = pause_start + u(*cfg.pause)
             events["pauses"].append({"start": pause_start, "end": resume})
-            last = b.say(USER_CHANNEL, Utterance(q.words[cut:], q.spoken[cut:]), resume, voice_u, style.rate,
+            last = b.say(USER_CHANNEL, Utterance(q.words[cut:], q.spoken[cut:]), resume, voice_u, rate,
                          style.pitch)
         else:
-            last = b.say(USER_CHANNEL, q, t, voice_u, style.rate, style.pitch)
+            last = b.say(USER_CHANNEL, q, t, voice_u, rate, style.pitch)
         q_end = last.words[-1][2]
         gap = u(*cfg.response_gap)
         if rng.random() < cfg.p_overlap:
@@ -193,7 +197,7 @@ def build_conversation(cfg: CorpusConfig, seed: int) -> tuple[np.ndarray, dict, 
             end = words[-1][2]
             if len(words) >= 3 and rng.random() < cfg.p_backchannel:
                 bc = b.say(USER_CHANNEL, Utterance.plain(rng.choice(BACKCHANNELS)),
-                           u(words[1][1], max(words[1][1], words[-2][1])), voice_u, style.rate, style.pitch)
+                           u(words[1][1], max(words[1][1], words[-2][1])), voice_u, rate, style.pitch)
                 events["backchannels"].append({"start": bc.words[0][1], "end": bc.words[-1][2],
                                                "word": " ".join(w[0] for w in bc.words)})
                 end = max(end, bc.words[-1][2])
