@@ -166,10 +166,13 @@ class DuplexModel(StreamingModule):
         return self.text_head(y) if q == 0 else self.audio_head(q - 1, y)
 
     def forward(self, tokens: torch.Tensor, user_voice: torch.Tensor | None = None,
-                system_voice: torch.Tensor | None = None, heard: torch.Tensor | None = None) -> DuplexLogits:
+                system_voice: torch.Tensor | None = None, heard: torch.Tensor | None = None,
+                history: torch.Tensor | None = None) -> DuplexLogits:
         """Teacher-forced logits for a delayed grid [B, S, 1 + 2K] (user_voice [B, S, D] delayed like
         the user stream, system_voice [B, D]; heard [B, S]: the transcript fed back with
-        `user_text_input`, on the listening head's clock, i.e. `dialogue.layout.user_text_targets`)."""
+        `user_text_input`, on the listening head's clock, i.e. `dialogue.layout.user_text_targets`).
+        history: the grid the temporal transformer reads (default `tokens`), e.g. with its own audio
+        corrupted as sampling will make it, while the targets stay `tokens`."""
         if self.is_streaming:
             raise RuntimeError("DuplexModel.forward is the offline path; inside streaming(...) use "
                                "step_hidden + depth_step (dialogue.session.DuplexSession)")
@@ -178,7 +181,10 @@ class DuplexModel(StreamingModule):
         prev_heard = None  # step t reads what the head heard at t - 1
         if heard is not None and self.heard_emb is not None:
             prev_heard = previous_steps(heard, TextTokenizer.PAD)
-        h = self.temporal(self.embed_steps(*self.temporal_inputs(tokens), user_voice, system_voice, prev_heard))
+        if history is not None and history.shape != tokens.shape:
+            raise ValueError(f"history must be shaped like tokens {tuple(tokens.shape)}, got {tuple(history.shape)}")
+        inputs = self.temporal_inputs(tokens if history is None else history)
+        h = self.temporal(self.embed_steps(*inputs, user_voice, system_voice, prev_heard))
         targets = self.depth_targets(tokens)
         b, s, p = targets.shape
         x = torch.stack([self._depth_input(q, h, targets[..., q - 1] if q else None) for q in range(p)], dim=2)

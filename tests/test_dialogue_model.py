@@ -177,6 +177,27 @@ def test_text_only_rows_train_the_inner_monologue_only(rng):
         duplex_loss(model, logits, tokens, mask, LossWeights(), heard, flags[:2])
 
 
+def test_own_audio_noise_corrupts_the_history_not_the_targets(rng):
+    """history: the temporal transformer reads a grid with the system's audio corrupted (as sampling
+    makes it), the targets stay the clean grid; only system audio columns change, at about the rate."""
+    from recipes.dialogue.task import corrupt_own_audio
+
+    cfg = tiny_config()
+    model = DuplexModel(cfg)
+    tokens, voice, g_sys = random_grid(cfg, 2, 40, rng)
+    cols = Columns(cfg.streams.frames_per_step)
+    history = corrupt_own_audio(tokens, cols, 0.5, cfg.streams.codebook_size, torch.Generator().manual_seed(0))
+    changed = history != tokens
+    assert not changed[..., cols.text].any() and not changed[..., cols.user].any()
+    assert 0.3 < changed[..., cols.system].float().mean() < 0.55  # a random code can equal the old one
+    clean, noisy = model(tokens, voice, g_sys), model(tokens, voice, g_sys, history=history)
+    assert not torch.allclose(clean.text, noisy.text)
+    same = model(tokens, voice, g_sys, history=tokens)
+    assert torch.equal(clean.text, same.text) and torch.equal(clean.system, same.system)
+    with pytest.raises(ValueError, match="history must be shaped like tokens"):
+        model(tokens, voice, g_sys, history=history[:, :5])
+
+
 @pytest.mark.parametrize("user_text_input", [False, True])
 def test_session_heard_is_the_listening_heads_argmax(rng, user_text_input):
     cfg = tiny_config(user_text_delay=1, user_text_input=user_text_input)

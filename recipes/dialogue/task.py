@@ -37,6 +37,9 @@ class DialogueTrainConfig:
     # with model.user_text_input: this fraction of the transcript fed back is corrupted (half a random
     # word piece, half PAD), so the model learns to live with its listening head's mistakes
     heard_noise: float = 0.0
+    # this fraction of the system's own audio tokens in the history the model reads is replaced by random
+    # codes (the targets stay clean): free-running, that history is the model's own samples, not TTS audio
+    own_audio_noise: float = 0.0
     # text-only conversations mixed into every batch (recipes/dialogue/text_dialogues.py)
     text_dialogues: TextDialogueConfig = dataclasses.field(default_factory=TextDialogueConfig)
     # spoken conversations spliced from the turns of others (recipes/dialogue/splice.py)
@@ -59,6 +62,9 @@ class DialogueTask(TrainingTask):
         self.model_cfg.check()
         cfg.text_dialogues.check(cfg.batch_size)
         cfg.splice.check()
+        for name in ("heard_noise", "own_audio_noise"):
+            if not 0 <= getattr(cfg, name) < 1:
+                raise ValueError(f"DialogueTrainConfig.{name} is {getattr(cfg, name)}, expected a fraction in [0, 1)")
         self.splicer = TurnSplicer(self.data, cfg.splice) if cfg.splice.p > 0 else None
         self.text_dialogues = None
         if cfg.text_dialogues.per_batch > 0:
@@ -91,11 +97,16 @@ class DialogueTask(TrainingTask):
         if self.model_cfg.user_text_input and self.cfg.heard_noise > 0:
             batch["heard"] = corrupt_transcript(batch["user_text"], self.cfg.heard_noise,
                                                 self.model_cfg.streams.text_vocab_size, g)
+        if self.cfg.own_audio_noise > 0:
+            history = corrupt_own_audio(batch["tokens"], Columns(self.model_cfg.streams.frames_per_step),
+                                        self.cfg.own_audio_noise, self.model_cfg.streams.codebook_size, g)
+            history[batch["text_only"]] = batch["tokens"][batch["text_only"]]  # their silence means "not speaking"
+            batch["history"] = history
         return batch
 
     def losses(self, model: nn.Module, batch: dict, step: int) -> Iterator[LossTerm]:
         heard = batch.get("heard", batch.get("user_text"))  # the transcript fed back (user_text_input)
-        logits = model(batch["tokens"], batch["user_voice"], batch["system_voice"], heard)
+        logits = model(batch["tokens"], batch["user_voice"], batch["system_voice"], heard, batch.get("history"))
         inner = model.module if hasattr(model, "module") else model
         loss, scalars = duplex_loss(inner, logits, batch["tokens"], batch["mask"], self.cfg.loss, batch.get("user_text"),
                                     batch.get("text_only"))
@@ -175,6 +186,18 @@ def corrupt_transcript(text: torch.Tensor, p: float, vocab_size: int, g: torch.G
     pieces = torch.randint(max(TextTokenizer.SPECIAL) + 1, vocab_size, text.shape, generator=g)
     out = torch.where(r < p / 2, pieces, text)
     return torch.where((r >= p / 2) & (r < p), TextTokenizer.PAD, out)
+
+
+def corrupt_own_audio(tokens: torch.Tensor, cols: Columns, p: float, codebook_size: int,
+                      g: torch.Generator | None = None) -> torch.Tensor:
+    """A copy of a delayed grid [B, S, 1 + 2K] with each of the system's audio tokens replaced, with
+    probability p, by a random code: the history a sampling model reads back is not the clean TTS audio."""
+    out = tokens.clone()
+    system = out[..., cols.system]
+    r = torch.rand(system.shape, generator=g)
+    codes = torch.randint(0, codebook_size, system.shape, generator=g)
+    out[..., cols.system] = torch.where(r < p, codes, system)
+    return out
 
 
 def export(task: DialogueTask, model: DuplexModel, out: Path, description: str) -> None:
