@@ -196,6 +196,10 @@ def test_own_audio_noise_corrupts_the_history_not_the_targets(rng):
     assert torch.equal(clean.text, same.text) and torch.equal(clean.system, same.system)
     with pytest.raises(ValueError, match="history must be shaped like tokens"):
         model(tokens, voice, g_sys, history=history[:, :5])
+    from recipes.dialogue.task import DialogueTrainConfig
+
+    with pytest.raises(ValueError, match="own_audio_noise is 1.5"):
+        DialogueTrainConfig(own_audio_noise=1.5).check()
 
 
 @pytest.mark.parametrize("user_text_input", [False, True])

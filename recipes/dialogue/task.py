@@ -45,6 +45,14 @@ class DialogueTrainConfig:
     # spoken conversations spliced from the turns of others (recipes/dialogue/splice.py)
     splice: SpliceConfig = dataclasses.field(default_factory=SpliceConfig)
 
+    def check(self) -> None:
+        """Settings that cannot train, named (before the token file is read)."""
+        self.text_dialogues.check(self.batch_size)
+        self.splice.check()
+        for name in ("heard_noise", "own_audio_noise"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"DialogueTrainConfig.{name} is {getattr(self, name)}, expected a fraction in [0, 1)")
+
 
 def model_config(cfg: DialogueTrainConfig, data: TokenSet, tokenizer: TextTokenizer) -> DialogueConfig:
     if data.streams.text_vocab_size != tokenizer.vocab_size:
@@ -55,16 +63,12 @@ def model_config(cfg: DialogueTrainConfig, data: TokenSet, tokenizer: TextTokeni
 
 class DialogueTask(TrainingTask):
     def __init__(self, cfg: DialogueTrainConfig) -> None:
+        cfg.check()
         self.cfg = cfg
         self.data = TokenSet(cfg.tokens)
         self.tokenizer = TextTokenizer.load(cfg.tokenizer)
         self.model_cfg = model_config(cfg, self.data, self.tokenizer)
         self.model_cfg.check()
-        cfg.text_dialogues.check(cfg.batch_size)
-        cfg.splice.check()
-        for name in ("heard_noise", "own_audio_noise"):
-            if not 0 <= getattr(cfg, name) < 1:
-                raise ValueError(f"DialogueTrainConfig.{name} is {getattr(cfg, name)}, expected a fraction in [0, 1)")
         self.splicer = TurnSplicer(self.data, cfg.splice) if cfg.splice.p > 0 else None
         self.text_dialogues = None
         if cfg.text_dialogues.per_batch > 0:
