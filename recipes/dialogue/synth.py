@@ -53,8 +53,8 @@ class CorpusConfig:
     tasks: list[str] = dataclasses.field(default_factory=lambda: list(TASKS))  # drawn uniformly; repeat one to weight it
     # "by_operation": an operation, then operands (`tasks.arithmetic`); "uniform": every table entry equally often
     arithmetic_entries: str = "by_operation"
-    # false: every style speaks at the neutral rate, so only pitch (the voice vector's part) tells them
-    # apart, not the tokens' timing (the style ablation's corpus)
+    # false: every style speaks at the neutral rate, so pitch alone tells them apart (for the style
+    # ablation: the codec tokens show rate through their timing; RESULTS.md found they carry pitch too)
     style_rates: bool = True
     p_pause: float = 0.4  # a pause inside the user's question
     p_backchannel: float = 0.35  # the user backchannels while the system answers
