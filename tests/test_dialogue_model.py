@@ -202,6 +202,28 @@ def test_own_audio_noise_corrupts_the_history_not_the_targets(rng):
         DialogueTrainConfig(own_audio_noise=1.5).check()
 
 
+def test_own_audio_noise_speech_only_keeps_the_system_silence(rng):
+    """With the silence token given, only steps where the system speaks are corrupted."""
+    from recipes.dialogue.task import corrupt_own_audio
+
+    cfg = tiny_config()
+    tokens, _, _ = random_grid(cfg, 2, 40, rng)
+    cols = Columns(cfg.streams.frames_per_step)
+    silence = cfg.streams.silence_token
+    quiet = torch.zeros(tokens.shape[:2], dtype=torch.bool)
+    quiet[:, 10:25] = True
+    system = tokens[..., cols.system]
+    system[quiet] = silence
+    system[:, 5, 0] = silence  # one silent frame of a speaking step: that step is still speech
+    tokens[..., cols.system] = system
+    history = corrupt_own_audio(tokens, cols, 0.5, cfg.streams.codebook_size, torch.Generator().manual_seed(0),
+                                silence)
+    changed = (history != tokens)[..., cols.system]
+    assert not changed[quiet].any()
+    assert 0.3 < changed[~quiet].float().mean() < 0.55
+    assert changed[:, 5].any()
+
+
 @pytest.mark.parametrize("user_text_input", [False, True])
 def test_session_heard_is_the_listening_heads_argmax(rng, user_text_input):
     cfg = tiny_config(user_text_delay=1, user_text_input=user_text_input)

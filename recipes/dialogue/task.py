@@ -40,6 +40,9 @@ class DialogueTrainConfig:
     # this fraction of the system's own audio tokens in the history the model reads is replaced by random
     # codes (the targets stay clean): free-running, that history is the model's own samples, not TTS audio
     own_audio_noise: float = 0.0
+    # only at the steps where the system speaks (one of its K tokens is not the silence token): its
+    # silence stays exact, the cue that it holds no turn (yielding leans on it)
+    own_audio_noise_speech_only: bool = False
     # text-only conversations mixed into every batch (recipes/dialogue/text_dialogues.py)
     text_dialogues: TextDialogueConfig = dataclasses.field(default_factory=TextDialogueConfig)
     # spoken conversations spliced from the turns of others (recipes/dialogue/splice.py)
@@ -103,7 +106,9 @@ class DialogueTask(TrainingTask):
                                                 self.model_cfg.streams.text_vocab_size, g)
         if self.cfg.own_audio_noise > 0:
             history = corrupt_own_audio(batch["tokens"], Columns(self.model_cfg.streams.frames_per_step),
-                                        self.cfg.own_audio_noise, self.model_cfg.streams.codebook_size, g)
+                                        self.cfg.own_audio_noise, self.model_cfg.streams.codebook_size, g,
+                                        self.model_cfg.streams.silence_token
+                                        if self.cfg.own_audio_noise_speech_only else None)
             history[batch["text_only"]] = batch["tokens"][batch["text_only"]]  # their silence means "not speaking"
             batch["history"] = history
         return batch
@@ -193,14 +198,18 @@ def corrupt_transcript(text: torch.Tensor, p: float, vocab_size: int, g: torch.G
 
 
 def corrupt_own_audio(tokens: torch.Tensor, cols: Columns, p: float, codebook_size: int,
-                      g: torch.Generator | None = None) -> torch.Tensor:
+                      g: torch.Generator | None = None, silence_token: int | None = None) -> torch.Tensor:
     """A copy of a delayed grid [B, S, 1 + 2K] with each of the system's audio tokens replaced, with
-    probability p, by a random code: the history a sampling model reads back is not the clean TTS audio."""
+    probability p, by a random code: the history a sampling model reads back is not the clean TTS audio.
+    With silence_token, steps whose K system tokens are all silence are left as they are."""
     out = tokens.clone()
     system = out[..., cols.system]
     r = torch.rand(system.shape, generator=g)
     codes = torch.randint(0, codebook_size, system.shape, generator=g)
-    out[..., cols.system] = torch.where(r < p, codes, system)
+    hit = r < p
+    if silence_token is not None:
+        hit &= (system != silence_token).any(dim=-1, keepdim=True)
+    out[..., cols.system] = torch.where(hit, codes, system)
     return out
 
 
