@@ -198,6 +198,20 @@ def test_teacher_forced_decision_steps_point_at_the_reply_words(tmp_path):
             assert [at[t] for t in reply.answer] == turn["answer"] and reply.task == turn["task"]
             tasks.add(reply.task)
     assert len(tasks) >= 3
+    # --swap-audio: the named audio columns from the next conversation, cut or filled with silence
+    from dialogue.layout import Columns
+    from recipes.dialogue.evaluate import swap_audio
+
+    cols, swapped = Columns(data.streams.frames_per_step), swap_audio(data, ["user"])
+    for i, (grid, new) in enumerate(zip(data.tokens, swapped.tokens)):
+        other = data.tokens[(i + 1) % len(data)]
+        m = min(len(grid), len(other))
+        assert torch.equal(new[:, :cols.user.start], grid[:, :cols.user.start])
+        assert torch.equal(new[:m, cols.user], other[:m, cols.user])
+        assert (new[m:, cols.user] == data.streams.silence_token).all()
+    assert not torch.equal(swapped.tokens[0], data.tokens[0]) and swapped.user_text is data.user_text
+    with pytest.raises(ValueError, match="expected some of"):
+        swap_audio(data, ["text"])
 
 
 def test_listening_head_needs_token_files_with_the_user_text(tmp_path):

@@ -17,11 +17,14 @@ A model that reads its transcript of the user back (`user_text_input`) is given 
 transcript here: an upper bound on what its own listening head gives it free-running.
 `--text-dialogues N` also scores the answer words of N text-only conversations
 (`recipes.dialogue.text_dialogues`: the tasks with silent audio): does the model know the answers
-from the words alone?
+from the words alone? `--swap-audio user` (or `system`, or both) adds a row with those audio columns
+taken from the next conversation, text and transcript kept: which answers come from the words (the
+system's echo of the question, its transcript of the user) and which from the audio?
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import random
@@ -30,6 +33,7 @@ from pathlib import Path
 import torch
 
 from dialogue import LossWeights, duplex_loss, load_dialogue, text_stream_words
+from dialogue.layout import Columns
 from dialogue.tokenizer import TextTokenizer
 
 from ..ctm import group_by_utt, read_ctm
@@ -38,6 +42,8 @@ from .prepare import TokenSet
 from .task import collate
 from .text_dialogues import TextDialogueConfig, TextDialogues
 from .tasks import answer_positions
+
+AUDIO_STREAMS = ("user", "system")
 
 
 @dataclasses.dataclass
@@ -155,6 +161,29 @@ def text_dialogue_scores(model, data: TokenSet, tokenizer: TextTokenizer, n: int
     return _hit_rates({"": every} | {f"/{task}": h for task, h in hits.items()}, "text_only_answer_words")
 
 
+def swap_audio(data: TokenSet, streams: list[str] | tuple[str, ...]) -> TokenSet:
+    """A copy of `data` whose audio columns of `streams` ("user", "system") come from the next
+    conversation (the last from the first), cut or filled with silence to each one's length; the
+    text column and the user transcript stay."""
+    bad = [s for s in streams if s not in AUDIO_STREAMS]
+    if bad or not streams:
+        raise ValueError(f"swap_audio: streams {list(streams)}, expected some of {AUDIO_STREAMS}")
+    if len(data) < 2:
+        raise ValueError(f"{data.path}: swapping audio needs two conversations, it has {len(data)}")
+    cols = Columns(data.streams.frames_per_step)
+    out = copy.copy(data)
+    out.tokens = []
+    for i, grid in enumerate(data.tokens):
+        other, grid = data.tokens[(i + 1) % len(data)], grid.clone()
+        m = min(len(grid), len(other))
+        for name in streams:
+            col = getattr(cols, name)
+            grid[:, col] = data.streams.silence_token
+            grid[:m, col] = other[:m, col]
+        out.tokens.append(grid)
+    return out
+
+
 def _hit_rates(hits: dict[str, list[bool]], prefix: str) -> dict[str, float]:
     """acc/<prefix><name> (share of hits) and count/<prefix><name> for every non-empty list of hits."""
     out = {}
@@ -172,6 +201,8 @@ def main(argv=None) -> None:
     p.add_argument("--max-conversations", type=int, default=0, help="first N of each file (0: all)")
     p.add_argument("--out", type=Path, default=None, help="also write the scores as JSON")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--swap-audio", nargs="+", choices=AUDIO_STREAMS, default=None,
+                   help="also score each file with these audio columns from the next conversation")
     p.add_argument("--text-dialogues", type=int, default=0,
                    help="also score N text-only conversations (word durations from the first token file's corpus)")
     args = p.parse_args(argv)
@@ -186,6 +217,9 @@ def main(argv=None) -> None:
         rows[str(path)] = teacher_forced(model, data, args.max_conversations, tokenizer=bundle.tokenizer)
         if args.text_dialogues > 0 and path == args.tokens[0]:
             rows[str(path)] |= text_dialogue_scores(model, data, bundle.tokenizer, args.text_dialogues)
+        if args.swap_audio:
+            rows[f"{path}, {'+'.join(args.swap_audio)} audio swapped"] = teacher_forced(
+                model, swap_audio(data, args.swap_audio), args.max_conversations, tokenizer=bundle.tokenizer)
     keys = ["loss/text", "acc/text", "acc/text_words", "acc/reply_style", "acc/reply_answer", "acc/reply_answer_words",
             "loss/system", "acc/system"]
     if model.cfg.user_text_delay is not None:
