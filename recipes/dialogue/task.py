@@ -40,8 +40,8 @@ class DialogueTrainConfig:
     # this fraction of the system's own audio tokens in the history the model reads is replaced by random
     # codes (the targets stay clean): free-running, that history is the model's own samples, not TTS audio
     own_audio_noise: float = 0.0
-    # only at the steps where the system speaks (one of its K tokens is not the silence token): its
-    # silence stays exact, the cue that it holds no turn (yielding leans on it)
+    # only at the steps where the system speaks (one of its K tokens is not the silence token), so its
+    # silence stays exact (it did not win back the yielding the noise costs: egs/mini/dialogue1/RESULTS.md)
     own_audio_noise_speech_only: bool = False
     # text-only conversations mixed into every batch (recipes/dialogue/text_dialogues.py)
     text_dialogues: TextDialogueConfig = dataclasses.field(default_factory=TextDialogueConfig)
