@@ -178,8 +178,8 @@ def swap_audio(data: TokenSet, streams: list[str] | tuple[str, ...]) -> TokenSet
         m = min(len(grid), len(other))
         for name in streams:
             col = getattr(cols, name)
-            grid[:, col] = data.streams.silence_token
             grid[:m, col] = other[:m, col]
+            grid[m:, col] = data.streams.silence_token
         out.tokens.append(grid)
     return out
 
