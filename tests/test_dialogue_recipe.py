@@ -90,10 +90,12 @@ def test_tiny_recipe_end_to_end(tmp_path):
     exp, data = tmp_path / "exp", tmp_path / "data"
     cmd = ["bash", str(ROOT / "egs/mini/dialogue1/run.sh"), "--tiny", "true", "--exp", str(exp), "--data", str(data)]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=170)
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    assert (exp / "dialogue" / "model.safetensors").is_file()  # both training phases ran (tiny: 6, then 9 steps)
-    assert load_dialogue(exp / "dialogue" / "model.safetensors").description.startswith("duet_dialogue_small: 9 of 9 steps")
+    # all four training phases ran (tiny: 6, 9, 12, 15 steps), the last two on the arithmetic corpus's tokens
+    assert load_dialogue(exp / "dialogue" / "model.safetensors").description.startswith("duet_dialogue_small: 15 of 15 steps")
+    assert "train_arith.safetensors" in load_dialogue(exp / "dialogue" / "model.safetensors").description
+    assert len(list((data / "train_arith" / "meta").glob("*.json"))) == 3  # conf/tiny/corpus.yaml's size
     scores = json.loads((exp / "dialogue" / "score" / "scores.json").read_text())["scores"]
     ref = scores["reference (corpus), energy VAD"]
     assert ref["takeover_rate"][0] == 0.0 and ref["task_accuracy"][0] == 1.0

@@ -6,6 +6,7 @@
 #                  voice input, in parallel: the style ablation; default: true unless --tiny)
 #                 [--text-lead N]  (inner-monologue words N steps ahead of their audio)
 #                 [--score-runs N]  (stage 5: free-running passes over the test set, pooled; default 3)
+#                 [--arith true|false]  (stage 4's phases 3-4 on the arithmetic corpus; default true)
 # Long runs: --exp ~/duet-runs/dialogue1/exp --data ~/duet-runs/dialogue1/data (resumable: every stage
 # leaves a .done marker, training resumes from its last checkpoint).
 set -euo pipefail
@@ -23,15 +24,18 @@ nj=2            # processes for corpus synthesis and token extraction
 text_lead=2     # steps each inner-monologue word is placed ahead of its audio (prepare tokens --text-lead)
 ablation=auto   # auto: true, false with --tiny
 score_runs=3    # stage 5: passes over the test set with other sampling seeds (one pass of 120 is noisy)
+arith=true      # phases 3-4 of stage 4: the arithmetic corpus (conf/corpus_arith.yaml), as the bundled model
 bundle=false    # stage 7: copy the trained model into dialogue/assets/ (the demo's --bundled)
 . ./path.sh
 . utils/parse_options.sh
 
-corpus_conf=(conf/corpus.yaml); test_conf=(conf/corpus.yaml conf/corpus_test.yaml); train_conf=(conf/train.yaml)
-finetune_conf=(conf/finetune_epad.yaml)  # stage 4's second phase, resumed from the first one's last checkpoint
+corpus_conf=(conf/corpus.yaml); arith_corpus_conf=(conf/corpus.yaml conf/corpus_arith.yaml); test_conf=(conf/corpus.yaml conf/corpus_test.yaml); train_conf=(conf/train.yaml)
+# stage 4's later phases: each resumes the one before from its last checkpoint, its config a delta on theirs
+finetune_conf=(conf/finetune_epad.yaml); arith_conf=(conf/finetune_arith.yaml); arith_long_conf=(conf/finetune_arith_long.yaml)
 if [ "$tiny" = true ]; then
   corpus_conf+=(conf/tiny/corpus.yaml); test_conf+=(conf/tiny/corpus_test.yaml); train_conf+=(conf/tiny/train.yaml)
-  finetune_conf+=(conf/tiny/finetune.yaml)
+  arith_corpus_conf+=(conf/tiny/corpus.yaml); finetune_conf+=(conf/tiny/finetune.yaml)
+  arith_conf+=(conf/tiny/finetune_arith.yaml); arith_long_conf+=(conf/tiny/finetune_arith_long.yaml)
   vocab=128; score_runs=2
 fi
 [ "$ablation" = auto ] && { [ "$tiny" = true ] && ablation=false || ablation=true; }
@@ -59,6 +63,7 @@ fi
 if run_stage 1 corpus; then
   python -m recipes.dialogue.synth --config "${corpus_conf[@]}" --out "$data/train" --nj "$nj"
   python -m recipes.dialogue.synth --config "${test_conf[@]}" --out "$data/test" --nj "$nj"
+  [ "$arith" = true ] && python -m recipes.dialogue.synth --config "${arith_corpus_conf[@]}" --out "$data/train_arith" --nj "$nj"
   done_stage 1 corpus
 fi
 
@@ -68,24 +73,31 @@ if run_stage 2 tokenizer; then
 fi
 
 if run_stage 3 tokens; then
-  for part in train test; do
+  parts=(train test); [ "$arith" = true ] && parts+=(train_arith)
+  for part in "${parts[@]}"; do
     python -m recipes.dialogue.prepare tokens --data "$data/$part" --codec "$exp/codec.safetensors" \
       --tokenizer "$exp/tokenizer.model" --out "$exp/tokens/$part.safetensors" --nj "$nj" --text-lead "$text_lead"
   done
   done_stage 3 tokens
 fi
 
-train_phase() {  # train_phase MODEL CONFIG...: train (or resume) exp/MODEL to the configs' max_steps
-  local m=$1; shift
+train_phase() {  # train_phase MODEL PART CONFIG...: train (or resume) exp/MODEL on tokens/PART to the configs' max_steps
+  local m=$1 part=$2; shift 2
   torchrun --standalone --nproc_per_node "$nproc" -m recipes.dialogue.train --config "$@" \
-    --out "$exp/$m" --no-progress --set tokens="$exp/tokens/train.safetensors" \
+    --out "$exp/$m" --no-progress --set tokens="$exp/tokens/$part.safetensors" \
     tokenizer="$exp/tokenizer.model" $(model_opts "$m") >> "$exp/train_$m.log" 2>&1
 }
 
 if run_stage 4 train; then
   pids=()
-  for m in "${models[@]}"; do  # in parallel: one process (OMP_NUM_THREADS=1) per model, two phases each
-    { train_phase "$m" "${train_conf[@]}" && train_phase "$m" "${train_conf[@]}" "${finetune_conf[@]}"; } &
+  phases() {  # the bundled model's lineage: 4000 steps, EPAD to 5600, arithmetic to 7200, stretched to 14000
+    train_phase "$1" train "${train_conf[@]}" && train_phase "$1" train "${train_conf[@]}" "${finetune_conf[@]}" || return 1
+    [ "$arith" = true ] || return 0
+    train_phase "$1" train_arith "${train_conf[@]}" "${finetune_conf[@]}" "${arith_conf[@]}" &&
+      train_phase "$1" train_arith "${train_conf[@]}" "${finetune_conf[@]}" "${arith_conf[@]}" "${arith_long_conf[@]}"
+  }
+  for m in "${models[@]}"; do  # in parallel: one process (OMP_NUM_THREADS=1) per model, its phases in turn
+    phases "$m" &
     pids+=($!)
   done
   for pid in "${pids[@]}"; do wait "$pid" || { log "training failed, see $exp/train_*.log"; exit 1; }; done
