@@ -33,6 +33,9 @@ from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 @dataclasses.dataclass
 class TrainerConfig:
     max_steps: int = 1000
+    # a phase resumed from another run's checkpoint at this step gets a schedule of its own (warm-up,
+    # then cosine) over [schedule_start, max_steps]; 0: one schedule from the first step
+    schedule_start: int = 0
     lr: float = 3e-4
     min_lr_ratio: float = 0.1
     warmup_steps: int = 100
@@ -94,9 +97,10 @@ def _setup_distributed() -> tuple[int, int, torch.device]:
 
 
 def lr_factor(step: int, cfg: TrainerConfig) -> float:
+    step -= cfg.schedule_start
     if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+        return (max(0, step) + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.schedule_start - cfg.warmup_steps)
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 

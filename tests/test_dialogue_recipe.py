@@ -424,3 +424,58 @@ def test_styles_without_rates_differ_in_pitch_only():
     (high, high_audio), (low, low_audio) = user_onsets("excited", False), user_onsets("slow", False)
     n = min(len(high_audio), len(low_audio))  # same timings, other pitch
     assert high == low and not np.allclose(high_audio[:n], low_audio[:n])
+
+
+def test_own_predictions_replace_only_what_is_named(tmp_path):
+    """`evaluate --predicted` and training's `own_audio_sampled` read back the model's own teacher-forced
+    predictions: the system audio (argmax at temperature 0) and/or the transcript (the listening head,
+    moved back to the user's clock); the text column, the user audio and unnamed streams stay."""
+    from recipes.dialogue.evaluate import own_predictions
+    from recipes.dialogue.prepare import make_tokenizer, make_tokens
+    from recipes.dialogue.task import collate, own_audio_history
+
+    synthesize_corpus(CorpusConfig(num_conversations=2, seed=4, max_turns=2), tmp_path / "data")
+    make_tokenizer(tmp_path / "data", tmp_path / "tok.model", 96)
+    make_tokens(tmp_path / "data", None, tmp_path / "tok.model", tmp_path / "t.safetensors")
+    data = TokenSet(tmp_path / "t.safetensors")
+    cfg = DialogueConfig(streams=data.streams, user_text_delay=2, user_text_input=True)
+    torch.manual_seed(0)
+    model = __import__("dialogue").DuplexModel(cfg).eval()
+    cols = model.columns
+    batch = collate(data, [0, 1], cfg, crop_steps=10**9)
+    logits = model(batch["tokens"], batch["user_voice"], batch["system_voice"], batch["user_text"])
+    own = own_predictions(model, data, ["system"])
+    for i, (grid, new) in enumerate(zip(data.tokens, own.tokens)):
+        n = len(grid)
+        d = cfg.delays.system  # the logits are on the delayed grid, the token file is not
+        assert torch.equal(new[:, cols.system], logits.system[i, d:d + n].argmax(-1))
+        assert torch.equal(new[:, :cols.system.start], grid[:, :cols.system.start])
+        assert torch.equal(new[:, cols.user], grid[:, cols.user])
+    assert own.user_text is data.user_text
+    heard = own_predictions(model, data, ["transcript"])
+    assert all(torch.equal(a, b) for a, b in zip(heard.tokens, data.tokens))
+    n, d = len(data.tokens[0]), cfg.delays.user + cfg.user_text_delay
+    assert torch.equal(heard.user_text[0][:n - d], logits.user_text[0, d:n].argmax(-1))
+    assert torch.equal(data.user_text[0], TokenSet(tmp_path / "t.safetensors").user_text[0])  # not written over
+    with pytest.raises(ValueError, match="expected some of"):
+        own_predictions(model, data, ["user"])
+    # training: only the picked rows' system audio is the model's sample; with a history (own_audio_noise),
+    # the rows not picked keep it
+    rows = torch.tensor([False, True])
+    history = own_audio_history(model, batch, batch["user_text"], None, rows, 0.0)
+    assert torch.equal(history[0], batch["tokens"][0])
+    assert torch.equal(history[1, :, cols.system], logits.system[1].argmax(-1))  # both on the delayed grid
+    assert torch.equal(history[1, :, cols.user], batch["tokens"][1, :, cols.user])
+    noisy = batch["tokens"].clone()
+    noisy[0, :, cols.system] = 0
+    assert torch.equal(own_audio_history(model, batch, batch["user_text"], noisy, rows, 1.0)[0], noisy[0])
+    assert own_audio_history(model, batch, None, noisy, torch.tensor([False, False]), 1.0) is noisy
+    from recipes.dialogue.task import DialogueTask, DialogueTrainConfig
+
+    train_cfg = DialogueTrainConfig(tokens=str(tmp_path / "t.safetensors"), tokenizer=str(tmp_path / "tok.model"),
+                                    model=cfg, batch_size=2, own_audio_sampled=0.9)
+    task = DialogueTask(train_cfg)
+    terms = list(task.losses(task.build_model(), task.batch(0), 0))
+    assert len(terms) == 1 and torch.isfinite(terms[0].loss)
+    with pytest.raises(ValueError, match="own_audio_sampled_temperature is -1"):
+        DialogueTrainConfig(own_audio_sampled_temperature=-1).check()

@@ -84,3 +84,15 @@ def test_unknown_stage_and_config_key_are_errors():
         CodecTrainConfig(stage="nope")
     with pytest.raises(ConfigError, match="max_stesp"):
         from_dict(CodecTrainConfig, {"trainer": {"max_stesp": 3}})
+
+
+def test_a_phase_with_its_own_schedule_warms_up_again_and_ends_at_the_floor():
+    """trainer.schedule_start: a phase resumed at that step gets its own warm-up and cosine; 0 is the old schedule."""
+    from recipes.trainer import lr_factor
+
+    one = TrainerConfig(max_steps=1000, warmup_steps=100, min_lr_ratio=0.1)
+    phase = TrainerConfig(max_steps=1600, warmup_steps=100, min_lr_ratio=0.1, schedule_start=600)
+    assert lr_factor(0, one) == pytest.approx(0.01) and lr_factor(99, one) == pytest.approx(1.0)
+    for step in (0, 50, 99, 100, 550, 999, 1000):  # shifted by 600 steps, the same curve
+        assert lr_factor(step + 600, phase) == pytest.approx(lr_factor(step, one))
+    assert lr_factor(1600, phase) == pytest.approx(0.1) and lr_factor(599, phase) == pytest.approx(0.01)

@@ -20,6 +20,10 @@ transcript here: an upper bound on what its own listening head gives it free-run
 from the words alone? `--swap-audio user` (or `system`, or both) adds a row with those audio columns
 taken from the next conversation, text and transcript kept: which answers come from the words (the
 system's echo of the question, its transcript of the user) and which from the audio?
+`--predicted system` (and/or `transcript`) adds a row whose system audio (the transcript of the
+user it reads back) is the model's own one-step prediction, system audio sampled at
+`--predicted-temperature` (argmax at 0), the rest kept: how much of the gap to the free-running
+scores comes from reading back its own imperfect voice and its own hearing instead of the corpus's?
 """
 from __future__ import annotations
 
@@ -33,17 +37,18 @@ from pathlib import Path
 import torch
 
 from dialogue import LossWeights, duplex_loss, load_dialogue, text_stream_words
-from dialogue.layout import Columns
+from dialogue.layout import Columns, undelay_tokens
 from dialogue.tokenizer import TextTokenizer
 
 from ..ctm import group_by_utt, read_ctm
 
 from .prepare import TokenSet
-from .task import collate
+from .task import collate, sample_codes
 from .text_dialogues import TextDialogueConfig, TextDialogues
 from .tasks import answer_positions
 
 AUDIO_STREAMS = ("user", "system")
+PREDICTABLE = ("system", "transcript")  # what `own_predictions` can replace
 
 
 @dataclasses.dataclass
@@ -184,6 +189,47 @@ def swap_audio(data: TokenSet, streams: list[str] | tuple[str, ...]) -> TokenSet
     return out
 
 
+@torch.inference_mode()
+def own_predictions(model, data: TokenSet, what: list[str] | tuple[str, ...], max_conversations: int = 0,
+                    temperature: float = 0.0, seed: int = 0, batch_size: int = 8) -> TokenSet:
+    """A copy of the first `max_conversations` (0: all) of `data` where `what` is replaced by the
+    model's teacher-forced prediction of it (every earlier token given): "system", its audio columns
+    (sampled at `temperature` from a generator seeded `seed`, argmax at 0), "transcript", the user's
+    text stream it reads back (the listening head's argmax). The text column and user audio stay."""
+    bad = [w for w in what if w not in PREDICTABLE]
+    if bad or not what:
+        raise ValueError(f"own_predictions: {list(what)}, expected some of {PREDICTABLE}")
+    if "transcript" in what and not model.cfg.user_text_input:
+        raise ValueError(f"{model.cfg.name} does not read a transcript of the user back (user_text_input)")
+    n = len(data) if max_conversations <= 0 else min(len(data), max_conversations)
+    if n == 0:
+        raise ValueError(f"{data.path}: no conversations")
+    heard_delay = model.cfg.delays.user + (model.cfg.user_text_delay or 0)
+    cols = Columns(data.streams.frames_per_step)
+    delays = cols.delays(model.cfg.delays)
+    g = torch.Generator().manual_seed(seed)
+    out = copy.copy(data)
+    out.tokens = []
+    if "transcript" in what:
+        out.user_text = list(data.user_text)
+    for start in range(0, n, batch_size):
+        picks = list(range(start, min(n, start + batch_size)))
+        batch = collate(data, picks, model.cfg, crop_steps=10**9)
+        logits = model(batch["tokens"], batch["user_voice"], batch["system_voice"], batch.get("user_text"))
+        predicted = batch["tokens"].clone()
+        predicted[..., cols.system] = sample_codes(logits.system, temperature, g)
+        for j, i in enumerate(picks):
+            grid = data.tokens[i].clone()
+            if "system" in what:
+                grid[:, cols.system] = undelay_tokens(predicted[j], delays, len(grid))[:, cols.system]
+            out.tokens.append(grid)
+            if "transcript" in what:  # back from the head's clock (`user_text_targets`) to the user's
+                heard = logits.user_text[j].argmax(-1)[heard_delay:heard_delay + len(grid)]
+                out.user_text[i] = torch.cat([heard, data.user_text[i][len(heard):]]).to(data.user_text[i].dtype)
+    out.ids = data.ids[:n]
+    return out
+
+
 def _hit_rates(hits: dict[str, list[bool]], prefix: str) -> dict[str, float]:
     """acc/<prefix><name> (share of hits) and count/<prefix><name> for every non-empty list of hits."""
     out = {}
@@ -203,6 +249,10 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--swap-audio", nargs="+", choices=AUDIO_STREAMS, default=None,
                    help="also score each file with these audio columns from the next conversation")
+    p.add_argument("--predicted", nargs="+", choices=PREDICTABLE, default=None,
+                   help="also score each file with these inputs replaced by the model's own predictions")
+    p.add_argument("--predicted-temperature", type=float, default=0.0,
+                   help="--predicted system: sample the audio at this temperature (0: argmax)")
     p.add_argument("--text-dialogues", type=int, default=0,
                    help="also score N text-only conversations (word durations from the first token file's corpus)")
     args = p.parse_args(argv)
@@ -220,6 +270,10 @@ def main(argv=None) -> None:
         if args.swap_audio:
             rows[f"{path}, {'+'.join(args.swap_audio)} audio swapped"] = teacher_forced(
                 model, swap_audio(data, args.swap_audio), args.max_conversations, tokenizer=bundle.tokenizer)
+        if args.predicted:
+            own = own_predictions(model, data, args.predicted, args.max_conversations, args.predicted_temperature)
+            rows[f"{path}, own {'+'.join(args.predicted)} (temperature {args.predicted_temperature:g})"] = \
+                teacher_forced(model, own, args.max_conversations, tokenizer=bundle.tokenizer)
     keys = ["loss/text", "acc/text", "acc/text_words", "acc/reply_style", "acc/reply_answer", "acc/reply_answer_words",
             "loss/system", "acc/system"]
     if model.cfg.user_text_delay is not None:

@@ -43,6 +43,11 @@ class DialogueTrainConfig:
     # only at the steps where the system speaks (one of its K tokens is not the silence token), so its
     # silence stays exact (it did not win back the yielding the noise costs: egs/mini/dialogue1/RESULTS.md)
     own_audio_noise_speech_only: bool = False
+    # this fraction of the spoken conversations in a batch read back, as the system's audio, the model's
+    # own teacher-forced sample of it (at own_audio_sampled_temperature; an extra forward pass without
+    # gradients): free-running it reads its own voice, not the corpus's (`evaluate --predicted system`)
+    own_audio_sampled: float = 0.0
+    own_audio_sampled_temperature: float = 0.8
     # text-only conversations mixed into every batch (recipes/dialogue/text_dialogues.py)
     text_dialogues: TextDialogueConfig = dataclasses.field(default_factory=TextDialogueConfig)
     # spoken conversations spliced from the turns of others (recipes/dialogue/splice.py)
@@ -52,9 +57,12 @@ class DialogueTrainConfig:
         """Settings that cannot train, named (before the token file is read)."""
         self.text_dialogues.check(self.batch_size)
         self.splice.check()
-        for name in ("heard_noise", "own_audio_noise"):
+        for name in ("heard_noise", "own_audio_noise", "own_audio_sampled"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"DialogueTrainConfig.{name} is {getattr(self, name)}, expected a fraction in [0, 1)")
+        if self.own_audio_sampled_temperature < 0:
+            raise ValueError(f"DialogueTrainConfig.own_audio_sampled_temperature is "
+                             f"{self.own_audio_sampled_temperature}, expected ≥ 0 (0: argmax)")
 
 
 def model_config(cfg: DialogueTrainConfig, data: TokenSet, tokenizer: TextTokenizer) -> DialogueConfig:
@@ -115,8 +123,13 @@ class DialogueTask(TrainingTask):
 
     def losses(self, model: nn.Module, batch: dict, step: int) -> Iterator[LossTerm]:
         heard = batch.get("heard", batch.get("user_text"))  # the transcript fed back (user_text_input)
-        logits = model(batch["tokens"], batch["user_voice"], batch["system_voice"], heard, batch.get("history"))
         inner = model.module if hasattr(model, "module") else model
+        history = batch.get("history")
+        if self.cfg.own_audio_sampled > 0:
+            g = torch.Generator().manual_seed(self.cfg.trainer.seed * 1_000_003 + step * 7919 + 17)
+            rows = (torch.rand(len(batch["tokens"]), generator=g) < self.cfg.own_audio_sampled) & ~batch["text_only"]
+            history = own_audio_history(inner, batch, heard, history, rows, self.cfg.own_audio_sampled_temperature, g)
+        logits = model(batch["tokens"], batch["user_voice"], batch["system_voice"], heard, history)
         loss, scalars = duplex_loss(inner, logits, batch["tokens"], batch["mask"], self.cfg.loss, batch.get("user_text"),
                                     batch.get("text_only"))
         yield LossTerm("main", loss, scalars)
@@ -210,6 +223,31 @@ def corrupt_own_audio(tokens: torch.Tensor, cols: Columns, p: float, codebook_si
     if silence_token is not None:
         hit &= (system != silence_token).any(dim=-1, keepdim=True)
     out[..., cols.system] = torch.where(hit, codes, system)
+    return out
+
+
+def sample_codes(logits: torch.Tensor, temperature: float, g: torch.Generator | None = None) -> torch.Tensor:
+    """logits [..., V] → codes [...]: sampled at `temperature` (argmax at 0)."""
+    if temperature <= 0:
+        return logits.argmax(-1)
+    probs = (logits.float() / temperature).softmax(-1)
+    return torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=g).view(probs.shape[:-1])
+
+
+@torch.no_grad()
+def own_audio_history(model: DuplexModel, batch: dict, heard: torch.Tensor | None, history: torch.Tensor | None,
+                      rows: torch.Tensor, temperature: float, g: torch.Generator | None = None) -> torch.Tensor:
+    """The grid the temporal transformer reads (`history`, default the batch's tokens) with the system
+    audio of `rows` [B] (bool) replaced by the model's teacher-forced sample of it (from the clean grid)."""
+    base = batch["tokens"] if history is None else history
+    if not rows.any():
+        return base
+    picked = rows.nonzero().squeeze(1)
+    logits = model(batch["tokens"][picked], batch["user_voice"][picked], batch["system_voice"][picked],
+                   None if heard is None else heard[picked])
+    out = base.clone()
+    sys_cols = model.columns.system
+    out[picked, :, sys_cols] = sample_codes(logits.system, temperature, g).to(out.dtype)
     return out
 
 
