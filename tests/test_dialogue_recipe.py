@@ -16,7 +16,7 @@ from recipes.ctm import group_by_utt, read_ctm
 from recipes.dialogue.prepare import TokenSet
 from recipes.dialogue.synth import CorpusConfig, build_conversation, synthesize_corpus
 from recipes.dialogue.score import interruption_rows
-from recipes.dialogue.turns import aggregate, energy_vad, interruption_outcomes, score_conversation
+from recipes.dialogue.turns import aggregate, energy_vad, interruption_outcomes, score_conversation, task_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,6 +43,12 @@ def test_conversation_events_match_the_audio_and_words():
         result = score_conversation(meta, speech, [(w[0], w[1]) for w in system])
         assert not any(result["takeover"]) and all(result["task_correct"]) and all(result["style_correct"])
         assert all(result["backchannel_kept_talking"]) and all(result["yielded"])
+        # tasks.tsv's rows: the corpus heard by a perfect listening head (its words, on time) answers every turn
+        rows = task_rows(meta, [(w[0], w[1]) for w in system], [(w[0], w[1]) for w in user])
+        assert [r["correct"] for r in rows] == result["task_correct"] and all(r["heard_question"] for r in rows)
+        assert [r["task"] for r in rows] == result["task_kind"]
+        deaf = task_rows(meta, [(w[0], w[1]) for w in system], [])
+        assert not any(r["heard_question"] for r in deaf) and task_rows(meta, [], None)[0]["heard_question"] is None
 
 
 def test_scorer_catches_a_bad_system():
@@ -123,6 +129,11 @@ def test_tiny_recipe_end_to_end(tmp_path):
     speed = json.loads((exp / "dialogue" / "score" / "scores.json").read_text())["speed"]
     assert speed["listening_words"] > 0  # and each style's words add up to them
     assert sum(n for _, n in speed["listening_wer_per_style"].values()) == speed["listening_words"]
+    tasks = [r.split("\t") for r in (exp / "dialogue" / "score" / "tasks.tsv").read_text().splitlines()]
+    assert tasks[0][:3] == ["conversation", "run", "task"] and all(len(r) == len(tasks[0]) for r in tasks)
+    assert len(tasks) - 1 == scores["model, energy VAD"]["task_accuracy"][1]  # a row per scored turn and pass
+    by_hearing = speed["task_by_hearing"]  # the tiny model has a listening head: every row is split
+    assert sum(c["heard"][1] + c["misheard"][1] for c in by_hearing.values()) == len(tasks) - 1
     rows = (exp / "dialogue" / "score" / "interruptions.tsv").read_text().splitlines()
     assert rows[0].split("\t") == ["conversation", "run", "user_onset", "stop_latency", "yielded", "heard"]
     assert all(len(r.split("\t")) == 6 for r in rows[1:])

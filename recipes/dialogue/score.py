@@ -13,7 +13,10 @@ head also gets the WER of its streaming transcript of the user against the user 
 overall and per speaking style. Sampling makes one pass over a small test set noisy: `--runs N`
 pools N passes with other seeds and reports the lowest and highest single pass beside the pooled rates.
 Writes scores.json, RESULTS.md (with task accuracy per kind of task and the command) and
-interruptions.tsv (per interruption: stop latency and what the listening head heard around its onset).
+interruptions.tsv (per interruption: stop latency and what the listening head heard around its onset)
+and tasks.tsv (per answered turn and pass: the question, what the listening head heard of it, the
+answer, what the system said): with a listening head, RESULTS.md splits task accuracy into turns whose
+question was heard whole and the others.
 """
 from __future__ import annotations
 
@@ -38,7 +41,7 @@ from ..datadir import DataDir
 from ..score.asr import word_errors
 from .prepare import TokenSet
 from .turns import (TokenVad, TurnTakingConfig, aggregate, asr_task_correct, energy_vad, interruption_outcomes,
-                    score_conversation, silero_vad)
+                    score_conversation, silero_vad, task_rows)
 
 COLUMNS = (("takeover_rate", "takeover in pauses ↓", "rate"), ("response_latency", "response latency s", "mean"),
            ("response_rate", "responded", "rate"), ("stop_latency", "stop latency s", "mean"),
@@ -96,7 +99,7 @@ def score_model(d: DataDir, metas: dict, args, codec, bundle, token_vad: TokenVa
     per_run: list[dict] = []
     times, steps = [], 0
     (args.out / "wav").mkdir(parents=True, exist_ok=True)
-    ctm, heard_ctm, events = [], [], []
+    ctm, heard_ctm, events, tasks = [], [], [], []
     user_ctm = group_by_utt(read_ctm(d.path / "user.ctm")) if bundle.model.cfg.user_text_delay is not None else {}
     heard_by_style: dict[str, list[int]] = {}  # style -> [word errors, reference words]
     utts = d.utts[:args.max_conversations] if args.max_conversations else d.utts
@@ -133,6 +136,8 @@ def score_model(d: DataDir, metas: dict, args, codec, bundle, token_vad: TokenVa
                 scored = score_conversation(metas[utt], speech, said)
                 run_results[run_index].append(scored)
                 events += interruption_rows(utt, metas[utt], speech, heard, run_index)
+                heard_at = None if heard is None else [(w.word, w.start) for w in heard]
+                tasks += [{"conversation": utt, "run": run_index} | row for row in task_rows(metas[utt], said, heard_at)]
                 if asr is not None:
                     scored["task_correct_asr"] = asr_task_correct(metas[utt], stereo[:, 1], run.sample_rate, asr)
                 if token_vad is not None:
@@ -148,6 +153,7 @@ def score_model(d: DataDir, metas: dict, args, codec, bundle, token_vad: TokenVa
         "\n".join(["conversation\trun\tuser_onset\tstop_latency\tyielded\theard"] + events) + "\n")
     if heard_ctm:
         write_ctm(args.out / "heard.ctm", heard_ctm)
+    write_task_rows(args.out / "tasks.tsv", tasks)
     t = np.array(times) * 1000
     cfg = bundle.model.cfg
     heard_errors, heard_ref = (sum(c[i] for c in heard_by_style.values()) for i in (0, 1))
@@ -156,8 +162,36 @@ def score_model(d: DataDir, metas: dict, args, codec, bundle, token_vad: TokenVa
              "rtf": float(t.sum() / 1000 / (steps * cfg.streams.step_seconds)),
              "theoretical_latency_ms": cfg.theoretical_latency_ms, "trained": bundle.description,
              "listening_wer": heard_errors / heard_ref if heard_ref else None, "listening_words": heard_ref,
-             "listening_wer_per_style": wer_per_style, "runs": per_run, "tail_s": args.tail}
+             "listening_wer_per_style": wer_per_style, "runs": per_run, "tail_s": args.tail,
+             "task_by_hearing": task_by_hearing(tasks)}
     return {k: aggregate(v) for k, v in results.items() if v}, speed
+
+
+TASK_COLUMNS = ("conversation", "run", "task", "question", "heard", "heard_question", "answer", "said", "correct")
+
+
+def write_task_rows(path: Path, rows: list[dict]) -> None:
+    """tasks.tsv: one line per answered turn and pass; word lists space-joined, "-" when empty or unknown."""
+    def cell(v) -> str:
+        if v is None or v == []:
+            return "-"
+        return " ".join(v) if isinstance(v, list) else str(v).lower() if isinstance(v, bool) else str(v)
+    path.write_text("\n".join(["\t".join(TASK_COLUMNS)] + ["\t".join(cell(r[c]) for c in TASK_COLUMNS)
+                                                          for r in rows]) + "\n")
+
+
+def task_by_hearing(rows: list[dict]) -> dict:
+    """Per task: [answered right, turns] when the listening head heard the whole question and when
+    it did not (empty without a listening head)."""
+    out: dict[str, dict[str, list[int]]] = {}
+    for r in rows:
+        if r["heard_question"] is None:
+            continue
+        counts = out.setdefault(r["task"], {"heard": [0, 0], "misheard": [0, 0]})
+        c = counts["heard" if r["heard_question"] else "misheard"]
+        c[0] += int(r["correct"])
+        c[1] += 1
+    return dict(sorted(out.items()))
 
 
 def _before(words: list, seconds: float) -> list:
@@ -223,6 +257,13 @@ def write_results(path: Path, rows: dict, speed: dict | None, data: Path, args_l
                           f"{100 * speed['listening_wer']:.1f} % over {speed['listening_words']} user words ("
                           + ", ".join(f"{style} {100 * w:.1f} % of {n}" for style, (w, n)
                                       in speed["listening_wer_per_style"].items() if w is not None) + ")."]
+        if speed.get("task_by_hearing"):
+            def pct(c: list[int]) -> str:
+                return f"{100 * c[0] / c[1]:.0f} % of {c[1]}" if c[1] else "none"
+            lines += ["", "Task accuracy by what the listening head heard (tasks.tsv; heard: every question word, "
+                          "in order, from the question's start to 0.6 s after its end): " + ", ".join(
+                              f"{task} {pct(c['heard'])} heard, {pct(c['misheard'])} misheard"
+                              for task, c in speed["task_by_hearing"].items()) + "."]
     lines += ["", "Command:", "", "```", args_line, "```", ""]
     path.write_text("\n".join(lines))
 

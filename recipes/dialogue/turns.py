@@ -117,8 +117,7 @@ def score_conversation(meta: dict, speech: Segments, words: list[tuple[str, floa
             out["response_latency"].append(onsets[0] - q_end)
         if turn["interrupted"]:
             continue
-        until = turns[i + 1]["question_start"] if i + 1 < len(turns) else math.inf
-        said = [w for w, t in words if lo <= t < until]
+        said = reply_words(turns, i, words, cfg)
         out["task_correct"].append(_is_subsequence(turn["answer"], said))
         out["task_kind"].append(turn["task"])
         out["style_correct"].append(bool(said) and said[0] == turn["style_word"])
@@ -178,6 +177,33 @@ def _stop_time(speech: Segments, t: float, silence: float) -> float:
             break
         end = max(end, e)
     return end
+
+
+def reply_words(turns: list[dict], i: int, words: list[tuple[str, float]],
+                cfg: TurnTakingConfig = TurnTakingConfig()) -> list[str]:
+    """The system's words that answer turn i: from the start of the response window after the
+    question to the next question (the words a task and its style word are scored on)."""
+    lo = turns[i]["question_end"] + cfg.response_window[0]
+    until = turns[i + 1]["question_start"] if i + 1 < len(turns) else math.inf
+    return [w for w, t in words if lo <= t < until]
+
+
+def task_rows(meta: dict, words: list[tuple[str, float]], heard: list[tuple[str, float]] | None,
+              cfg: TurnTakingConfig = TurnTakingConfig(), heard_after: float = 0.6) -> list[dict]:
+    """One row per answered (not interrupted) turn: the task, the question, what the listening head
+    heard from its start to `heard_after` s past its end (the head lags), whether every question word
+    is in that in order, the answer and what the system said: mishearing apart from not knowing."""
+    rows, turns = [], meta["turns"]
+    for i, turn in enumerate(turns):
+        if turn["interrupted"]:
+            continue
+        said = reply_words(turns, i, words, cfg)
+        near = None if heard is None else [w for w, t in heard
+                                           if turn["question_start"] - 0.1 <= t <= turn["question_end"] + heard_after]
+        rows.append({"task": turn["task"], "question": turn["question"], "heard": near,
+                     "heard_question": None if near is None else _is_subsequence(turn["question"].split(), near),
+                     "answer": turn["answer"], "said": said, "correct": _is_subsequence(turn["answer"], said)})
+    return rows
 
 
 def _is_subsequence(needle: list[str], hay: list[str]) -> bool:
