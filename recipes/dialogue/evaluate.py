@@ -216,8 +216,9 @@ def own_predictions(model, data: TokenSet, what: list[str] | tuple[str, ...], ma
         picks = list(range(start, min(n, start + batch_size)))
         batch = collate(data, picks, model.cfg, crop_steps=10**9)
         logits = model(batch["tokens"], batch["user_voice"], batch["system_voice"], batch.get("user_text"))
-        predicted = batch["tokens"].clone()
-        predicted[..., cols.system] = sample_codes(logits.system, temperature, g)
+        if "system" in what:  # sampled on the delayed grid, moved back to the token file's clock below
+            predicted = batch["tokens"].clone()
+            predicted[..., cols.system] = sample_codes(logits.system, temperature, g)
         for j, i in enumerate(picks):
             grid = data.tokens[i].clone()
             if "system" in what:
