@@ -54,10 +54,10 @@ def test_conversation_events_match_the_audio_and_words():
 def test_scorer_catches_a_bad_system():
     meta = {"events": {"pauses": [{"start": 1.0, "end": 2.0}], "backchannels": [{"start": 5.0, "end": 5.3}],
                        "interruptions": [{"user_start": 7.0, "system_stop": 7.2}], "overlaps": []},
-            "turns": [{"question_start": 0.0, "question_end": 3.0, "interrupted": False, "answer": ["twelve"],
-                       "style_word": "sure", "task": "arithmetic"},
-                      {"question_start": 7.0, "question_end": 8.0, "interrupted": False, "answer": ["four"],
-                       "style_word": "sure", "task": "counting"}]}
+            "turns": [{"question": "what is three times four", "question_start": 0.0, "question_end": 3.0,
+                       "interrupted": False, "answer": ["twelve"], "style_word": "sure", "task": "arithmetic"},
+                      {"question": "count from three to four", "question_start": 7.0, "question_end": 8.0,
+                       "interrupted": False, "answer": ["four"], "style_word": "sure", "task": "counting"}]}
     speech = [(1.2, 1.8), (3.5, 5.1), (6.5, 8.4)]  # talks in the pause, drops the backchannel, ignores the interruption
     words = [("okay", 3.5), ("twelve", 3.9), ("sure", 8.5), ("three", 8.9)]
     agg = aggregate([score_conversation(meta, speech, words)])
@@ -66,6 +66,11 @@ def test_scorer_catches_a_bad_system():
     assert agg["response_latency"][0] == pytest.approx((0.5 + 0.5) / 2)  # the 2nd turn: speech at 6.5 is too early
     assert agg["task_accuracy"] == (0.5, 2) and agg["style_accuracy"][0] == 0.5
     assert agg["task_accuracy_per_task"] == {"arithmetic": (1.0, 1), "counting": (0.0, 1)}
+    rows = task_rows(meta, words, None)  # the scorer's task and style outcomes are these rows'
+    assert [(r["correct"], r["style_correct"]) for r in rows] == [(True, False), (False, True)]
+    flipped = [r | {"correct": not r["correct"]} for r in rows]  # rows given are used, not picked again
+    assert aggregate([score_conversation(meta, speech, words, rows=flipped)])["task_accuracy_per_task"] == {
+        "arithmetic": (0.0, 1), "counting": (1.0, 1)}
     assert interruption_outcomes(meta, speech) == [(7.0, pytest.approx(1.4))]
     assert interruption_outcomes(meta, [(1.2, 1.8)]) == [(7.0, None)]  # silent at the onset: nothing to yield
     heard = [Word("wait", 7.3, 7.5), Word("how", 9.0, 9.2)]

@@ -41,7 +41,7 @@ from ..datadir import DataDir
 from ..score.asr import word_errors
 from .prepare import TokenSet
 from .turns import (TokenVad, TurnTakingConfig, aggregate, asr_task_correct, energy_vad, interruption_outcomes,
-                    score_conversation, silero_vad, task_rows)
+                    score_conversation, silero_vad, task_rows, HEARD_AFTER_S)
 
 COLUMNS = (("takeover_rate", "takeover in pauses ↓", "rate"), ("response_latency", "response latency s", "mean"),
            ("response_rate", "responded", "rate"), ("stop_latency", "stop latency s", "mean"),
@@ -133,18 +133,19 @@ def score_model(d: DataDir, metas: dict, args, codec, bundle, token_vad: TokenVa
                     counts[0] += word_errors(ref, [w.word for w in heard])
                     counts[1] += len(ref)
                 speech = vad(stereo[:, 1], run.sample_rate, args.vad)
-                scored = score_conversation(metas[utt], speech, said)
+                heard_at = None if heard is None else [(w.word, w.start) for w in heard]
+                rows = task_rows(metas[utt], said, heard_at)
+                scored = score_conversation(metas[utt], speech, said, rows=rows)
                 run_results[run_index].append(scored)
                 events += interruption_rows(utt, metas[utt], speech, heard, run_index)
-                heard_at = None if heard is None else [(w.word, w.start) for w in heard]
-                tasks += [{"conversation": utt, "run": run_index} | row for row in task_rows(metas[utt], said, heard_at)]
+                tasks += [{"conversation": utt, "run": run_index} | row for row in rows]
                 if asr is not None:
                     scored["task_correct_asr"] = asr_task_correct(metas[utt], stereo[:, 1], run.sample_rate, asr)
                 if token_vad is not None:
                     frames = -(-length // codec.config.samples_per_token)
                     segs = token_vad.segments(run.system_tokens[j].flatten()[:frames], 1 / codec.frame_rate,
                                               run.output_offset)
-                    results["tokens"].append(score_conversation(metas[utt], segs, said))
+                    results["tokens"].append(score_conversation(metas[utt], segs, said, rows=rows))
     for scored_run in run_results:
         results[args.vad] += scored_run
         per_run.append({k: v for k, v in aggregate(scored_run).items() if k in RUN_SPREAD})
@@ -167,7 +168,8 @@ def score_model(d: DataDir, metas: dict, args, codec, bundle, token_vad: TokenVa
     return {k: aggregate(v) for k, v in results.items() if v}, speed
 
 
-TASK_COLUMNS = ("conversation", "run", "task", "question", "heard", "heard_question", "answer", "said", "correct")
+TASK_COLUMNS = ("conversation", "run", "task", "question", "heard", "heard_question", "answer", "said", "correct",
+                "style_correct")
 
 
 def write_task_rows(path: Path, rows: list[dict]) -> None:
@@ -261,7 +263,7 @@ def write_results(path: Path, rows: dict, speed: dict | None, data: Path, args_l
             def pct(c: list[int]) -> str:
                 return f"{100 * c[0] / c[1]:.0f} % of {c[1]}" if c[1] else "none"
             lines += ["", "Task accuracy by what the listening head heard (tasks.tsv; heard: every question word, "
-                          "in order, from the question's start to 0.6 s after its end): " + ", ".join(
+                          f"in order, from the question's start to {HEARD_AFTER_S} s after its end): " + ", ".join(
                               f"{task} {pct(c['heard'])} heard, {pct(c['misheard'])} misheard"
                               for task, c in speed["task_by_hearing"].items()) + "."]
     lines += ["", "Command:", "", "```", args_line, "```", ""]

@@ -95,9 +95,14 @@ class DialogueTask(TrainingTask):
             yield self.batch(step, rank)
             step += 1
 
+    def _step_generator(self, step: int, salt: int) -> torch.Generator:
+        """The random stream of one step's draws (a function of seed and step, so a resume is exact);
+        `salt` keeps the streams of a step's batch (per rank) and its loss-time sampling apart."""
+        return torch.Generator().manual_seed(self.cfg.trainer.seed * 1_000_003 + step * 7919 + salt)
+
     def batch(self, step: int, rank: int = 0) -> dict:
         """The batch of a training step (deterministic in seed, step and rank)."""
-        g = torch.Generator().manual_seed(self.cfg.trainer.seed * 1_000_003 + step * 7919 + rank * 104_729)
+        g = self._step_generator(step, rank * 104_729)
         n_text = self.cfg.text_dialogues.per_batch if self.text_dialogues is not None else 0
         picks = torch.randint(0, len(self.data), (self.cfg.batch_size - n_text,), generator=g).tolist()
         if self.splicer is not None:
@@ -126,7 +131,7 @@ class DialogueTask(TrainingTask):
         inner = model.module if hasattr(model, "module") else model
         history = batch.get("history")
         if self.cfg.own_audio_sampled > 0:
-            g = torch.Generator().manual_seed(self.cfg.trainer.seed * 1_000_003 + step * 7919 + 17)
+            g = self._step_generator(step, 17)
             rows = (torch.rand(len(batch["tokens"]), generator=g) < self.cfg.own_audio_sampled) & ~batch["text_only"]
             history = own_audio_history(inner, batch, heard, history, rows, self.cfg.own_audio_sampled_temperature, g)
         logits = model(batch["tokens"], batch["user_voice"], batch["system_voice"], heard, history)

@@ -100,8 +100,9 @@ def overlap(segs: Segments, start: float, end: float) -> float:
 
 
 def score_conversation(meta: dict, speech: Segments, words: list[tuple[str, float]],
-                       cfg: TurnTakingConfig = TurnTakingConfig()) -> dict:
-    """meta: the corpus JSON; speech: system VAD segments; words: (word, start) of the system."""
+                       cfg: TurnTakingConfig = TurnTakingConfig(), rows: list[dict] | None = None) -> dict:
+    """meta: the corpus JSON; speech: system VAD segments; words: (word, start) of the system;
+    rows: its task_rows when the caller has them already (picked from `words` when None)."""
     ev = meta["events"]
     out = {"takeover": [], "response_latency": [], "responded": [], "stop_latency": [], "yielded": [], "talking_when_interrupted": [],
            "backchannel_kept_talking": [], "task_correct": [], "task_kind": [], "style_correct": []}
@@ -115,12 +116,10 @@ def score_conversation(meta: dict, speech: Segments, words: list[tuple[str, floa
         out["responded"].append(bool(onsets))
         if onsets:
             out["response_latency"].append(onsets[0] - q_end)
-        if turn["interrupted"]:
-            continue
-        said = reply_words(turns, i, words, cfg)
-        out["task_correct"].append(_is_subsequence(turn["answer"], said))
-        out["task_kind"].append(turn["task"])
-        out["style_correct"].append(bool(said) and said[0] == turn["style_word"])
+    for row in task_rows(meta, words, None, cfg) if rows is None else rows:
+        out["task_correct"].append(row["correct"])
+        out["task_kind"].append(row["task"])
+        out["style_correct"].append(row["style_correct"])
     for _, latency in interruption_outcomes(meta, speech, cfg):
         out["talking_when_interrupted"].append(latency is not None)
         if latency is not None:
@@ -188,11 +187,15 @@ def reply_words(turns: list[dict], i: int, words: list[tuple[str, float]],
     return [w for w, t in words if lo <= t < until]
 
 
+HEARD_AFTER_S = 0.6  # the listening head's words are looked for up to this long past a question (it lags)
+
+
 def task_rows(meta: dict, words: list[tuple[str, float]], heard: list[tuple[str, float]] | None,
-              cfg: TurnTakingConfig = TurnTakingConfig(), heard_after: float = 0.6) -> list[dict]:
+              cfg: TurnTakingConfig = TurnTakingConfig(), heard_after: float = HEARD_AFTER_S) -> list[dict]:
     """One row per answered (not interrupted) turn: the task, the question, what the listening head
     heard from its start to `heard_after` s past its end (the head lags), whether every question word
-    is in that in order, the answer and what the system said: mishearing apart from not knowing."""
+    is in that in order, the answer and what the system said (and whether it opened with the style's
+    word): mishearing apart from not knowing."""
     rows, turns = [], meta["turns"]
     for i, turn in enumerate(turns):
         if turn["interrupted"]:
@@ -202,7 +205,8 @@ def task_rows(meta: dict, words: list[tuple[str, float]], heard: list[tuple[str,
                                            if turn["question_start"] - 0.1 <= t <= turn["question_end"] + heard_after]
         rows.append({"task": turn["task"], "question": turn["question"], "heard": near,
                      "heard_question": None if near is None else _is_subsequence(turn["question"].split(), near),
-                     "answer": turn["answer"], "said": said, "correct": _is_subsequence(turn["answer"], said)})
+                     "answer": turn["answer"], "said": said, "correct": _is_subsequence(turn["answer"], said),
+                     "style_correct": bool(said) and said[0] == turn["style_word"]})
     return rows
 
 
