@@ -16,7 +16,8 @@ from recipes.ctm import group_by_utt, read_ctm
 from recipes.dialogue.prepare import TokenSet
 from recipes.dialogue.synth import CorpusConfig, build_conversation, synthesize_corpus
 from recipes.dialogue.score import interruption_rows
-from recipes.dialogue.turns import aggregate, energy_vad, interruption_outcomes, score_conversation, task_rows
+from recipes.dialogue.turns import (aggregate, answer_outcome, energy_vad, interruption_outcomes, score_conversation,
+                                    task_rows)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,6 +69,10 @@ def test_scorer_catches_a_bad_system():
     assert agg["task_accuracy_per_task"] == {"arithmetic": (1.0, 1), "counting": (0.0, 1)}
     rows = task_rows(meta, words, None)  # the scorer's task and style outcomes are these rows'
     assert [(r["correct"], r["style_correct"]) for r in rows] == [(True, False), (False, True)]
+    assert [r["outcome"] for r in rows] == ["right", "wrong"]
+    assert [answer_outcome("four five six".split(), said.split()) for said in
+            ("sure four five six seven", "sure four five", "sure four five eight", "", "sure")] == [
+        "right", "cut short", "wrong", "silent", "wrong"]
     flipped = [r | {"correct": not r["correct"]} for r in rows]  # rows given are used, not picked again
     assert aggregate([score_conversation(meta, speech, words, rows=flipped)])["task_accuracy_per_task"] == {
         "arithmetic": (0.0, 1), "counting": (1.0, 1)}
@@ -139,6 +144,8 @@ def test_tiny_recipe_end_to_end(tmp_path):
     assert len(tasks) - 1 == scores["model, energy VAD"]["task_accuracy"][1]  # a row per scored turn and pass
     by_hearing = speed["task_by_hearing"]  # the tiny model has a listening head: every row is split
     assert sum(c["heard"][1] + c["misheard"][1] for c in by_hearing.values()) == len(tasks) - 1
+    outcome = tasks[0].index("outcome")  # every miss has one outcome, and only misses are counted
+    assert sum(sum(c.values()) for c in speed["misses_by_outcome"].values()) == sum(r[outcome] != "right" for r in tasks[1:])
     rows = (exp / "dialogue" / "score" / "interruptions.tsv").read_text().splitlines()
     assert rows[0].split("\t") == ["conversation", "run", "user_onset", "stop_latency", "yielded", "heard"]
     assert all(len(r.split("\t")) == 6 for r in rows[1:])

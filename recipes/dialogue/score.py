@@ -41,7 +41,7 @@ from ..datadir import DataDir
 from ..score.asr import word_errors
 from .prepare import TokenSet
 from .turns import (TokenVad, TurnTakingConfig, aggregate, asr_task_correct, energy_vad, interruption_outcomes,
-                    score_conversation, silero_vad, task_rows, HEARD_AFTER_S)
+                    score_conversation, silero_vad, task_rows, HEARD_AFTER_S, OUTCOMES)
 
 COLUMNS = (("takeover_rate", "takeover in pauses ↓", "rate"), ("response_latency", "response latency s", "mean"),
            ("response_rate", "responded", "rate"), ("stop_latency", "stop latency s", "mean"),
@@ -164,12 +164,12 @@ def score_model(d: DataDir, metas: dict, args, codec, bundle, token_vad: TokenVa
              "theoretical_latency_ms": cfg.theoretical_latency_ms, "trained": bundle.description,
              "listening_wer": heard_errors / heard_ref if heard_ref else None, "listening_words": heard_ref,
              "listening_wer_per_style": wer_per_style, "runs": per_run, "tail_s": args.tail,
-             "task_by_hearing": task_by_hearing(tasks)}
+             "task_by_hearing": task_by_hearing(tasks), "misses_by_outcome": misses_by_outcome(tasks)}
     return {k: aggregate(v) for k, v in results.items() if v}, speed
 
 
 TASK_COLUMNS = ("conversation", "run", "task", "question", "heard", "heard_question", "answer", "said", "correct",
-                "style_correct")
+                "outcome", "style_correct")
 
 
 def write_task_rows(path: Path, rows: list[dict]) -> None:
@@ -193,6 +193,16 @@ def task_by_hearing(rows: list[dict]) -> dict:
         c = counts["heard" if r["heard_question"] else "misheard"]
         c[0] += int(r["correct"])
         c[1] += 1
+    return dict(sorted(out.items()))
+
+
+def misses_by_outcome(rows: list[dict]) -> dict:
+    """Per task: how many answers were cut short, wrong or silent (turns.answer_outcome)."""
+    out: dict[str, dict[str, int]] = {}
+    for r in rows:
+        counts = out.setdefault(r["task"], {k: 0 for k in OUTCOMES if k != "right"})
+        if r["outcome"] != "right":
+            counts[r["outcome"]] += 1
     return dict(sorted(out.items()))
 
 
@@ -266,6 +276,10 @@ def write_results(path: Path, rows: dict, speed: dict | None, data: Path, args_l
                           f"in order, from the question's start to {HEARD_AFTER_S} s after its end): " + ", ".join(
                               f"{task} {pct(c['heard'])} heard, {pct(c['misheard'])} misheard"
                               for task, c in speed["task_by_hearing"].items()) + "."]
+    if speed.get("misses_by_outcome"):
+        lines += ["", "Missed answers (tasks.tsv outcome; cut short: stopped right after a correct start of the "
+                      "answer): " + ", ".join(f"{task} " + " / ".join(f"{n} {k}" for k, n in c.items())
+                                             for task, c in speed["misses_by_outcome"].items()) + "."]
     lines += ["", "Command:", "", "```", args_line, "```", ""]
     path.write_text("\n".join(lines))
 

@@ -206,8 +206,24 @@ def task_rows(meta: dict, words: list[tuple[str, float]], heard: list[tuple[str,
         rows.append({"task": turn["task"], "question": turn["question"], "heard": near,
                      "heard_question": None if near is None else _is_subsequence(turn["question"].split(), near),
                      "answer": turn["answer"], "said": said, "correct": _is_subsequence(turn["answer"], said),
+                     "outcome": answer_outcome(turn["answer"], said),
                      "style_correct": bool(said) and said[0] == turn["style_word"]})
     return rows
+
+
+OUTCOMES = ("right", "cut short", "wrong", "silent")
+
+
+def answer_outcome(answer: list[str], said: list[str]) -> str:
+    """How a reply relates to its answer: "right" (every answer word, in order), "cut short" (it
+    stopped right after a correct start of the answer: "four five six" for four..eight), "silent"
+    (no word), "wrong" (anything else). Cut short is an end-of-reply decision, not a wrong fact."""
+    if _is_subsequence(answer, said):
+        return "right"
+    if not said:
+        return "silent"
+    k = max(n for n in range(len(answer)) if _is_subsequence(answer[:n], said))
+    return "cut short" if k > 0 and said[-1] == answer[k - 1] else "wrong"
 
 
 def _is_subsequence(needle: list[str], hay: list[str]) -> bool:
