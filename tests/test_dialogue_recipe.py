@@ -432,6 +432,27 @@ def test_arithmetic_entries_by_operation_or_uniform(tmp_path):
         synthesize_corpus(CorpusConfig(num_conversations=1, arithmetic_entries="sorted"), tmp_path / "d")
 
 
+def test_counting_replies_restate_the_range_on_the_same_draws(tmp_path):
+    """counting_reply="restated" asks the same questions (same draws, so a corpus keeps its
+    conversations) and says the range before the numbers; the answer words and the teacher-forced
+    answer positions are the numbers themselves; a bad setting is named before any synthesis."""
+    import random
+
+    from recipes.dialogue.tasks import answer_positions, draw_exchange, reply_for, STYLES
+
+    for seed in range(5):
+        plain = draw_exchange("counting", random.Random(seed))
+        restated = draw_exchange("counting", random.Random(seed), counting_reply="restated")
+        assert restated.question == plain.question and restated.answer_words == plain.answer_words
+        _, _, first, _, last = plain.question.words
+        assert restated.answer.words == ("from", first, "to", last) + plain.answer.words
+        reply = reply_for(restated, STYLES["calm"]).words
+        assert answer_positions(reply, restated.answer_words) == list(range(5, len(reply)))
+        assert answer_outcome(list(plain.answer_words), list(reply[:5])) != "right"  # the range alone is no answer
+    with pytest.raises(ValueError, match="counting_reply is 'echo'"):
+        synthesize_corpus(CorpusConfig(num_conversations=1, counting_reply="echo"), tmp_path / "d")
+
+
 def test_styles_without_rates_differ_in_pitch_only():
     """style_rates=False (the style ablation's corpus): the same conversation in the excited and the slow
     style has the same user word timings, so only pitch tells the styles apart; with rates it does not."""

@@ -35,7 +35,7 @@ from ..ctm import CtmEntry, write_ctm
 from ..datadir import DataDir
 from ..parallel import worker_pool
 from ..synth.flite import synthesize
-from .tasks import BACKCHANNELS, INTERRUPTIONS, STYLES, TASKS, Utterance, arithmetic_uniform, reply_for
+from .tasks import BACKCHANNELS, COUNTING_REPLIES, INTERRUPTIONS, STYLES, TASKS, Utterance, draw_exchange, reply_for
 
 USER_CHANNEL, SYSTEM_CHANNEL = "1", "2"
 
@@ -53,6 +53,8 @@ class CorpusConfig:
     tasks: list[str] = dataclasses.field(default_factory=lambda: list(TASKS))  # drawn uniformly; repeat one to weight it
     # "by_operation": an operation, then operands (`tasks.arithmetic`); "uniform": every table entry equally often
     arithmetic_entries: str = "by_operation"
+    # "sequence": "four five six"; "restated": "from four to six four five six" (tasks.counting_restated)
+    counting_reply: str = "sequence"
     # false: every style speaks at the neutral rate, so pitch alone tells them apart (for the style
     # ablation: the codec tokens show rate through their timing; RESULTS.md found they carry pitch too)
     style_rates: bool = True
@@ -80,6 +82,9 @@ class CorpusConfig:
         if self.arithmetic_entries not in ("by_operation", "uniform"):
             raise ValueError(f"CorpusConfig.arithmetic_entries is {self.arithmetic_entries!r}, expected "
                              f"'by_operation' or 'uniform'")
+        if self.counting_reply not in COUNTING_REPLIES:
+            raise ValueError(f"CorpusConfig.counting_reply is {self.counting_reply!r}, expected one of "
+                             f"{list(COUNTING_REPLIES)}")
         for name in ("p_pause", "p_backchannel", "p_interruption", "p_overlap"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"CorpusConfig.{name} is {getattr(self, name)}, expected a probability in [0, 1]")
@@ -161,7 +166,7 @@ def build_conversation(cfg: CorpusConfig, seed: int) -> tuple[np.ndarray, dict, 
     n_turns = rng.randint(cfg.min_turns, cfg.max_turns)
     for i in range(n_turns):
         task = rng.choice(cfg.tasks)
-        ex = arithmetic_uniform(rng) if task == "arithmetic" and cfg.arithmetic_entries == "uniform" else TASKS[task](rng)
+        ex = draw_exchange(task, rng, cfg.arithmetic_entries, cfg.counting_reply)
         q = ex.question if prefix is None else Utterance.plain(prefix) + ex.question
         q_start = t
         if prefix is None and len(q.words) >= 3 and rng.random() < cfg.p_pause:

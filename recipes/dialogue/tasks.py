@@ -121,6 +121,18 @@ def counting(rng: random.Random) -> Exchange:
                     tuple(NUMBERS[i] for i in range(a, b + 1)))
 
 
+def counting_restated(rng: random.Random) -> Exchange:
+    """`counting` (the same draws) with the range said again before the numbers ("from four to nine
+    four five six seven eight nine"), as arithmetic replies restate their operands: the number to stop
+    at is then in the system's own recent words, not only in the user's question seconds before."""
+    ex = counting(rng)
+    first, last = ex.question.words[2], ex.question.words[4]
+    return dataclasses.replace(ex, answer=Utterance.plain(f"from {first} to {last}") + ex.answer)
+
+
+COUNTING_REPLIES = {"sequence": counting, "restated": counting_restated}
+
+
 def spelling(rng: random.Random) -> Exchange:
     word = rng.choice(SPELL_WORDS)
     letters = Utterance(tuple(word), tuple(LETTERS[ch] for ch in word))
@@ -134,6 +146,16 @@ def fact(rng: random.Random) -> Exchange:
 
 
 TASKS = {"arithmetic": arithmetic, "counting": counting, "spelling": spelling, "facts": fact}
+
+
+def draw_exchange(task: str, rng: random.Random, arithmetic_entries: str = "by_operation",
+                  counting_reply: str = "sequence") -> Exchange:
+    """One exchange of `task`, drawn the way a corpus's settings ask (CorpusConfig)."""
+    if task == "arithmetic" and arithmetic_entries == "uniform":
+        return arithmetic_uniform(rng)
+    if task == "counting":
+        return COUNTING_REPLIES[counting_reply](rng)
+    return TASKS[task](rng)
 
 
 def reply_for(exchange: Exchange, style: Style) -> Utterance:
