@@ -109,7 +109,7 @@ def test_tiny_recipe_end_to_end(tmp_path):
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     # all four training phases ran (tiny: 6, 9, 12, 15 steps), the last two on the arithmetic corpus's tokens
-    assert load_dialogue(exp / "dialogue" / "model.safetensors").description.startswith("duet_dialogue_small: 15 of 15 steps")
+    assert load_dialogue(exp / "dialogue" / "model.safetensors").description.startswith("duet_dialogue_small: 18 of 18 steps")
     assert "train_arith.safetensors" in load_dialogue(exp / "dialogue" / "model.safetensors").description
     assert len(list((data / "train_arith" / "meta").glob("*.json"))) == 3  # conf/tiny/corpus.yaml's size
     scores = json.loads((exp / "dialogue" / "score" / "scores.json").read_text())["scores"]

@@ -6,7 +6,7 @@
 #                  voice input, in parallel: the style ablation; default: true unless --tiny)
 #                 [--text-lead N]  (inner-monologue words N steps ahead of their audio)
 #                 [--score-runs N]  (stage 5: free-running passes over the test set, pooled; default 3)
-#                 [--arith true|false]  (stage 4's phases 3-4 on the arithmetic corpus; default true)
+#                 [--arith true|false]  (stage 4's phases 3-5 on the arithmetic corpus; default true)
 # Long runs: --exp ~/duet-runs/dialogue1/exp --data ~/duet-runs/dialogue1/data (resumable: every stage
 # leaves a .done marker, training resumes from its last checkpoint).
 set -euo pipefail
@@ -24,7 +24,7 @@ nj=2            # processes for corpus synthesis and token extraction
 text_lead=2     # steps each inner-monologue word is placed ahead of its audio (prepare tokens --text-lead)
 ablation=auto   # auto: true, false with --tiny
 score_runs=3    # stage 5: passes over the test set with other sampling seeds (one pass of 120 is noisy)
-arith=true      # phases 3-4 of stage 4: the arithmetic corpus (conf/corpus_arith.yaml), as the bundled model
+arith=true      # phases 3-5 of stage 4: the arithmetic corpus (conf/corpus_arith.yaml), as the bundled model
 bundle=false    # stage 7: copy the trained model into dialogue/assets/ (the demo's --bundled)
 . ./path.sh
 . utils/parse_options.sh
@@ -32,10 +32,12 @@ bundle=false    # stage 7: copy the trained model into dialogue/assets/ (the dem
 corpus_conf=(conf/corpus.yaml); arith_corpus_conf=(conf/corpus.yaml conf/corpus_arith.yaml); test_conf=(conf/corpus.yaml conf/corpus_test.yaml); train_conf=(conf/train.yaml)
 # stage 4's later phases: each resumes the one before from its last checkpoint, its config a delta on theirs
 finetune_conf=(conf/finetune_epad.yaml); arith_conf=(conf/finetune_arith.yaml); arith_long_conf=(conf/finetune_arith_long.yaml)
+sampled_conf=(conf/finetune_sampled.yaml)
 if [ "$tiny" = true ]; then
   corpus_conf+=(conf/tiny/corpus.yaml); test_conf+=(conf/tiny/corpus_test.yaml); train_conf+=(conf/tiny/train.yaml)
   arith_corpus_conf+=(conf/tiny/corpus.yaml); finetune_conf+=(conf/tiny/finetune.yaml)
   arith_conf+=(conf/tiny/finetune_arith.yaml); arith_long_conf+=(conf/tiny/finetune_arith_long.yaml)
+  sampled_conf+=(conf/tiny/finetune_sampled.yaml)
   vocab=128; score_runs=2
 fi
 [ "$ablation" = auto ] && { [ "$tiny" = true ] && ablation=false || ablation=true; }
@@ -90,11 +92,14 @@ train_phase() {  # train_phase MODEL PART CONFIG...: train (or resume) exp/MODEL
 
 if run_stage 4 train; then
   pids=()
-  phases() {  # the bundled model's lineage: 4000 steps, EPAD to 5600, arithmetic to 7200, stretched to 14000
+  phases() {  # the bundled model's lineage: 4000 steps, EPAD to 5600, arithmetic to 7200, stretched to 14000,
+              # own audio sampled to 16000
     train_phase "$1" train "${train_conf[@]}" && train_phase "$1" train "${train_conf[@]}" "${finetune_conf[@]}" || return 1
     [ "$arith" = true ] || return 0
     train_phase "$1" train_arith "${train_conf[@]}" "${finetune_conf[@]}" "${arith_conf[@]}" &&
-      train_phase "$1" train_arith "${train_conf[@]}" "${finetune_conf[@]}" "${arith_conf[@]}" "${arith_long_conf[@]}"
+      train_phase "$1" train_arith "${train_conf[@]}" "${finetune_conf[@]}" "${arith_conf[@]}" "${arith_long_conf[@]}" &&
+      train_phase "$1" train_arith "${train_conf[@]}" "${finetune_conf[@]}" "${arith_conf[@]}" "${arith_long_conf[@]}" \
+        "${sampled_conf[@]}"
   }
   for m in "${models[@]}"; do  # in parallel: one process (OMP_NUM_THREADS=1) per model, its phases in turn
     phases "$m" &
