@@ -113,21 +113,27 @@ def _arithmetic_exchange(a: int, op: str, b: int) -> Exchange:
                     (NUMBERS[c],))
 
 
-def counting(rng: random.Random) -> Exchange:
+def _count_range(rng: random.Random) -> tuple[int, int]:
     a = rng.randint(1, 14)
-    b = a + rng.randint(2, 5)
+    return a, a + rng.randint(2, 5)
+
+
+def _counting_exchange(a: int, b: int, restated: bool) -> Exchange:
     seq = " ".join(NUMBERS[i] for i in range(a, b + 1))
-    return Exchange("counting", Utterance.plain(f"count from {NUMBERS[a]} to {NUMBERS[b]}"), Utterance.plain(seq),
+    reply = f"from {NUMBERS[a]} to {NUMBERS[b]} {seq}" if restated else seq
+    return Exchange("counting", Utterance.plain(f"count from {NUMBERS[a]} to {NUMBERS[b]}"), Utterance.plain(reply),
                     tuple(NUMBERS[i] for i in range(a, b + 1)))
+
+
+def counting(rng: random.Random) -> Exchange:
+    return _counting_exchange(*_count_range(rng), restated=False)
 
 
 def counting_restated(rng: random.Random) -> Exchange:
     """`counting` (the same draws) with the range said again before the numbers ("from four to nine
     four five six seven eight nine"), as arithmetic replies restate their operands: the number to stop
     at is then in the system's own recent words, not only in the user's question seconds before."""
-    ex = counting(rng)
-    first, last = ex.question.words[2], ex.question.words[4]
-    return dataclasses.replace(ex, answer=Utterance.plain(f"from {first} to {last}") + ex.answer)
+    return _counting_exchange(*_count_range(rng), restated=True)
 
 
 COUNTING_REPLIES = {"sequence": counting, "restated": counting_restated}

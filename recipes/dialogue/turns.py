@@ -108,8 +108,7 @@ def score_conversation(meta: dict, speech: Segments, words: list[tuple[str, floa
            "backchannel_kept_talking": [], "task_correct": [], "task_kind": [], "style_correct": []}
     for p in ev["pauses"]:
         out["takeover"].append(overlap(speech, p["start"], p["end"]) >= cfg.takeover_min_speech)
-    turns = meta["turns"]
-    for i, turn in enumerate(turns):
+    for turn in meta["turns"]:
         q_end = turn["question_end"]
         lo, hi = q_end + cfg.response_window[0], q_end + cfg.response_window[1]
         onsets = [s for s, e in speech if lo <= s <= hi]
@@ -203,10 +202,10 @@ def task_rows(meta: dict, words: list[tuple[str, float]], heard: list[tuple[str,
         said = reply_words(turns, i, words, cfg)
         near = None if heard is None else [w for w, t in heard
                                            if turn["question_start"] - 0.1 <= t <= turn["question_end"] + heard_after]
+        outcome = answer_outcome(turn["answer"], said)
         rows.append({"task": turn["task"], "question": turn["question"], "heard": near,
                      "heard_question": None if near is None else _is_subsequence(turn["question"].split(), near),
-                     "answer": turn["answer"], "said": said, "correct": _is_subsequence(turn["answer"], said),
-                     "outcome": answer_outcome(turn["answer"], said),
+                     "answer": turn["answer"], "said": said, "correct": outcome == "right", "outcome": outcome,
                      "style_correct": bool(said) and said[0] == turn["style_word"]})
     return rows
 
