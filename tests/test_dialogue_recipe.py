@@ -14,7 +14,7 @@ import torch
 from dialogue import DialogueConfig, TextTokenizer, Word, load_dialogue, text_stream_words
 from recipes.ctm import group_by_utt, read_ctm
 from recipes.dialogue.prepare import TokenSet
-from recipes.dialogue.synth import CorpusConfig, build_conversation, synthesize_corpus
+from recipes.dialogue.synth import CorpusConfig, build_conversation, corpus_config, synthesize_corpus
 from recipes.dialogue.score import interruption_rows
 from recipes.dialogue.turns import (aggregate, answer_outcome, energy_vad, interruption_outcomes, score_conversation,
                                     task_rows)
@@ -357,6 +357,14 @@ def test_text_dialogues_lay_out_the_tasks_on_silent_grids(tmp_path):
             bad.check(batch_size=8)
     with pytest.raises(FileNotFoundError, match="CTM"):
         TextDialogues(cfg, tmp_path / "nowhere", streams, tok)
+    # the task draws follow the spoken corpus's settings (its data dir's corpus.yaml, or those given)
+    assert gen.corpus == corpus_config(tmp_path / "data") == CorpusConfig(num_conversations=3, seed=4, max_turns=2)
+    counting = TextDialogueConfig(tasks=["counting"], min_turns=1, max_turns=1)
+    for reply in ("sequence", "restated"):
+        drawn = TextDialogues(counting, data.data_dir, streams, tok, CorpusConfig(counting_reply=reply))
+        _, said, answers = drawn.words(random.Random(3))
+        assert (said[1].word == "from") == (reply == "restated"), [w.word for w in said]  # after the style word
+        assert len(answers) >= 3  # every number of the count is scored
 
 
 def test_turn_cuts_fall_in_silences_of_both_channels():
@@ -523,3 +531,38 @@ def test_own_predictions_replace_only_what_is_named(tmp_path):
     assert len(terms) == 1 and torch.isfinite(terms[0].loss)
     with pytest.raises(ValueError, match="own_audio_sampled_temperature is -1"):
         DialogueTrainConfig(own_audio_sampled_temperature=-1).check()
+
+
+def test_training_starts_from_a_released_model_of_its_shape_only(tmp_path):
+    """`init_from`: a new run starts from an exported (half-precision) checkpoint's weights; one of another
+    shape or tokenizer is refused, naming what differs."""
+    import dataclasses
+
+    from dialogue import save_dialogue
+    from recipes.dialogue.prepare import make_tokenizer, make_tokens
+    from recipes.dialogue.task import DialogueTask, DialogueTrainConfig
+
+    synthesize_corpus(CorpusConfig(num_conversations=2, seed=4, max_turns=2), tmp_path / "data")
+    make_tokenizer(tmp_path / "data", tmp_path / "tok.model", 96)
+    synthesize_corpus(CorpusConfig(num_conversations=2, seed=5, max_turns=2), tmp_path / "other")
+    make_tokenizer(tmp_path / "other", tmp_path / "other.model", 96)  # same size, other pieces
+    make_tokens(tmp_path / "data", None, tmp_path / "tok.model", tmp_path / "t.safetensors")
+    cfg = DialogueConfig(temporal=dataclasses.replace(DialogueConfig().temporal, dim=64))
+    base = DialogueTrainConfig(tokens=str(tmp_path / "t.safetensors"), tokenizer=str(tmp_path / "tok.model"),
+                               model=cfg, batch_size=2)
+    task = DialogueTask(base)
+    released = task.build_model()
+    save_dialogue(tmp_path / "released.safetensors", released, task.tokenizer, task.data.codec_id, half=True)
+
+    started = DialogueTask(dataclasses.replace(base, init_from=str(tmp_path / "released.safetensors"))).build_model()
+    for name, value in released.state_dict().items():
+        expected = value.half().float() if value.is_floating_point() else value
+        assert torch.equal(started.state_dict()[name], expected), name
+    wider = dataclasses.replace(base, init_from=str(tmp_path / "released.safetensors"),
+                                model=dataclasses.replace(cfg, temporal=dataclasses.replace(cfg.temporal, dim=96)))
+    with pytest.raises(ValueError, match="another model config.*temporal"):
+        DialogueTask(wider).build_model()
+    other_words = dataclasses.replace(base, init_from=str(tmp_path / "released.safetensors"),
+                                      tokenizer=str(tmp_path / "other.model"))
+    with pytest.raises(ValueError, match="another tokenizer"):
+        DialogueTask(other_words).build_model()

@@ -25,10 +25,9 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import yaml
 from tqdm import tqdm
 
-from codec.config_io import to_dict
+from codec import config_io
 
 from ..cli_config import load_configs, parse_overrides
 from ..ctm import CtmEntry, write_ctm
@@ -38,6 +37,7 @@ from ..synth.flite import synthesize
 from .tasks import BACKCHANNELS, COUNTING_REPLIES, INTERRUPTIONS, STYLES, TASKS, Utterance, draw_exchange, reply_for
 
 USER_CHANNEL, SYSTEM_CHANNEL = "1", "2"
+CORPUS_CONFIG = "corpus.yaml"  # in every data dir: the settings it was synthesised with
 
 
 @dataclasses.dataclass
@@ -227,6 +227,13 @@ def _write_conversation(cfg: CorpusConfig, out: Path, i: int) -> tuple[str, str,
     return conv_id, meta["style"], meta["duration"], words
 
 
+def corpus_config(data_dir: str | Path) -> CorpusConfig:
+    """The settings a data dir was synthesised with; a data dir without them (made by another
+    recipe) gets the defaults."""
+    path = Path(data_dir) / CORPUS_CONFIG
+    return config_io.load(CorpusConfig, path) if path.is_file() else CorpusConfig()
+
+
 def synthesize_corpus(cfg: CorpusConfig, out: Path, num_workers: int = 1, progress: bool = False) -> DataDir:
     """Write the corpus; `num_workers` processes share the conversations (the output does not
     depend on it: every conversation is seeded by its index)."""
@@ -250,7 +257,7 @@ def synthesize_corpus(cfg: CorpusConfig, out: Path, num_workers: int = 1, progre
     bar.close()
     for ch, name in ((USER_CHANNEL, "user.ctm"), (SYSTEM_CHANNEL, "system.ctm")):
         write_ctm(out / name, ctm[ch])
-    (out / "corpus.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    config_io.save(cfg, out / CORPUS_CONFIG)
     d = DataDir(wav_scp=wav_scp, utt2spk=utt2spk, text=text, utt2dur=utt2dur, path=out)
     d.save(out)
     return d.validate()

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from dialogue import (Columns, DialogueConfig, DuplexModel, LossWeights, TextTokenizer, delay_tokens, duplex_loss,
-                      save_dialogue)
+                      load_dialogue, save_dialogue)
 from dialogue.layout import delay_rows, user_text_targets
 
 from ..trainer import LossTerm, TrainerConfig, TrainingTask
@@ -52,6 +52,10 @@ class DialogueTrainConfig:
     text_dialogues: TextDialogueConfig = dataclasses.field(default_factory=TextDialogueConfig)
     # spoken conversations spliced from the turns of others (recipes/dialogue/splice.py)
     splice: SpliceConfig = dataclasses.field(default_factory=SpliceConfig)
+    # a trained dialogue checkpoint (e.g. dialogue/assets/dialogue.safetensors) whose weights a new run starts
+    # from instead of a random init: fine-tuning a released model, whose optimizer state is not released.
+    # Its config, tokenizer and codec must be this run's; a run resumed from its own checkpoints ignores it.
+    init_from: str = ""
 
     def check(self) -> None:
         """Settings that cannot train, named (before the token file is read)."""
@@ -87,7 +91,22 @@ class DialogueTask(TrainingTask):
                                                 self.tokenizer)
 
     def build_model(self) -> nn.Module:
-        return DuplexModel(self.model_cfg)
+        model = DuplexModel(self.model_cfg)
+        if self.cfg.init_from:
+            model.load_state_dict(self.initial_weights())
+        return model
+
+    def initial_weights(self) -> dict[str, torch.Tensor]:
+        """`init_from`'s weights, once it is checked to be a model of this run's shape, words and tokens."""
+        src = load_dialogue(self.cfg.init_from, codec_id=self.data.codec_id)
+        differ = [f"{k}: {v!r} there, {getattr(self.model_cfg, k)!r} here"
+                  for k, v in dataclasses.asdict(src.model.cfg).items()
+                  if k != "name" and v != dataclasses.asdict(self.model_cfg)[k]]
+        if differ:
+            raise ValueError(f"init_from {self.cfg.init_from}: another model config ({'; '.join(differ)})")
+        if src.tokenizer.proto != self.tokenizer.proto:
+            raise ValueError(f"init_from {self.cfg.init_from}: trained with another tokenizer than {self.cfg.tokenizer}")
+        return src.model.state_dict()
 
     def batches(self, start_step: int, rank: int, world_size: int) -> Iterator[dict]:
         step = start_step

@@ -28,8 +28,8 @@ import torch
 from dialogue import StreamConfig, TextTokenizer, Word, text_stream, text_stream_words
 
 from ..ctm import read_ctm
-from .synth import CorpusConfig
-from .tasks import STYLES, TASKS, answer_positions, reply_for
+from .synth import CorpusConfig, corpus_config
+from .tasks import STYLES, TASKS, answer_positions, draw_exchange, reply_for
 
 
 @dataclasses.dataclass
@@ -92,10 +92,10 @@ class TextDialogues:
     """Draws text-only conversations as undelayed grids (`draw`)."""
 
     def __init__(self, cfg: TextDialogueConfig, data_dir: str | Path, streams: StreamConfig,
-                 tokenizer: TextTokenizer, timing: CorpusConfig | None = None) -> None:
+                 tokenizer: TextTokenizer, corpus: CorpusConfig | None = None) -> None:
         data_dir = Path(data_dir)
         self.cfg, self.streams, self.tokenizer = cfg, streams, tokenizer
-        self.timing = timing or CorpusConfig()
+        self.corpus = corpus or corpus_config(data_dir)  # gaps and task draws as in the spoken corpus
         self.user = WordDurations(data_dir / "user.ctm")
         self.system = WordDurations(data_dir / "system.ctm")
 
@@ -106,14 +106,15 @@ class TextDialogues:
         user, system, answers = [], [], []
         t = rng.uniform(0.4, 0.8)
         for _ in range(rng.randint(self.cfg.min_turns, self.cfg.max_turns)):
-            ex = TASKS[rng.choice(self.cfg.tasks)](rng)
+            ex = draw_exchange(rng.choice(self.cfg.tasks), rng, self.corpus.arithmetic_entries,
+                               self.corpus.counting_reply)
             reply = reply_for(ex, style).words
             q = self.user.lay_out(ex.question.words, t, rng)
-            r = self.system.lay_out(reply, q[-1].end + rng.uniform(*self.timing.response_gap), rng)
+            r = self.system.lay_out(reply, q[-1].end + rng.uniform(*self.corpus.response_gap), rng)
             answers += [(ex.task, len(system) + i) for i in answer_positions(reply, ex.answer_words)]
             user += q
             system += r
-            t = r[-1].end + rng.uniform(*self.timing.turn_gap)
+            t = r[-1].end + rng.uniform(*self.corpus.turn_gap)
         return user, system, answers
 
     def draw(self, rng: random.Random, max_steps: int) -> TextConversation:
