@@ -35,6 +35,7 @@ class DuplexRun:
     late_steps: int = 0  # realtime only: steps whose output was not ready when the next step's audio arrived
     heard_tokens: torch.Tensor | None = None  # [B, S] the listening head's transcript of the user (or None)
     heard_delay_steps: int = 0  # how many steps the heard stream lags the user's audio
+    text_probs: torch.Tensor | None = None  # [B, S, 3] with trace_text: p(token chosen), p(PAD), p(EPAD)
 
     def heard_words(self, b: int, tokenizer: TextTokenizer) -> list[Word]:
         """Conversation b's user words as the listening head heard them, on the user's clock (the
@@ -96,16 +97,18 @@ class RecordingSource:
 
 def run_duplex(codec: Codec, model: DuplexModel, user: torch.Tensor, system_voice: torch.Tensor | None,
                sampling: SamplingConfig | None = None, seeds: int | list[int] = 0, realtime: bool = False,
-               on_step=None) -> DuplexRun:
+               on_step=None, trace_text: bool = False) -> DuplexRun:
     """user [B, N] at codec.sample_rate → DuplexRun. realtime: pace the steps by the wall clock (as
-    a microphone would deliver them). on_step(n, text [B]) is called after every step."""
+    a microphone would deliver them). on_step(n, text [B]) is called after every step. trace_text:
+    keep the text distribution's probabilities per step (`DuplexRun.text_probs`)."""
     source = RecordingSource(user, model.cfg.streams.frames_per_step * codec.config.samples_per_token,
                              model.cfg.streams.step_seconds, realtime)
-    return stream_duplex(codec, model, source, system_voice, sampling, seeds, on_step)
+    return stream_duplex(codec, model, source, system_voice, sampling, seeds, on_step, trace_text)
 
 
 def stream_duplex(codec: Codec, model: DuplexModel, source, system_voice: torch.Tensor | None,
-                  sampling: SamplingConfig | None = None, seeds: int | list[int] = 0, on_step=None) -> DuplexRun:
+                  sampling: SamplingConfig | None = None, seeds: int | list[int] = 0, on_step=None,
+                  trace_text: bool = False) -> DuplexRun:
     """The duplex loop over any step source: iterating `source` gives [B, step_samples] user audio
     at codec.sample_rate, `source.play(audio [B, step_samples])` receives each step's system audio
     as soon as it is decoded, `source.recorded()` returns all user audio heard and
@@ -119,9 +122,10 @@ def stream_duplex(codec: Codec, model: DuplexModel, source, system_voice: torch.
                          f"{codec.config.codebook_size}")
     b = source.batch_size
     voice = system_voice.float().reshape(-1, cfg.streams.voice_dim).expand(b, -1) if system_voice is not None else None
-    user_tokens, text_tokens, system_tokens, heard = [], [], [], []
+    user_tokens, text_tokens, system_tokens, heard, text_probs = [], [], [], [], []
     audio, times = [], []
-    with codec.streaming(b, voice=voice) as stream, DuplexSession(model, b, sampling, voice, seeds) as session:
+    with codec.streaming(b, voice=voice) as stream, \
+            DuplexSession(model, b, sampling, voice, seeds, trace_text=trace_text) as session:
         for i, chunk in enumerate(source):
             start = time.perf_counter()
             codes = stream.encode_step(chunk)
@@ -134,6 +138,8 @@ def stream_duplex(codec: Codec, model: DuplexModel, source, system_voice: torch.
             text_tokens.append(text.clone())
             system_tokens.append(system.clone())
             heard.append(session.heard.clone())
+            if trace_text:
+                text_probs.append(session.text_probs.clone())
             if on_step is not None:
                 on_step(i, text)
         audio.append(stream.decode_flush()[:, 0].cpu())
@@ -149,4 +155,4 @@ def stream_duplex(codec: Codec, model: DuplexModel, source, system_voice: torch.
                      torch.stack(user_tokens, 1).cpu(), torch.stack(text_tokens, 1).cpu(),
                      torch.stack(system_tokens, 1).cpu(), times, int(source.late_steps),
                      torch.stack(heard, 1).cpu() if cfg.user_text_delay is not None else None,
-                     session.heard_lag)
+                     session.heard_lag, torch.stack(text_probs, 1).cpu() if trace_text else None)

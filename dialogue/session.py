@@ -12,7 +12,9 @@ buffer is allocated once, in the constructor. `reset(mask)` restarts chosen conv
 With a listening head, `session.heard` [B] holds the user's word piece (or PAD) it read off the
 temporal state this step: a streaming transcript of the user, `delays.user + user_text_delay` steps
 behind the user's audio (PAD until that lag has passed); with `user_text_input` it is read back as
-the next step's input. Delays: the first `delays.system` steps of
+the next step's input. With `trace_text`, `session.text_probs` [B, 3] holds the text distribution's
+probability (temperature 1, before top-k) of the token chosen, of PAD and of EPAD: where a reply
+stopped or a word was chosen, how sure the model was. Delays: the first `delays.system` steps of
 system audio (and `delays.text` of text) are the stream's fill, as in training; the user stream's
 delay is a small FIFO here.
 """
@@ -40,7 +42,8 @@ class SamplingConfig:
 
 class DuplexSession:
     def __init__(self, model: DuplexModel, batch_size: int = 1, sampling: SamplingConfig | None = None,
-                 system_voice: torch.Tensor | None = None, seeds: int | Sequence[int] = 0) -> None:
+                 system_voice: torch.Tensor | None = None, seeds: int | Sequence[int] = 0,
+                 trace_text: bool = False) -> None:
         self.model = model.eval()
         cfg = model.cfg
         self.cfg, self.batch_size = cfg, batch_size
@@ -62,6 +65,7 @@ class DuplexSession:
         self.out = torch.zeros(batch_size, cfg.depth_positions, dtype=torch.long, device=dev)
         self.user_fifo = torch.full((batch_size, cfg.delays.user + 1, k), s.silence_token, dtype=torch.long, device=dev)
         self.voice_fifo = torch.zeros(batch_size, cfg.delays.user + 1, s.voice_dim, device=dev)
+        self.text_probs = torch.zeros(batch_size, 3, device=dev) if trace_text else None  # chosen, PAD, EPAD
         self._noise = {"text": torch.empty(batch_size, s.text_vocab_size, device=dev),
                        "audio": torch.empty(batch_size, s.codebook_size, device=dev)}
         self._stack = contextlib.ExitStack()
@@ -121,7 +125,13 @@ class DuplexSession:
         sp, d = self.sampling, self.cfg.delays
         if q == 0:
             token = self._sample(logits, sp.text_temperature, sp.text_top_k, self._noise["text"])
-            return torch.where(self.steps < d.text, TextTokenizer.PAD, token)
+            token = torch.where(self.steps < d.text, TextTokenizer.PAD, token)
+            if self.text_probs is not None:
+                probs = logits.float().softmax(-1)
+                ids = torch.stack([token, torch.full_like(token, TextTokenizer.PAD),
+                                   torch.full_like(token, TextTokenizer.EPAD)], -1)
+                self.text_probs.copy_(probs.gather(-1, ids))
+            return token
         token = self._sample(logits, sp.audio_temperature, sp.audio_top_k, self._noise["audio"])
         return torch.where(self.steps < d.system, self.cfg.streams.silence_token, token)
 

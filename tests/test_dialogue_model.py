@@ -226,6 +226,7 @@ def test_own_audio_noise_speech_only_keeps_the_system_silence(rng):
 
 @pytest.mark.parametrize("user_text_input", [False, True])
 def test_session_heard_is_the_listening_heads_argmax(rng, user_text_input):
+    """...and the traced text probabilities (`trace_text`) are the teacher-forced text distribution's."""
     cfg = tiny_config(user_text_delay=1, user_text_input=user_text_input)
     torch.manual_seed(3)
     model = DuplexModel(cfg).eval()
@@ -233,10 +234,11 @@ def test_session_heard_is_the_listening_heads_argmax(rng, user_text_input):
     user = torch.randint(0, cfg.streams.codebook_size, (1, s, k), generator=rng)
     voice = torch.randn(1, s, cfg.streams.voice_dim, generator=rng)
     g_sys = torch.randn(1, cfg.streams.voice_dim, generator=rng)
-    heard, texts, systems = [], [], []
-    with DuplexSession(model, 1, SamplingConfig(0.0, 0, 0.0, 0), system_voice=g_sys) as session:
+    heard, texts, systems, traced = [], [], [], []
+    with DuplexSession(model, 1, SamplingConfig(0.0, 0, 0.0, 0), system_voice=g_sys, trace_text=True) as session:
         for t in range(s):
             text, system = session.step(user[:, t], voice[:, t])
+            traced.append(session.text_probs.clone())
             heard.append(session.heard.clone())
             texts.append(text.clone())
             systems.append(system.clone())
@@ -249,9 +251,15 @@ def test_session_heard_is_the_listening_heads_argmax(rng, user_text_input):
     v = torch.cat([voice[:, :1], voice[:, :-1]], 1)
     heard = torch.stack(heard, 1)
     with torch.no_grad():  # with user_text_input the session fed its own transcript back: so does the reference
-        ref = model(grid, v, g_sys, heard).user_text.argmax(-1)
+        logits = model(grid, v, g_sys, heard)
+    ref = logits.user_text.argmax(-1)
     lag = cfg.delays.user + cfg.user_text_delay
     assert torch.equal(heard[:, lag:], ref[:, lag:]) and (heard[:, :lag] == TextTokenizer.PAD).all()
+    ids = torch.stack([grid[..., cols.text], torch.full_like(grid[..., 0], TextTokenizer.PAD),
+                       torch.full_like(grid[..., 0], TextTokenizer.EPAD)], -1)
+    traced = torch.stack(traced, 1)
+    torch.testing.assert_close(traced, logits.text.softmax(-1).gather(-1, ids), atol=1e-5, rtol=1e-4)
+    assert (traced[..., 0] >= traced[..., 1:].amax(-1) - 1e-6).all()  # greedy: the token chosen is the likeliest
 
 
 def run_session(model, user, voice, g_sys, seeds, sampling):

@@ -159,6 +159,17 @@ def test_tiny_recipe_end_to_end(tmp_path):
     for out in (exp / "dialogue" / "score" / "wav").glob("*.wav"):  # every conversation gets the same tail
         meta = json.loads((data / "test" / "meta" / f"{out.stem}.json").read_text())
         assert abs(sf.info(out).duration - meta["duration"] - speed["tail_s"]) < 0.01
+    # the text trace: a step per 80 ms of each conversation, the greedy token the likeliest, and every
+    # word of the monologue among its pieces
+    trace = [r.split("\t") for r in (exp / "dialogue" / "score" / "text_trace.tsv").read_text().splitlines()]
+    assert trace[0] == ["conversation", "step", "time", "token", "p_token", "p_pad", "p_epad"]
+    said = group_by_utt(read_ctm(exp / "dialogue" / "score" / "monologue.ctm"))
+    for out in (exp / "dialogue" / "score" / "wav").glob("*.wav"):
+        steps = [r for r in trace[1:] if r[0] == out.stem]
+        assert len(steps) == int(sf.info(out).duration / 0.08 + 1e-6)
+        assert all(float(r[4]) >= max(float(r[5]), float(r[6])) - 1e-3 for r in steps)
+        pieces = "".join(r[3] for r in steps if not r[3].startswith("<")).replace("\u2581", " ").split()
+        assert all(e.token in pieces for e in said.get(out.stem, [])), out.stem
     wav, sr = sf.read(exp / "demo" / "duplex.wav")
     assert wav.shape[1] == 2 and np.abs(wav[:, 0]).max() > 0.01
     again = subprocess.run(cmd + ["--stage", "4"], capture_output=True, text=True, env=env, timeout=60)

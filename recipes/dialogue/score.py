@@ -16,7 +16,8 @@ Writes scores.json, RESULTS.md (with task accuracy per kind of task and the comm
 interruptions.tsv (per interruption: stop latency and what the listening head heard around its onset)
 and tasks.tsv (per answered turn and pass: the question, what the listening head heard of it, the
 answer, what the system said): with a listening head, RESULTS.md splits task accuracy into turns whose
-question was heard whole and the others.
+question was heard whole and the others. With --text-trace, text_trace.tsv holds every step of the
+first pass: the text token chosen and the model's probability of it, of PAD and of EPAD.
 """
 from __future__ import annotations
 
@@ -99,7 +100,7 @@ def score_model(d: DataDir, metas: dict, args, codec, bundle, token_vad: TokenVa
     per_run: list[dict] = []
     times, steps = [], 0
     (args.out / "wav").mkdir(parents=True, exist_ok=True)
-    ctm, heard_ctm, events, tasks = [], [], [], []
+    ctm, heard_ctm, events, tasks, trace = [], [], [], [], []
     user_ctm = group_by_utt(read_ctm(d.path / "user.ctm")) if bundle.model.cfg.user_text_delay is not None else {}
     heard_by_style: dict[str, list[int]] = {}  # style -> [word errors, reference words]
     utts = d.utts[:args.max_conversations] if args.max_conversations else d.utts
@@ -113,7 +114,8 @@ def score_model(d: DataDir, metas: dict, args, codec, bundle, token_vad: TokenVa
         user = torch.stack([torch.nn.functional.pad(x, (0, n - len(x))) for x in users])
         for run_index in range(args.runs):
             base = args.seed + RUN_SEED_STRIDE * run_index
-            run = run_duplex(codec, bundle.model, user, voice, sampling, seeds=[base + i + j for j in range(len(batch))])
+            run = run_duplex(codec, bundle.model, user, voice, sampling, seeds=[base + i + j for j in range(len(batch))],
+                             trace_text=args.text_trace and run_index == 0)
             times += run.step_times
             steps += len(run.step_times)
             for j, utt in enumerate(batch):
@@ -127,6 +129,8 @@ def score_model(d: DataDir, metas: dict, args, codec, bundle, token_vad: TokenVa
                     sf.write(args.out / "wav" / f"{utt}.wav", stereo, run.sample_rate, subtype="PCM_16")
                     ctm += [CtmEntry(utt, "2", w.start, w.end - w.start, w.word) for w in words]
                     heard_ctm += [CtmEntry(utt, "1", w.start, w.end - w.start, w.word) for w in heard or []]
+                    if run.text_probs is not None:
+                        trace += text_trace_rows(utt, run, j, length / codec.sample_rate, bundle.tokenizer)
                 if heard is not None:
                     ref = [e.token for e in user_ctm.get(utt, [])]
                     counts = heard_by_style.setdefault(metas[utt]["style"], [0, 0])
@@ -155,6 +159,8 @@ def score_model(d: DataDir, metas: dict, args, codec, bundle, token_vad: TokenVa
     if heard_ctm:
         write_ctm(args.out / "heard.ctm", heard_ctm)
     write_task_rows(args.out / "tasks.tsv", tasks)
+    if args.text_trace:
+        (args.out / "text_trace.tsv").write_text("\n".join([TEXT_TRACE_HEADER] + trace) + "\n")
     t = np.array(times) * 1000
     cfg = bundle.model.cfg
     heard_errors, heard_ref = (sum(c[i] for c in heard_by_style.values()) for i in (0, 1))
@@ -166,6 +172,21 @@ def score_model(d: DataDir, metas: dict, args, codec, bundle, token_vad: TokenVa
              "listening_wer_per_style": wer_per_style, "runs": per_run, "tail_s": args.tail,
              "task_by_hearing": task_by_hearing(tasks), "misses_by_outcome": misses_by_outcome(tasks)}
     return {k: aggregate(v) for k, v in results.items() if v}, speed
+
+
+TEXT_TRACE_HEADER = "conversation\tstep\ttime\ttoken\tp_token\tp_pad\tp_epad"
+
+
+def text_trace_rows(utt: str, run, b: int, seconds: float, tokenizer) -> list[str]:
+    """text_trace.tsv lines of conversation b of a traced run, up to `seconds`; a step's time is when
+    its token was emitted (the end of the step, as the monologue's word times)."""
+    rows = []
+    for step, (token, probs) in enumerate(zip(run.text_tokens[b].tolist(), run.text_probs[b].tolist())):
+        time_s = (step + 1) * run.step_seconds
+        if time_s > seconds:
+            break
+        rows.append("\t".join([utt, str(step), f"{time_s:.2f}", tokenizer.piece(token)] + [f"{p:.3f}" for p in probs]))
+    return rows
 
 
 TASK_COLUMNS = ("conversation", "run", "task", "question", "heard", "heard_question", "answer", "said", "correct",
@@ -303,6 +324,9 @@ def main(argv=None) -> None:
     p.add_argument("--audio-temperature", type=float, default=0.8)
     p.add_argument("--audio-top-k", type=int, default=250)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--text-trace", action="store_true",
+                   help="write text_trace.tsv: per step of the first pass, the text token chosen and the model's "
+                        "probability of it, of PAD and of EPAD (why a reply stopped, or started late)")
     p.add_argument("--tail", type=float, default=2.0,
                    help="seconds of user silence streamed after each conversation's audio, so the system can end "
                         "its last reply (the corpus leaves 0.6-1 s; the model answers ~0.25 s later than it)")

@@ -117,7 +117,7 @@ if run_stage 5 score; then
   for m in "${models[@]}"; do
     python -m recipes.dialogue.score --data "$data/test" --model "$exp/$m/model.safetensors" \
       --codec "$exp/codec.safetensors" --out "$exp/$m/score" --max-conversations $n --runs "$score_runs" \
-      --token-vad "$exp/tokens/train.safetensors" $asr_opt
+      --token-vad "$exp/tokens/train.safetensors" --text-trace $asr_opt
     python -m recipes.dialogue.evaluate --model "$exp/$m/model.safetensors" --max-conversations 200 \
       --tokens "$exp/tokens/test.safetensors" "$exp/tokens/train.safetensors" --out "$exp/$m/score/teacher_forced.json"
   done
