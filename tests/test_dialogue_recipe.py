@@ -577,3 +577,31 @@ def test_training_starts_from_a_released_model_of_its_shape_only(tmp_path):
                                       tokenizer=str(tmp_path / "other.model"))
     with pytest.raises(ValueError, match="another tokenizer"):
         DialogueTask(other_words).build_model()
+
+
+def test_trace_stops_reads_the_step_after_a_replys_last_word(tmp_path):
+    """trace_stops: tasks.tsv rows are matched to the answered turns (interrupted ones skipped), and a
+    reply's stop is read at the step after its last word's last piece."""
+    from recipes.dialogue.score import TASK_COLUMNS, TEXT_TRACE_HEADER
+    from recipes.dialogue.trace_stops import stop_probabilities
+
+    (tmp_path / "data" / "meta").mkdir(parents=True)
+    turns = [{"task": "counting", "interrupted": True, "question_start": 0.0},
+             {"task": "counting", "interrupted": False, "question_start": 0.3}]
+    (tmp_path / "data" / "meta" / "c1.json").write_text(json.dumps({"turns": turns}))
+    # the interrupted turn's reply "four five" (steps 1-2), then the answered one's (from step 4, 0.32 s)
+    steps = ["<pad>", "\u2581four", "\u2581five", "<pad>", "\u2581four", "<epad>", "\u2581fi", "ve", "<pad>", "<pad>"]
+    p_pad = [0.9, 0.0, 0.0, 0.3, 0.0, 0.1, 0.0, 0.0, 0.97, 0.99]
+    trace = [TEXT_TRACE_HEADER] + [f"c1\t{i}\t{(i + 1) * 0.08:.2f}\t{t}\t0.5\t{p}\t0.01" for i, (t, p) in
+                                    enumerate(zip(steps, p_pad))]
+    (tmp_path / "text_trace.tsv").write_text("\n".join(trace) + "\n")
+    row = {"conversation": "c1", "run": "0", "task": "counting", "answer": "four five six", "said": "four five",
+           "outcome": "cut short"}
+    (tmp_path / "tasks.tsv").write_text("\n".join(["\t".join(TASK_COLUMNS),
+                                                   "\t".join(row.get(c, "-") for c in TASK_COLUMNS)]) + "\n")
+    found = stop_probabilities(tmp_path, tmp_path / "data")
+    # the reply is the answered turn's: "five" ends at step 7, the stop is read at step 8
+    assert found["right"] == [] and [r["p_pad"] for r in found["cut short"]] == [0.97]
+    with pytest.raises(ValueError, match="text_trace"):
+        (tmp_path / "text_trace.tsv").write_text("nothing\n")
+        stop_probabilities(tmp_path, tmp_path / "data")
