@@ -18,34 +18,34 @@ from pathlib import Path
 WORD_START = "\u2581"  # sentencepiece's mark of a word's first piece
 
 
-def read_trace(path: Path) -> dict[str, list[tuple[int, str, float, float]]]:
-    """conversation -> [(step, token, p_pad, p_epad)] in step order."""
+def read_trace(path: Path) -> dict[str, list[tuple[int, float, str, float, float]]]:
+    """conversation -> [(step, time, token, p_pad, p_epad)] in step order (time: when the token was emitted)."""
     lines = path.read_text().splitlines()
     if not lines or lines[0].split("\t")[:4] != ["conversation", "step", "time", "token"]:
         raise ValueError(f"{path}: not a text_trace.tsv (score.py --text-trace)")
     trace: dict[str, list] = {}
     for line in lines[1:]:
-        conv, step, _, token, _, p_pad, p_epad = line.split("\t")
-        trace.setdefault(conv, []).append((int(step), token, float(p_pad), float(p_epad)))
+        conv, step, time_s, token, _, p_pad, p_epad = line.split("\t")
+        trace.setdefault(conv, []).append((int(step), float(time_s), token, float(p_pad), float(p_epad)))
     return trace
 
 
-def trace_words(steps: list[tuple[int, str, float, float]], step_seconds: float) -> list[tuple[str, float, int]]:
-    """The words of a traced monologue: (word, time of its first piece, step of its last piece)."""
+def trace_words(steps: list[tuple[int, float, str, float, float]]) -> list[tuple[str, float, int]]:
+    """The words of a traced monologue: (word, time of its first piece, step of its last piece), timed
+    as the monologue's words are (monologue.ctm, tasks.tsv's reply windows)."""
     words: list[list] = []
-    for step, token, _, _ in steps:
+    for step, time_s, token, _, _ in steps:
         if token.startswith("<"):  # PAD, EPAD, BOS, ...
             continue
         if token.startswith(WORD_START) or not words:
-            words.append([token.lstrip(WORD_START), step * step_seconds, step])
+            words.append([token.lstrip(WORD_START), time_s, step])
         else:
             words[-1][0] += token
             words[-1][2] = step
     return [tuple(w) for w in words]
 
 
-def stop_probabilities(score: Path, data: Path, task: str = "counting",
-                       step_seconds: float = 0.08) -> dict[str, list[dict]]:
+def stop_probabilities(score: Path, data: Path, task: str = "counting") -> dict[str, list[dict]]:
     """outcome ("right" / "cut short") -> one dict per reply: conversation, answer, said, p_pad, p_epad."""
     trace = read_trace(score / "text_trace.tsv")
     lines = (score / "tasks.tsv").read_text().splitlines()
@@ -64,7 +64,7 @@ def stop_probabilities(score: Path, data: Path, task: str = "counting",
         if row["task"] != task or row["outcome"] not in found or conv not in trace:
             continue
         said, last, i = row["said"].split(), None, 0
-        for word, start, end_step in trace_words(trace[conv], step_seconds):
+        for word, start, end_step in trace_words(trace[conv]):
             if start >= turn["question_start"] and i < len(said) and word == said[i]:
                 i, last = i + 1, end_step
                 if i == len(said):
@@ -72,7 +72,7 @@ def stop_probabilities(score: Path, data: Path, task: str = "counting",
         after = next((s for s in trace[conv] if s[0] == last + 1), None) if i == len(said) else None
         if after is not None:
             found[row["outcome"]].append({"conversation": conv, "answer": row["answer"], "said": row["said"],
-                                          "p_pad": after[2], "p_epad": after[3]})
+                                          "p_pad": after[3], "p_epad": after[4]})
     return found
 
 
