@@ -472,6 +472,25 @@ def test_counting_replies_restate_the_range_on_the_same_draws(tmp_path):
         synthesize_corpus(CorpusConfig(num_conversations=1, counting_reply="echo"), tmp_path / "d")
 
 
+def test_count_lengths_keep_the_default_draws_and_bound_the_counts(tmp_path):
+    """count_lengths [3, 6] (the default) draws exactly what the corpus always drew; longer counts stay
+    within their lengths and the numbers counted; bad lengths are named before any synthesis."""
+    import random
+
+    from recipes.dialogue.tasks import LAST_COUNTED, NUMBERS, draw_exchange
+
+    for seed in range(50):
+        old = random.Random(seed)  # the draw before count_lengths existed
+        a = old.randint(1, 14)
+        b = a + old.randint(2, 5)
+        assert draw_exchange("counting", random.Random(seed)).answer_words == tuple(NUMBERS[a:b + 1])
+        long = draw_exchange("counting", random.Random(seed), count_lengths=(8, 10)).answer_words
+        assert 8 <= len(long) <= 10 and NUMBERS.index(long[-1]) <= LAST_COUNTED
+    for bad in ([1, 4], [5, 4], [3, 20], [3]):
+        with pytest.raises(ValueError, match="count_lengths"):
+            synthesize_corpus(CorpusConfig(num_conversations=1, count_lengths=bad), tmp_path / "d")
+
+
 def test_styles_without_rates_differ_in_pitch_only():
     """style_rates=False (the style ablation's corpus): the same conversation in the excited and the slow
     style has the same user word timings, so only pitch tells the styles apart; with rates it does not."""

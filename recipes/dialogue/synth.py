@@ -34,7 +34,8 @@ from ..ctm import CtmEntry, write_ctm
 from ..datadir import DataDir
 from ..parallel import worker_pool
 from ..synth.flite import synthesize
-from .tasks import BACKCHANNELS, COUNTING_REPLIES, INTERRUPTIONS, STYLES, TASKS, Utterance, draw_exchange, reply_for
+from .tasks import (BACKCHANNELS, COUNT_LENGTHS, COUNTING_REPLIES, INTERRUPTIONS, LAST_COUNTED, STYLES, TASKS, Utterance,
+                    draw_exchange, reply_for)
 
 USER_CHANNEL, SYSTEM_CHANNEL = "1", "2"
 CORPUS_CONFIG = "corpus.yaml"  # in every data dir: the settings it was synthesised with
@@ -55,6 +56,9 @@ class CorpusConfig:
     arithmetic_entries: str = "by_operation"
     # "sequence": "four five six"; "restated": "from four to six four five six" (tasks.counting_restated)
     counting_reply: str = "sequence"
+    # how many numbers a count says, fewest and most (the model stops long counts early when they
+    # are the longest it has met: egs/mini/dialogue1/RESULTS.md, second session of 2026-12-01)
+    count_lengths: list[int] = dataclasses.field(default_factory=lambda: list(COUNT_LENGTHS))
     # false: every style speaks at the neutral rate, so pitch alone tells them apart (for the style
     # ablation: the codec tokens show rate through their timing; RESULTS.md found they carry pitch too)
     style_rates: bool = True
@@ -85,6 +89,9 @@ class CorpusConfig:
         if self.counting_reply not in COUNTING_REPLIES:
             raise ValueError(f"CorpusConfig.counting_reply is {self.counting_reply!r}, expected one of "
                              f"{list(COUNTING_REPLIES)}")
+        if len(self.count_lengths) != 2 or not 2 <= self.count_lengths[0] <= self.count_lengths[1] <= LAST_COUNTED:
+            raise ValueError(f"CorpusConfig.count_lengths is {self.count_lengths}, expected [fewest, most] with "
+                             f"2 <= fewest <= most <= {LAST_COUNTED}")
         for name in ("p_pause", "p_backchannel", "p_interruption", "p_overlap"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"CorpusConfig.{name} is {getattr(self, name)}, expected a probability in [0, 1]")
@@ -166,7 +173,7 @@ def build_conversation(cfg: CorpusConfig, seed: int) -> tuple[np.ndarray, dict, 
     n_turns = rng.randint(cfg.min_turns, cfg.max_turns)
     for i in range(n_turns):
         task = rng.choice(cfg.tasks)
-        ex = draw_exchange(task, rng, cfg.arithmetic_entries, cfg.counting_reply)
+        ex = draw_exchange(task, rng, cfg.arithmetic_entries, cfg.counting_reply, cfg.count_lengths)
         q = ex.question if prefix is None else Utterance.plain(prefix) + ex.question
         q_start = t
         if prefix is None and len(q.words) >= 3 and rng.random() < cfg.p_pause:

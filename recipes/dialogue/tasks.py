@@ -113,9 +113,14 @@ def _arithmetic_exchange(a: int, op: str, b: int) -> Exchange:
                     (NUMBERS[c],))
 
 
-def _count_range(rng: random.Random) -> tuple[int, int]:
-    a = rng.randint(1, 14)
-    return a, a + rng.randint(2, 5)
+COUNT_LENGTHS = (3, 6)  # how many numbers a count says: fewest, most (CorpusConfig.count_lengths)
+LAST_COUNTED = 19  # the highest number a count reaches
+
+
+def _count_range(rng: random.Random, lengths: tuple[int, int] = COUNT_LENGTHS) -> tuple[int, int]:
+    fewest, most = lengths
+    a = rng.randint(1, LAST_COUNTED + 1 - most)
+    return a, a + rng.randint(fewest - 1, most - 1)
 
 
 def _counting_exchange(a: int, b: int, restated: bool) -> Exchange:
@@ -125,15 +130,15 @@ def _counting_exchange(a: int, b: int, restated: bool) -> Exchange:
                     tuple(NUMBERS[i] for i in range(a, b + 1)))
 
 
-def counting(rng: random.Random) -> Exchange:
-    return _counting_exchange(*_count_range(rng), restated=False)
+def counting(rng: random.Random, lengths: tuple[int, int] = COUNT_LENGTHS) -> Exchange:
+    return _counting_exchange(*_count_range(rng, lengths), restated=False)
 
 
-def counting_restated(rng: random.Random) -> Exchange:
+def counting_restated(rng: random.Random, lengths: tuple[int, int] = COUNT_LENGTHS) -> Exchange:
     """`counting` (the same draws) with the range said again before the numbers ("from four to nine
     four five six seven eight nine"), as arithmetic replies restate their operands: the number to stop
     at is then in the system's own recent words, not only in the user's question seconds before."""
-    return _counting_exchange(*_count_range(rng), restated=True)
+    return _counting_exchange(*_count_range(rng, lengths), restated=True)
 
 
 COUNTING_REPLIES = {"sequence": counting, "restated": counting_restated}
@@ -155,12 +160,12 @@ TASKS = {"arithmetic": arithmetic, "counting": counting, "spelling": spelling, "
 
 
 def draw_exchange(task: str, rng: random.Random, arithmetic_entries: str = "by_operation",
-                  counting_reply: str = "sequence") -> Exchange:
+                  counting_reply: str = "sequence", count_lengths: tuple[int, int] = COUNT_LENGTHS) -> Exchange:
     """One exchange of `task`, drawn the way a corpus's settings ask (CorpusConfig)."""
     if task == "arithmetic" and arithmetic_entries == "uniform":
         return arithmetic_uniform(rng)
     if task == "counting":
-        return COUNTING_REPLIES[counting_reply](rng)
+        return COUNTING_REPLIES[counting_reply](rng, tuple(count_lengths))
     return TASKS[task](rng)
 
 

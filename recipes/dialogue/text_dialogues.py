@@ -107,7 +107,7 @@ class TextDialogues:
         t = rng.uniform(0.4, 0.8)
         for _ in range(rng.randint(self.cfg.min_turns, self.cfg.max_turns)):
             ex = draw_exchange(rng.choice(self.cfg.tasks), rng, self.corpus.arithmetic_entries,
-                               self.corpus.counting_reply)
+                               self.corpus.counting_reply, self.corpus.count_lengths)
             reply = reply_for(ex, style).words
             q = self.user.lay_out(ex.question.words, t, rng)
             r = self.system.lay_out(reply, q[-1].end + rng.uniform(*self.corpus.response_gap), rng)
