@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from dialogue import DialogueConfig, TextTokenizer, Word, load_dialogue, text_stream_words
-from recipes.ctm import group_by_utt, read_ctm
+from recipes.ctm import CtmEntry, group_by_utt, read_ctm, write_ctm
 from recipes.dialogue.prepare import TokenSet
 from recipes.dialogue.synth import CorpusConfig, build_conversation, corpus_config, synthesize_corpus
 from recipes.dialogue.score import interruption_rows
@@ -614,6 +614,11 @@ def test_trace_stops_reads_the_step_after_a_replys_last_word(tmp_path):
     trace = [TEXT_TRACE_HEADER] + [f"c1\t{i}\t{(i + 1) * 0.08:.2f}\t{t}\t0.5\t{p}\t0.01" for i, (t, p) in
                                     enumerate(zip(steps, p_pad))]
     (tmp_path / "text_trace.tsv").write_text("\n".join(trace) + "\n")
+    # the pass's words as the scorer writes them (text_stream_words, emitted at a step's end: start = the
+    # first piece's step + 1, end = the last piece's step + 2, in steps)
+    words = [("four", 1, 1), ("five", 2, 2), ("four", 4, 4), ("five", 6, 7)]
+    write_ctm(tmp_path / "monologue.ctm", [CtmEntry("c1", "2", (first + 1) * 0.08, (last - first + 1) * 0.08, w)
+                                           for w, first, last in words])
     row = {"conversation": "c1", "run": "0", "task": "counting", "answer": "four five six", "said": "four five",
            "outcome": "cut short"}
     (tmp_path / "tasks.tsv").write_text("\n".join(["\t".join(TASK_COLUMNS),
@@ -621,6 +626,9 @@ def test_trace_stops_reads_the_step_after_a_replys_last_word(tmp_path):
     found = stop_probabilities(tmp_path, tmp_path / "data")
     # the reply is the answered turn's: "five" ends at step 7, the stop is read at step 8
     assert found["right"] == [] and [r["p_pad"] for r in found["cut short"]] == [0.97]
+    (tmp_path / "tasks.tsv").write_text("conversation\trun\n")
+    with pytest.raises(ValueError, match="not a tasks.tsv"):
+        stop_probabilities(tmp_path, tmp_path / "data")
     with pytest.raises(ValueError, match="text_trace"):
         (tmp_path / "text_trace.tsv").write_text("nothing\n")
         stop_probabilities(tmp_path, tmp_path / "data")

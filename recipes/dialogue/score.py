@@ -203,6 +203,14 @@ def write_task_rows(path: Path, rows: list[dict]) -> None:
                                                           for r in rows]) + "\n")
 
 
+def read_task_rows(path: Path) -> list[dict[str, str]]:
+    """tasks.tsv back as one dict of its cells (strings, as written) per line."""
+    lines = Path(path).read_text().splitlines()
+    if not lines or tuple(lines[0].split("\t")) != TASK_COLUMNS:
+        raise ValueError(f"{path}: not a tasks.tsv of this scorer (expected the columns {TASK_COLUMNS})")
+    return [dict(zip(TASK_COLUMNS, line.split("\t"))) for line in lines[1:]]
+
+
 def task_by_hearing(rows: list[dict]) -> dict:
     """Per task: [answered right, turns] when the listening head heard the whole question and when
     it did not (empty without a listening head)."""

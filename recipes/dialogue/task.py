@@ -99,9 +99,9 @@ class DialogueTask(TrainingTask):
     def initial_weights(self) -> dict[str, torch.Tensor]:
         """`init_from`'s weights, once it is checked to be a model of this run's shape, words and tokens."""
         src = load_dialogue(self.cfg.init_from, codec_id=self.data.codec_id)
-        differ = [f"{k}: {v!r} there, {getattr(self.model_cfg, k)!r} here"
-                  for k, v in dataclasses.asdict(src.model.cfg).items()
-                  if k != "name" and v != dataclasses.asdict(self.model_cfg)[k]]
+        here = dataclasses.asdict(self.model_cfg)
+        differ = [f"{k}: {v!r} there, {here[k]!r} here" for k, v in dataclasses.asdict(src.model.cfg).items()
+                  if k != "name" and v != here[k]]
         if differ:
             raise ValueError(f"init_from {self.cfg.init_from}: another model config ({'; '.join(differ)})")
         if src.tokenizer.proto != self.tokenizer.proto:

@@ -3,10 +3,10 @@
     python -m recipes.dialogue.trace_stops --score exp/dialogue/score --data data/test [--task counting]
 
 For every answered turn of the first pass (tasks.tsv, run 0) whose reply is scored right or cut
-short, it finds the reply's last word in text_trace.tsv (the words said, in order, from the
-question's start on) and reads the step after it: the model's p(PAD) and p(EPAD) there. A cut-short
-reply stopped with p(PAD) near 1 is a decision the model is sure of, which no sampling setting can
-repair; one near 0.5 is a coin the sampler lost.
+short, it finds the reply's last word among the words of that pass (monologue.ctm: the words said,
+in order, from the question's start on) and reads text_trace.tsv at the step after it: the model's
+p(PAD) and p(EPAD) there. A cut-short reply stopped with p(PAD) near 1 is a decision the model is
+sure of, which no sampling setting can repair; one near 0.5 is a coin the sampler lost.
 """
 from __future__ import annotations
 
@@ -15,64 +15,59 @@ import json
 import statistics
 from pathlib import Path
 
-WORD_START = "\u2581"  # sentencepiece's mark of a word's first piece
+from ..ctm import group_by_utt, read_ctm
+from .score import TEXT_TRACE_HEADER, read_task_rows
 
 
-def read_trace(path: Path) -> dict[str, list[tuple[int, float, str, float, float]]]:
-    """conversation -> [(step, time, token, p_pad, p_epad)] in step order (time: when the token was emitted)."""
+def read_trace(path: Path) -> dict[str, list[tuple[float, float, float]]]:
+    """conversation -> [(time, p_pad, p_epad)] per step, in step order (time: when the step's token was
+    emitted, the end of the step)."""
     lines = path.read_text().splitlines()
-    if not lines or lines[0].split("\t")[:4] != ["conversation", "step", "time", "token"]:
+    if not lines or lines[0] != TEXT_TRACE_HEADER:
         raise ValueError(f"{path}: not a text_trace.tsv (score.py --text-trace)")
     trace: dict[str, list] = {}
     for line in lines[1:]:
-        conv, step, time_s, token, _, p_pad, p_epad = line.split("\t")
-        trace.setdefault(conv, []).append((int(step), float(time_s), token, float(p_pad), float(p_epad)))
+        conv, _, time_s, _, _, p_pad, p_epad = line.split("\t")
+        trace.setdefault(conv, []).append((float(time_s), float(p_pad), float(p_epad)))
     return trace
 
 
-def trace_words(steps: list[tuple[int, float, str, float, float]]) -> list[tuple[str, float, int]]:
-    """The words of a traced monologue: (word, time of its first piece, step of its last piece), timed
-    as the monologue's words are (monologue.ctm, tasks.tsv's reply windows)."""
-    words: list[list] = []
-    for step, time_s, token, _, _ in steps:
-        if token.startswith("<"):  # PAD, EPAD, BOS, ...
-            continue
-        if token.startswith(WORD_START) or not words:
-            words.append([token.lstrip(WORD_START), time_s, step])
-        else:
-            words[-1][0] += token
-            words[-1][2] = step
-    return [tuple(w) for w in words]
+def group_rows(rows) -> dict[str, list[dict[str, str]]]:
+    """tasks.tsv rows by conversation, in their order."""
+    out: dict[str, list] = {}
+    for row in rows:
+        out.setdefault(row["conversation"], []).append(row)
+    return out
 
 
 def stop_probabilities(score: Path, data: Path, task: str = "counting") -> dict[str, list[dict]]:
     """outcome ("right" / "cut short") -> one dict per reply: conversation, answer, said, p_pad, p_epad."""
     trace = read_trace(score / "text_trace.tsv")
-    lines = (score / "tasks.tsv").read_text().splitlines()
-    head = lines[0].split("\t")
+    # the first pass's words, as text_stream_words made them (start: first piece emitted; end: the end
+    # of the step after the last piece, which is when that step's token is emitted)
+    monologue = group_by_utt(read_ctm(score / "monologue.ctm"))
+    first_pass = group_rows(r for r in read_task_rows(score / "tasks.tsv") if r["run"] == "0")
     found: dict[str, list[dict]] = {"right": [], "cut short": []}
-    turn_index: dict[str, int] = {}
-    for line in lines[1:]:
-        row = dict(zip(head, line.split("\t")))
-        if row["run"] != "0":
+    for conv, rows in first_pass.items():
+        steps = trace.get(conv)
+        if steps is None:
             continue
-        conv = row["conversation"]
+        step_seconds = steps[0][0]  # the first step is emitted at its end
         answered = [t for t in json.loads((data / "meta" / f"{conv}.json").read_text())["turns"]
                     if not t["interrupted"]]  # tasks.tsv has a row per answered turn, in order
-        turn = answered[turn_index.get(conv, 0)]
-        turn_index[conv] = turn_index.get(conv, 0) + 1
-        if row["task"] != task or row["outcome"] not in found or conv not in trace:
-            continue
-        said, last, i = row["said"].split(), None, 0
-        for word, start, end_step in trace_words(trace[conv]):
-            if start >= turn["question_start"] and i < len(said) and word == said[i]:
-                i, last = i + 1, end_step
-                if i == len(said):
-                    break
-        after = next((s for s in trace[conv] if s[0] == last + 1), None) if i == len(said) else None
-        if after is not None:
-            found[row["outcome"]].append({"conversation": conv, "answer": row["answer"], "said": row["said"],
-                                          "p_pad": after[3], "p_epad": after[4]})
+        for turn, row in zip(answered, rows):
+            if row["task"] != task or row["outcome"] not in found:
+                continue
+            said, end, i = row["said"].split(), None, 0
+            for word in monologue.get(conv, []):
+                if word.start >= turn["question_start"] and i < len(said) and word.token == said[i]:
+                    i, end = i + 1, word.start + word.dur
+                    if i == len(said):
+                        break
+            after = round(end / step_seconds) - 1 if i == len(said) else len(steps)  # the step emitted at `end`
+            if after < len(steps):
+                found[row["outcome"]].append({"conversation": conv, "answer": row["answer"], "said": row["said"],
+                                              "p_pad": steps[after][1], "p_epad": steps[after][2]})
     return found
 
 
