@@ -108,6 +108,12 @@ class DialogueTask(TrainingTask):
             raise ValueError(f"init_from {self.cfg.init_from}: trained with another tokenizer than {self.cfg.tokenizer}")
         return src.model.state_dict()
 
+    def lineage(self) -> str:
+        """What an exported model says of where its training started (empty for a random init)."""
+        if not self.cfg.init_from:
+            return ""
+        return f", fine-tuned from {self.cfg.init_from} ({load_dialogue(self.cfg.init_from).description})"
+
     def batches(self, start_step: int, rank: int, world_size: int) -> Iterator[dict]:
         step = start_step
         while True:

@@ -6,7 +6,7 @@
 #                  voice input, in parallel: the style ablation; default: true unless --tiny)
 #                 [--text-lead N]  (inner-monologue words N steps ahead of their audio)
 #                 [--score-runs N]  (stage 5: free-running passes over the test set, pooled; default 3)
-#                 [--arith true|false]  (stage 4's phases 3-5 on the arithmetic corpus; default true)
+#                 [--arith true|false]  (stage 4's phases 3-6 on the arithmetic corpora; default true)
 # Long runs: --exp ~/duet-runs/dialogue1/exp --data ~/duet-runs/dialogue1/data (resumable: every stage
 # leaves a .done marker, training resumes from its last checkpoint).
 set -euo pipefail
@@ -24,25 +24,27 @@ nj=2            # processes for corpus synthesis and token extraction
 text_lead=2     # steps each inner-monologue word is placed ahead of its audio (prepare tokens --text-lead)
 ablation=auto   # auto: true, false with --tiny
 score_runs=3    # stage 5: passes over the test set with other sampling seeds (one pass of 120 is noisy)
-arith=true      # phases 3-5 of stage 4: the arithmetic corpus (conf/corpus_arith.yaml), as the bundled model
+arith=true      # phases 3-6 of stage 4: the arithmetic corpora (conf/corpus_arith.yaml, + corpus_long_counts.yaml), as the bundled model
 bundle=false    # stage 7: copy the trained model into dialogue/assets/ (the demo's --bundled)
 . ./path.sh
 . utils/parse_options.sh
 
-corpus_conf=(conf/corpus.yaml); arith_corpus_conf=(conf/corpus.yaml conf/corpus_arith.yaml); test_conf=(conf/corpus.yaml conf/corpus_test.yaml); train_conf=(conf/train.yaml)
+corpus_conf=(conf/corpus.yaml); arith_corpus_conf=(conf/corpus.yaml conf/corpus_arith.yaml); counts_corpus_conf=(conf/corpus_long_counts.yaml); test_conf=(conf/corpus.yaml conf/corpus_test.yaml); train_conf=(conf/train.yaml)
 # stage 4's later phases: each resumes the one before from its last checkpoint, its config a delta on theirs
 finetune_conf=(conf/finetune_epad.yaml); arith_conf=(conf/finetune_arith.yaml); arith_long_conf=(conf/finetune_arith_long.yaml)
-sampled_conf=(conf/finetune_sampled.yaml)
+sampled_conf=(conf/finetune_sampled.yaml); counts_conf=(conf/finetune_counts.yaml)
 if [ "$tiny" = true ]; then
   corpus_conf+=(conf/tiny/corpus.yaml); test_conf+=(conf/tiny/corpus_test.yaml); train_conf+=(conf/tiny/train.yaml)
   arith_corpus_conf+=(conf/tiny/corpus.yaml); finetune_conf+=(conf/tiny/finetune.yaml)
   arith_conf+=(conf/tiny/finetune_arith.yaml); arith_long_conf+=(conf/tiny/finetune_arith_long.yaml)
-  sampled_conf+=(conf/tiny/finetune_sampled.yaml)
+  sampled_conf+=(conf/tiny/finetune_sampled.yaml); counts_conf+=(conf/tiny/finetune_counts.yaml)
   vocab=128; score_runs=2
 fi
 [ "$ablation" = auto ] && { [ "$tiny" = true ] && ablation=false || ablation=true; }
 models=(dialogue); [ "$ablation" = true ] && models+=(dialogue_no_voice)
 model_opts() { [ "$1" = dialogue_no_voice ] && echo model.user_voice=false || true; }
+# the model stages 5-7 use: phase 6 (arithmetic) fine-tunes phases 1-5's exported model into a directory of its own
+final() { [ "$arith" = true ] && echo "$1_counts" || echo "$1"; }
 mkdir -p "$exp"
 log() { echo "$(date +%H:%M:%S) [dialogue1] $*"; }
 run_stage() {  # run_stage N name: true when stage N should run now (in range, not yet done)
@@ -65,7 +67,11 @@ fi
 if run_stage 1 corpus; then
   python -m recipes.dialogue.synth --config "${corpus_conf[@]}" --out "$data/train" --nj "$nj"
   python -m recipes.dialogue.synth --config "${test_conf[@]}" --out "$data/test" --nj "$nj"
-  [ "$arith" = true ] && python -m recipes.dialogue.synth --config "${arith_corpus_conf[@]}" --out "$data/train_arith" --nj "$nj"
+  if [ "$arith" = true ]; then
+    python -m recipes.dialogue.synth --config "${arith_corpus_conf[@]}" --out "$data/train_arith" --nj "$nj"
+    python -m recipes.dialogue.synth --config "${arith_corpus_conf[@]}" "${counts_corpus_conf[@]}" \
+      --out "$data/train_arith_long_counts" --nj "$nj"
+  fi
   done_stage 1 corpus
 fi
 
@@ -75,7 +81,7 @@ if run_stage 2 tokenizer; then
 fi
 
 if run_stage 3 tokens; then
-  parts=(train test); [ "$arith" = true ] && parts+=(train_arith)
+  parts=(train test); [ "$arith" = true ] && parts+=(train_arith train_arith_long_counts)
   for part in "${parts[@]}"; do
     python -m recipes.dialogue.prepare tokens --data "$data/$part" --codec "$exp/codec.safetensors" \
       --tokenizer "$exp/tokenizer.model" --out "$exp/tokens/$part.safetensors" --nj "$nj" --text-lead "$text_lead"
@@ -83,23 +89,28 @@ if run_stage 3 tokens; then
   done_stage 3 tokens
 fi
 
-train_phase() {  # train_phase MODEL PART CONFIG...: train (or resume) exp/MODEL on tokens/PART to the configs' max_steps
-  local m=$1 part=$2; shift 2
-  torchrun --standalone --nproc_per_node "$nproc" -m recipes.dialogue.train --config "$@" \
+train_phase() {  # train_phase MODEL PART CONFIG... [-- KEY=VALUE...]: train (or resume) exp/MODEL on tokens/PART
+  local m=$1 part=$2 confs=() sets=(); shift 2
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do confs+=("$1"); shift; done
+  [ $# -gt 0 ] && shift && sets=("$@")
+  torchrun --standalone --nproc_per_node "$nproc" -m recipes.dialogue.train --config "${confs[@]}" \
     --out "$exp/$m" --no-progress --set tokens="$exp/tokens/$part.safetensors" \
-    tokenizer="$exp/tokenizer.model" $(model_opts "$m") >> "$exp/train_$m.log" 2>&1
+    tokenizer="$exp/tokenizer.model" $(model_opts "$m") "${sets[@]}" >> "$exp/train_$m.log" 2>&1
 }
 
 if run_stage 4 train; then
   pids=()
   phases() {  # the bundled model's lineage: 4000 steps, EPAD to 5600, arithmetic to 7200, stretched to 14000,
-              # own audio sampled to 16000
+              # own audio sampled to 16000; then 1200 steps of counts of 3-10 numbers from the exported model
+              # (init_from: fresh optimiser, float16 weights, exactly as the bundled model was made)
     train_phase "$1" train "${train_conf[@]}" && train_phase "$1" train "${train_conf[@]}" "${finetune_conf[@]}" || return 1
     [ "$arith" = true ] || return 0
     train_phase "$1" train_arith "${train_conf[@]}" "${finetune_conf[@]}" "${arith_conf[@]}" &&
       train_phase "$1" train_arith "${train_conf[@]}" "${finetune_conf[@]}" "${arith_conf[@]}" "${arith_long_conf[@]}" &&
       train_phase "$1" train_arith "${train_conf[@]}" "${finetune_conf[@]}" "${arith_conf[@]}" "${arith_long_conf[@]}" \
-        "${sampled_conf[@]}"
+        "${sampled_conf[@]}" &&
+      train_phase "$(final "$1")" train_arith_long_counts "${train_conf[@]}" "${finetune_conf[@]}" "${arith_conf[@]}" \
+        "${arith_long_conf[@]}" "${sampled_conf[@]}" "${counts_conf[@]}" -- init_from="$exp/$1/model.safetensors"
   }
   for m in "${models[@]}"; do  # in parallel: one process (OMP_NUM_THREADS=1) per model, its phases in turn
     phases "$m" &
@@ -115,11 +126,11 @@ if run_stage 5 score; then
   python -m recipes.dialogue.style_probe --tokens "$exp/tokens/train.safetensors" --codec "$exp/codec.safetensors" \
     --out "$exp/style_probe.json"
   for m in "${models[@]}"; do
-    python -m recipes.dialogue.score --data "$data/test" --model "$exp/$m/model.safetensors" \
-      --codec "$exp/codec.safetensors" --out "$exp/$m/score" --max-conversations $n --runs "$score_runs" \
+    python -m recipes.dialogue.score --data "$data/test" --model "$exp/$(final "$m")/model.safetensors" \
+      --codec "$exp/codec.safetensors" --out "$exp/$(final "$m")/score" --max-conversations $n --runs "$score_runs" \
       --token-vad "$exp/tokens/train.safetensors" --text-trace $asr_opt
-    python -m recipes.dialogue.evaluate --model "$exp/$m/model.safetensors" --max-conversations 200 \
-      --tokens "$exp/tokens/test.safetensors" "$exp/tokens/train.safetensors" --out "$exp/$m/score/teacher_forced.json"
+    python -m recipes.dialogue.evaluate --model "$exp/$(final "$m")/model.safetensors" --max-conversations 200 \
+      --tokens "$exp/tokens/test.safetensors" "$exp/tokens/train.safetensors" --out "$exp/$(final "$m")/score/teacher_forced.json"
   done
   log "score tables: $exp/<model>/score/RESULTS.md (copy the figures into RESULTS.md with the commands)"
   done_stage 5 score
@@ -127,13 +138,13 @@ fi
 
 if run_stage 6 demo; then
   first=$(head -n 1 "$data/test/wav.scp" | awk '{print $2}')
-  python -m dialogue.demo --user "$data/test/$first" --model "$exp/dialogue/model.safetensors" \
+  python -m dialogue.demo --user "$data/test/$first" --model "$exp/$(final dialogue)/model.safetensors" \
     --codec "$exp/codec.safetensors" --out "$exp/demo"
   done_stage 6 demo
 fi
 
 if [ "$bundle" = true ] && [ "$stop_stage" -ge 7 ]; then
   log "stage 7: bundle the trained model and a test conversation into dialogue/assets/"
-  python local/bundle.py "$exp" "$data/test" "$DUET_ROOT/dialogue/assets"
+  python local/bundle.py "$exp" "$data/test" "$DUET_ROOT/dialogue/assets" --model "$exp/$(final dialogue)/model.safetensors"
 fi
 log "finished stages $stage..$stop_stage in $exp"

@@ -1,8 +1,8 @@
 """Copy what `python -m dialogue.demo --bundled` uses into dialogue/assets/:
 
-    python local/bundle.py EXP DATA_TEST ASSETS [--no-model]
+    python local/bundle.py EXP DATA_TEST ASSETS [--model PATH] [--no-model]
 
-dialogue.safetensors (EXP/dialogue/model.safetensors re-saved in float16), tokenizer.model, and one
+dialogue.safetensors (the model, EXP/dialogue/model.safetensors unless --model, re-saved in float16), tokenizer.model, and one
 test conversation that has a pause, a backchannel or an interruption: its user channel
 (conversation.flac, 16-bit FLAC) and its metadata (conversation.json).
 """
@@ -19,11 +19,12 @@ p = argparse.ArgumentParser()
 p.add_argument("exp", type=Path)
 p.add_argument("data", type=Path)
 p.add_argument("assets", type=Path)
+p.add_argument("--model", type=Path, help="default: EXP/dialogue/model.safetensors")
 p.add_argument("--no-model", action="store_true")
 args = p.parse_args()
 args.assets.mkdir(parents=True, exist_ok=True)
 if not args.no_model:
-    b = load_dialogue(args.exp / "dialogue" / "model.safetensors")
+    b = load_dialogue(args.model or args.exp / "dialogue" / "model.safetensors")
     save_dialogue(args.assets / "dialogue.safetensors", b.model, b.tokenizer, b.codec_id, b.system_voice,
                   b.description, half=True)
 shutil.copy(args.exp / "tokenizer.model", args.assets / "tokenizer.model")
