@@ -109,16 +109,20 @@ def test_tiny_recipe_end_to_end(tmp_path):
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     # phases 1-5 ran in exp/dialogue (tiny: 6, 9, 12, 15, 18 steps), the last three on the arithmetic corpus's
-    # tokens; phase 6 fine-tuned their exported model on the long counts' tokens in a directory of its own
+    # tokens; phases 6 and 7 each fine-tuned the exported model before them, in a directory of its own
     assert load_dialogue(exp / "dialogue" / "model.safetensors").description.startswith("duet_dialogue_small: 18 of 18 steps")
     assert "train_arith.safetensors" in load_dialogue(exp / "dialogue" / "model.safetensors").description
-    final = load_dialogue(exp / "dialogue_counts" / "model.safetensors").description
-    assert final.startswith("duet_dialogue_small: 3 of 3 steps") and "train_arith_long_counts.safetensors" in final
-    assert f"fine-tuned from {exp / 'dialogue' / 'model.safetensors'} (duet_dialogue_small: 18 of 18 steps" in final
-    for part in ("train_arith", "train_arith_long_counts"):
+    final = load_dialogue(exp / "dialogue_excited" / "model.safetensors").description
+    assert final.startswith("duet_dialogue_small: 3 of 3 steps on") and "train_arith_excited.safetensors" in final
+    assert (f"fine-tuned from {exp / 'dialogue_counts' / 'model.safetensors'} (duet_dialogue_small: 3 of 3 steps on "
+            f"{exp / 'tokens' / 'train_arith_long_counts.safetensors'}, fine-tuned from "
+            f"{exp / 'dialogue' / 'model.safetensors'} (duet_dialogue_small: 18 of 18 steps") in final
+    for part in ("train_arith", "train_arith_long_counts", "train_arith_excited"):
         assert len(list((data / part / "meta").glob("*.json"))) == 3  # conf/tiny/corpus.yaml's size
     assert corpus_config(data / "train_arith_long_counts").count_lengths == [3, 10]
-    scores = json.loads((exp / "dialogue_counts" / "score" / "scores.json").read_text())["scores"]
+    excited = corpus_config(data / "train_arith_excited")
+    assert excited.count_lengths == [3, 10] and excited.seed == 4 and excited.styles.count("excited") == 2
+    scores = json.loads((exp / "dialogue_excited" / "score" / "scores.json").read_text())["scores"]
     ref = scores["reference (corpus), energy VAD"]
     assert ref["takeover_rate"][0] == 0.0 and ref["task_accuracy"][0] == 1.0
     per_task = scores["model, energy VAD"]["task_accuracy_per_task"]  # counts add up to the whole
@@ -129,7 +133,7 @@ def test_tiny_recipe_end_to_end(tmp_path):
     assert delayed["response_latency"][0] > ref["response_latency"][0] and delayed["task_accuracy"][0] == 1.0
     probe = json.loads((exp / "style_probe.json").read_text())
     assert set(probe) >= {"tokens", "voice", "conversations"}
-    tf = json.loads((exp / "dialogue_counts" / "score" / "teacher_forced.json").read_text())
+    tf = json.loads((exp / "dialogue_excited" / "score" / "teacher_forced.json").read_text())
     assert [Path(k).name for k in tf] == ["test.safetensors", "train.safetensors"]
     assert all(0 <= r["acc/text_words"] <= 1 and r["loss/text"] > 0 and r["conversations"] > 0 for r in tf.values())
     assert all(0 <= r["acc/reply_style"] <= 1 and 0 <= r["acc/reply_answer"] <= 1 for r in tf.values())
@@ -142,17 +146,17 @@ def test_tiny_recipe_end_to_end(tmp_path):
     for name in ("duplex.wav", "monologue.ctm", "heard.ctm", "timeline.png"):  # the tiny model has a listening head
         assert (exp / "demo" / name).is_file()
     assert summary["heard"] is not None
-    speed = json.loads((exp / "dialogue_counts" / "score" / "scores.json").read_text())["speed"]
+    speed = json.loads((exp / "dialogue_excited" / "score" / "scores.json").read_text())["speed"]
     assert speed["listening_words"] > 0  # and each style's words add up to them
     assert sum(n for _, n in speed["listening_wer_per_style"].values()) == speed["listening_words"]
-    tasks = [r.split("\t") for r in (exp / "dialogue_counts" / "score" / "tasks.tsv").read_text().splitlines()]
+    tasks = [r.split("\t") for r in (exp / "dialogue_excited" / "score" / "tasks.tsv").read_text().splitlines()]
     assert tasks[0][:3] == ["conversation", "run", "task"] and all(len(r) == len(tasks[0]) for r in tasks)
     assert len(tasks) - 1 == scores["model, energy VAD"]["task_accuracy"][1]  # a row per scored turn and pass
     by_hearing = speed["task_by_hearing"]  # the tiny model has a listening head: every row is split
     assert sum(c["heard"][1] + c["misheard"][1] for c in by_hearing.values()) == len(tasks) - 1
     outcome = tasks[0].index("outcome")  # every miss has one outcome, and only misses are counted
     assert sum(sum(c.values()) for c in speed["misses_by_outcome"].values()) == sum(r[outcome] != "right" for r in tasks[1:])
-    rows = (exp / "dialogue_counts" / "score" / "interruptions.tsv").read_text().splitlines()
+    rows = (exp / "dialogue_excited" / "score" / "interruptions.tsv").read_text().splitlines()
     assert rows[0].split("\t") == ["conversation", "run", "user_onset", "stop_latency", "yielded", "heard"]
     assert all(len(r.split("\t")) == 6 for r in rows[1:])
     # --score-runs 2 in the tiny recipe: the model rows pool both passes, each pass is kept apart
@@ -160,17 +164,17 @@ def test_tiny_recipe_end_to_end(tmp_path):
     pooled = scores["model, energy VAD"]
     for key in ("task_accuracy", "takeover_rate"):
         assert sum(r[key][1] for r in speed["runs"]) == pooled[key][1] == 2 * ref[key][1]
-    assert "lowest–highest of the single passes" in (exp / "dialogue_counts" / "score" / "RESULTS.md").read_text()
+    assert "lowest–highest of the single passes" in (exp / "dialogue_excited" / "score" / "RESULTS.md").read_text()
     import soundfile as sf
-    for out in (exp / "dialogue_counts" / "score" / "wav").glob("*.wav"):  # every conversation gets the same tail
+    for out in (exp / "dialogue_excited" / "score" / "wav").glob("*.wav"):  # every conversation gets the same tail
         meta = json.loads((data / "test" / "meta" / f"{out.stem}.json").read_text())
         assert abs(sf.info(out).duration - meta["duration"] - speed["tail_s"]) < 0.01
     # the text trace: a step per 80 ms of each conversation, the greedy token the likeliest, and every
     # word of the monologue among its pieces
-    trace = [r.split("\t") for r in (exp / "dialogue_counts" / "score" / "text_trace.tsv").read_text().splitlines()]
+    trace = [r.split("\t") for r in (exp / "dialogue_excited" / "score" / "text_trace.tsv").read_text().splitlines()]
     assert trace[0] == ["conversation", "step", "time", "token", "p_token", "p_pad", "p_epad"]
-    said = group_by_utt(read_ctm(exp / "dialogue_counts" / "score" / "monologue.ctm"))
-    for out in (exp / "dialogue_counts" / "score" / "wav").glob("*.wav"):
+    said = group_by_utt(read_ctm(exp / "dialogue_excited" / "score" / "monologue.ctm"))
+    for out in (exp / "dialogue_excited" / "score" / "wav").glob("*.wav"):
         steps = [r for r in trace[1:] if r[0] == out.stem]
         assert len(steps) == int(sf.info(out).duration / 0.08 + 1e-6)
         assert all(float(r[4]) >= max(float(r[5]), float(r[6])) - 1e-3 for r in steps)

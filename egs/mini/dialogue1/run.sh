@@ -6,7 +6,7 @@
 #                  voice input, in parallel: the style ablation; default: true unless --tiny)
 #                 [--text-lead N]  (inner-monologue words N steps ahead of their audio)
 #                 [--score-runs N]  (stage 5: free-running passes over the test set, pooled; default 3)
-#                 [--arith true|false]  (stage 4's phases 3-6 on the arithmetic corpora; default true)
+#                 [--arith true|false]  (stage 4's phases 3-7 on the arithmetic corpora; default true)
 # Long runs: --exp ~/duet-runs/dialogue1/exp --data ~/duet-runs/dialogue1/data (resumable: every stage
 # leaves a .done marker, training resumes from its last checkpoint).
 set -euo pipefail
@@ -24,27 +24,27 @@ nj=2            # processes for corpus synthesis and token extraction
 text_lead=2     # steps each inner-monologue word is placed ahead of its audio (prepare tokens --text-lead)
 ablation=auto   # auto: true, false with --tiny
 score_runs=3    # stage 5: passes over the test set with other sampling seeds (one pass of 120 is noisy)
-arith=true      # phases 3-6 of stage 4: the arithmetic corpora (conf/corpus_arith.yaml, + corpus_long_counts.yaml), as the bundled model
+arith=true      # phases 3-7 of stage 4: the arithmetic corpora (conf/corpus_arith.yaml, + corpus_long_counts.yaml, + corpus_excited.yaml), as the bundled model
 bundle=false    # stage 7: copy the trained model into dialogue/assets/ (the demo's --bundled)
 . ./path.sh
 . utils/parse_options.sh
 
-corpus_conf=(conf/corpus.yaml); arith_corpus_conf=(conf/corpus.yaml conf/corpus_arith.yaml); counts_corpus_conf=(conf/corpus_long_counts.yaml); test_conf=(conf/corpus.yaml conf/corpus_test.yaml); train_conf=(conf/train.yaml)
+corpus_conf=(conf/corpus.yaml); arith_corpus_conf=(conf/corpus.yaml conf/corpus_arith.yaml); counts_corpus_conf=(conf/corpus_long_counts.yaml); excited_corpus_conf=(conf/corpus_excited.yaml); test_conf=(conf/corpus.yaml conf/corpus_test.yaml); train_conf=(conf/train.yaml)
 # stage 4's later phases: each resumes the one before from its last checkpoint, its config a delta on theirs
 finetune_conf=(conf/finetune_epad.yaml); arith_conf=(conf/finetune_arith.yaml); arith_long_conf=(conf/finetune_arith_long.yaml)
-sampled_conf=(conf/finetune_sampled.yaml); counts_conf=(conf/finetune_counts.yaml)
+sampled_conf=(conf/finetune_sampled.yaml); export_conf=(conf/finetune_from_export.yaml)
 if [ "$tiny" = true ]; then
   corpus_conf+=(conf/tiny/corpus.yaml); test_conf+=(conf/tiny/corpus_test.yaml); train_conf+=(conf/tiny/train.yaml)
   arith_corpus_conf+=(conf/tiny/corpus.yaml); finetune_conf+=(conf/tiny/finetune.yaml)
   arith_conf+=(conf/tiny/finetune_arith.yaml); arith_long_conf+=(conf/tiny/finetune_arith_long.yaml)
-  sampled_conf+=(conf/tiny/finetune_sampled.yaml); counts_conf+=(conf/tiny/finetune_counts.yaml)
+  sampled_conf+=(conf/tiny/finetune_sampled.yaml); export_conf+=(conf/tiny/finetune_from_export.yaml)
   vocab=128; score_runs=2
 fi
 [ "$ablation" = auto ] && { [ "$tiny" = true ] && ablation=false || ablation=true; }
 models=(dialogue); [ "$ablation" = true ] && models+=(dialogue_no_voice)
 model_opts() { [ "$1" = dialogue_no_voice ] && echo model.user_voice=false || true; }
-# the model stages 5-7 use: phase 6 (arithmetic) fine-tunes phases 1-5's exported model into a directory of its own
-final() { [ "$arith" = true ] && echo "$1_counts" || echo "$1"; }
+# the model stages 5-7 use: phases 6 and 7 (arithmetic) fine-tune the exported model before them, each in a directory of its own
+final() { [ "$arith" = true ] && echo "$1_excited" || echo "$1"; }
 mkdir -p "$exp"
 log() { echo "$(date +%H:%M:%S) [dialogue1] $*"; }
 run_stage() {  # run_stage N name: true when stage N should run now (in range, not yet done)
@@ -71,6 +71,8 @@ if run_stage 1 corpus; then
     python -m recipes.dialogue.synth --config "${arith_corpus_conf[@]}" --out "$data/train_arith" --nj "$nj"
     python -m recipes.dialogue.synth --config "${arith_corpus_conf[@]}" "${counts_corpus_conf[@]}" \
       --out "$data/train_arith_long_counts" --nj "$nj"
+    python -m recipes.dialogue.synth --config "${arith_corpus_conf[@]}" "${counts_corpus_conf[@]}" "${excited_corpus_conf[@]}" \
+      --out "$data/train_arith_excited" --nj "$nj"
   fi
   done_stage 1 corpus
 fi
@@ -81,7 +83,7 @@ if run_stage 2 tokenizer; then
 fi
 
 if run_stage 3 tokens; then
-  parts=(train test); [ "$arith" = true ] && parts+=(train_arith train_arith_long_counts)
+  parts=(train test); [ "$arith" = true ] && parts+=(train_arith train_arith_long_counts train_arith_excited)
   for part in "${parts[@]}"; do
     python -m recipes.dialogue.prepare tokens --data "$data/$part" --codec "$exp/codec.safetensors" \
       --tokenizer "$exp/tokenizer.model" --out "$exp/tokens/$part.safetensors" --nj "$nj" --text-lead "$text_lead"
@@ -101,16 +103,18 @@ train_phase() {  # train_phase MODEL PART CONFIG... [-- KEY=VALUE...]: train (or
 if run_stage 4 train; then
   pids=()
   phases() {  # the bundled model's lineage: 4000 steps, EPAD to 5600, arithmetic to 7200, stretched to 14000,
-              # own audio sampled to 16000; then 1200 steps of counts of 3-10 numbers from the exported model
-              # (init_from: fresh optimiser, float16 weights, exactly as the bundled model was made)
+              # own audio sampled to 16000; then 1200 steps of counts of 3-10 numbers from its exported model, and
+              # 1200 on fresh conversations (half excited) from that one's (init_from: fresh optimizer state)
     train_phase "$1" train "${train_conf[@]}" && train_phase "$1" train "${train_conf[@]}" "${finetune_conf[@]}" || return 1
     [ "$arith" = true ] || return 0
     train_phase "$1" train_arith "${train_conf[@]}" "${finetune_conf[@]}" "${arith_conf[@]}" &&
       train_phase "$1" train_arith "${train_conf[@]}" "${finetune_conf[@]}" "${arith_conf[@]}" "${arith_long_conf[@]}" &&
       train_phase "$1" train_arith "${train_conf[@]}" "${finetune_conf[@]}" "${arith_conf[@]}" "${arith_long_conf[@]}" \
         "${sampled_conf[@]}" &&
-      train_phase "$(final "$1")" train_arith_long_counts "${train_conf[@]}" "${finetune_conf[@]}" "${arith_conf[@]}" \
-        "${arith_long_conf[@]}" "${sampled_conf[@]}" "${counts_conf[@]}" -- init_from="$exp/$1/model.safetensors"
+      train_phase "$1_counts" train_arith_long_counts "${train_conf[@]}" "${finetune_conf[@]}" "${arith_conf[@]}" \
+        "${arith_long_conf[@]}" "${sampled_conf[@]}" "${export_conf[@]}" -- init_from="$exp/$1/model.safetensors" &&
+      train_phase "$1_excited" train_arith_excited "${train_conf[@]}" "${finetune_conf[@]}" "${arith_conf[@]}" \
+        "${arith_long_conf[@]}" "${sampled_conf[@]}" "${export_conf[@]}" -- init_from="$exp/$1_counts/model.safetensors"
   }
   for m in "${models[@]}"; do  # in parallel: one process (OMP_NUM_THREADS=1) per model, its phases in turn
     phases "$m" &
