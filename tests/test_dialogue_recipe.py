@@ -307,6 +307,32 @@ def test_style_probe_finds_the_style_where_it_is(tmp_path):
         style_probe(data, levels=None)
 
 
+def test_gain_probe_labels_each_conversation_by_its_gain(tmp_path):
+    """--gains: the user channels encoded again at the gains in turn, the gain the label; bad gains or an
+    empty data dir are named."""
+    import soundfile as sf
+
+    from codec import load_codec
+    from recipes.dialogue.style_probe import gain_probe
+
+    (tmp_path / "wav").mkdir()
+    t = np.arange(8000) / 16000
+    for k in range(8):
+        tone = 0.3 * np.sin(2 * np.pi * (150 + 20 * k) * t)
+        sf.write(tmp_path / "wav" / f"c{k}.wav", np.stack([tone, 0 * tone], 1), 16000, subtype="PCM_16")
+    codec = load_codec()
+    r = gain_probe(codec, tmp_path, [1.0, 0.25])
+    assert r["conversations"] == 8 and r["gains"] == [1.0, 0.25]
+    for probe in (r["tokens"], r["voice"]):
+        assert probe["num_classes"] == 2 and probe["num_test"] == 4 and 0 <= probe["acc"] <= 1
+    assert gain_probe(codec, tmp_path, [1.0, 0.5, 0.25], max_conversations=6)["conversations"] == 6
+    for gains in ([1.0], [1.0, 0.0]):
+        with pytest.raises(ValueError, match="gains must be two or more positive"):
+            gain_probe(codec, tmp_path, gains)
+    with pytest.raises(ValueError, match="no wav"):
+        gain_probe(codec, tmp_path / "empty", [1.0, 0.5])
+
+
 def test_corrupted_transcript_keeps_its_shape_ids_and_rate():
     from recipes.dialogue.task import corrupt_transcript
 

@@ -9,6 +9,11 @@ codec scorer's linear probe (`recipes.score.tokens.probe_accuracy`: one half of 
 per style to train, the other to test) on (a) the user channel's tokens pooled over its speech
 frames and (b) the user's running voice vector at the end of the conversation, with the style as
 the label. Tokens near chance and voice high would mean a clean split of what from how.
+
+    python -m recipes.dialogue.style_probe --data data/test --gains 1 0.25 [--codec PATH] [--out ...]
+
+asks the same of a manner the corpus does not vary: loudness. The user channels are encoded again, each
+at one of the gains in turn, and the gain is the label: would a loud/quiet style leave the tokens?
 """
 from __future__ import annotations
 
@@ -18,8 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from codec import load_codec
+import soundfile as sf
+import torch
+
+from codec import Codec, load_codec
 from dialogue import Columns
+from dialogue.features import silence_token
 
 from ..score.tokens import pooled_token_features, probe_accuracy
 from .prepare import TokenSet
@@ -51,25 +60,66 @@ def style_probe(data: TokenSet, levels: list[int] | None, max_conversations: int
             "token_feature": "fsq_digits" if levels else "token_histogram"}
 
 
+def gain_probe(codec: Codec, data_dir: Path, gains: list[float], max_conversations: int = 0) -> dict:
+    """`style_probe`'s two probes with the loudness as the style: conversation k's user channel (the
+    left one) scaled by gains[k % len(gains)], encoded, then pooled speech tokens / last voice vector."""
+    if len(gains) < 2 or min(gains) <= 0:
+        raise ValueError(f"gains must be two or more positive factors, got {gains}")
+    wavs = sorted((Path(data_dir) / "wav").glob("*.wav"))
+    if max_conversations > 0:
+        wavs = wavs[:max_conversations]
+    if not wavs:
+        raise ValueError(f"{data_dir}: no wav/*.wav to encode")
+    levels = list(getattr(codec.config, "fsq_levels", None) or []) or None
+    silence = silence_token(codec)
+    token_feats, voices, labels = [], [], []
+    for k, path in enumerate(wavs):
+        audio, sr = sf.read(path, dtype="float32", always_2d=True)
+        gain = gains[k % len(gains)]
+        enc = codec.encode(torch.from_numpy(audio[:, 0] * gain).clamp(-1, 1), sr)
+        codes = enc.codes.reshape(-1).numpy()
+        speech = codes[codes != silence]
+        token_feats.append(pooled_token_features(speech if len(speech) else codes, codec.config.codebook_size, levels))
+        voices.append(enc.voice[0].numpy())
+        labels.append(f"gain {gain:g}")
+    ids = [w.stem for w in wavs]
+    return {"tokens": probe_accuracy(np.stack(token_feats), labels, ids),
+            "voice": probe_accuracy(np.stack(voices), labels, ids), "conversations": len(wavs), "gains": gains,
+            "token_feature": "fsq_digits" if levels else "token_histogram"}
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--tokens", type=Path, required=True, help="a token file (recipes.dialogue.prepare tokens)")
+    p.add_argument("--tokens", type=Path, help="a token file (recipes.dialogue.prepare tokens): probe its styles")
+    p.add_argument("--data", type=Path, help="with --gains: a data dir whose user channels are encoded again")
+    p.add_argument("--gains", type=float, nargs="+", help="loudness factors, one per conversation in turn (the label)")
     p.add_argument("--codec", type=Path, default=None, help="the codec the tokens came from (for its FSQ levels)")
     p.add_argument("--max-conversations", type=int, default=1200)
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
-    data = TokenSet(args.tokens)
+    if (args.tokens is None) == (args.gains is None) or (args.gains is not None and args.data is None):
+        p.error("give --tokens (the corpus's styles) or --data with --gains (loudness as the style)")
     codec = load_codec(args.codec)
-    if codec.codec_id != data.codec_id:
-        raise SystemExit(f"{args.tokens}: tokens of codec {data.codec_id}, --codec is {codec.codec_id}")
-    levels = list(getattr(codec.config, "fsq_levels", None) or []) or None
-    r = style_probe(data, levels, args.max_conversations)
+    if args.gains is not None:
+        r = gain_probe(codec, args.data, args.gains, args.max_conversations)
+        what = f"{len(args.gains)} gains"
+    else:
+        r = _token_file_probe(codec, args.tokens, args.max_conversations)
+        what = f"{r['tokens']['num_classes']} styles"
     print(f"style probe on {r['conversations']} conversations ({r['tokens']['num_test']} held out, "
-          f"{r['tokens']['num_classes']} styles, chance {r['tokens']['chance']:.0%}): "
+          f"{what}, chance {r['tokens']['chance']:.0%}): "
           f"from pooled user tokens {r['tokens']['acc']:.0%}, from the user's voice vector {r['voice']['acc']:.0%}")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(r, indent=1))
+
+
+def _token_file_probe(codec: Codec, tokens: Path, max_conversations: int) -> dict:
+    data = TokenSet(tokens)
+    if codec.codec_id != data.codec_id:
+        raise SystemExit(f"{tokens}: tokens of codec {data.codec_id}, --codec is {codec.codec_id}")
+    levels = list(getattr(codec.config, "fsq_levels", None) or []) or None
+    return style_probe(data, levels, max_conversations)
 
 
 if __name__ == "__main__":
