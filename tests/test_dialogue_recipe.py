@@ -104,7 +104,8 @@ def test_corpus_config_errors_name_the_setting(tmp_path):
 
 def test_tiny_recipe_end_to_end(tmp_path):
     exp, data = tmp_path / "exp", tmp_path / "data"
-    cmd = ["bash", str(ROOT / "egs/mini/dialogue1/run.sh"), "--tiny", "true", "--exp", str(exp), "--data", str(data)]
+    cmd = ["bash", str(ROOT / "egs/mini/dialogue1/run.sh"), "--tiny", "true", "--exp", str(exp), "--data", str(data),
+           "--ablation", "true"]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
@@ -120,6 +121,10 @@ def test_tiny_recipe_end_to_end(tmp_path):
     for part in ("train_arith", "train_arith_long_counts", "train_arith_excited"):
         assert len(list((data / part / "meta").glob("*.json"))) == 3  # conf/tiny/corpus.yaml's size
     assert corpus_config(data / "train_arith_long_counts").count_lengths == [3, 10]
+    # the style ablation ran the same seven phases without the voice input, and was scored beside the model
+    ablated = load_dialogue(exp / "dialogue_no_voice_excited" / "model.safetensors")
+    assert not ablated.model.cfg.user_voice and "dialogue_no_voice_counts" in ablated.description
+    assert (exp / "dialogue_no_voice_excited" / "score" / "scores.json").is_file()
     excited = corpus_config(data / "train_arith_excited")
     assert excited.count_lengths == [3, 10] and excited.seed == 4 and excited.styles.count("excited") == 2
     scores = json.loads((exp / "dialogue_excited" / "score" / "scores.json").read_text())["scores"]

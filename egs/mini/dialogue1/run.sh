@@ -42,7 +42,7 @@ if [ "$tiny" = true ]; then
 fi
 [ "$ablation" = auto ] && { [ "$tiny" = true ] && ablation=false || ablation=true; }
 models=(dialogue); [ "$ablation" = true ] && models+=(dialogue_no_voice)
-model_opts() { [ "$1" = dialogue_no_voice ] && echo model.user_voice=false || true; }
+model_opts() { case $1 in dialogue_no_voice*) echo model.user_voice=false;; esac; }  # and its later phases' directories
 # the model stages 5-7 use: phases 6 and 7 (arithmetic) fine-tune the exported model before them, each in a directory of its own
 final() { [ "$arith" = true ] && echo "$1_excited" || echo "$1"; }
 mkdir -p "$exp"
