@@ -7,7 +7,7 @@
 
 `python -m dialogue.demo --bundled --out exp/demo` streams a conversation end to end.
 """
-from .checkpoint import DialogueBundle, load_dialogue, save_dialogue
+from .checkpoint import DialogueBundle, dialogue_description, load_dialogue, save_dialogue
 from .config import DelayConfig, DialogueConfig, DialogueConfigError, StreamConfig
 from .layout import (Columns, DialogueGrid, Word, build_grid, delay_tokens, grid_words, text_stream,
                      text_stream_words, undelay_tokens, user_text_targets)
@@ -17,7 +17,7 @@ from .session import DuplexSession, SamplingConfig
 from .tokenizer import TextTokenizer, TokenizerError, train_tokenizer
 from .user_encoder import UserEncoderConfig, UserFrameEncoder
 
-__all__ = ["DialogueBundle", "load_dialogue", "save_dialogue", "DelayConfig", "DialogueConfig",
+__all__ = ["DialogueBundle", "dialogue_description", "load_dialogue", "save_dialogue", "DelayConfig", "DialogueConfig",
            "DialogueConfigError", "StreamConfig", "Columns", "DialogueGrid", "Word", "build_grid", "delay_tokens",
            "grid_words", "text_stream", "text_stream_words", "undelay_tokens", "user_text_targets",
            "LossWeights", "duplex_loss", "DuplexLogits", "DuplexModel", "DuplexSession", "SamplingConfig",

@@ -52,6 +52,11 @@ def save_dialogue(path: str | Path, model: DuplexModel, tokenizer: TextTokenizer
     tmp.replace(path)
 
 
+def dialogue_description(path: str | Path) -> str:
+    """A checkpoint's description (what it was trained on), read from its header without its weights."""
+    return read_checkpoint_metadata(Path(path), FORMAT).get("description", "")
+
+
 def load_dialogue(path: str | Path, device: str | torch.device = "cpu", codec_id: str | None = None) -> DialogueBundle:
     """Load a checkpoint; with `codec_id`, refuse one trained on another codec's tokens."""
     path = Path(path)

@@ -313,11 +313,12 @@ def test_style_probe_finds_the_style_where_it_is(tmp_path):
 
 
 def test_gain_probe_labels_each_conversation_by_its_gain(tmp_path):
-    """--gains: the user channels encoded again at the gains in turn, the gain the label; bad gains or an
-    empty data dir are named."""
+    """--gains: the user channels of a data dir encoded again at the gains in turn, the gain the label; bad
+    gains or a missing data dir are named."""
     import soundfile as sf
 
     from codec import load_codec
+    from recipes.datadir import DataDir
     from recipes.dialogue.style_probe import gain_probe
 
     (tmp_path / "wav").mkdir()
@@ -325,6 +326,8 @@ def test_gain_probe_labels_each_conversation_by_its_gain(tmp_path):
     for k in range(8):
         tone = 0.3 * np.sin(2 * np.pi * (150 + 20 * k) * t)
         sf.write(tmp_path / "wav" / f"c{k}.wav", np.stack([tone, 0 * tone], 1), 16000, subtype="PCM_16")
+    utts = [f"c{k}" for k in range(8)]
+    DataDir(wav_scp={u: f"wav/{u}.wav" for u in utts}, utt2spk={u: u for u in utts}, path=tmp_path).save(tmp_path)
     codec = load_codec()
     r = gain_probe(codec, tmp_path, [1.0, 0.25])
     assert r["conversations"] == 8 and r["gains"] == [1.0, 0.25]
@@ -334,8 +337,8 @@ def test_gain_probe_labels_each_conversation_by_its_gain(tmp_path):
     for gains in ([1.0], [1.0, 0.0]):
         with pytest.raises(ValueError, match="gains must be two or more positive"):
             gain_probe(codec, tmp_path, gains)
-    with pytest.raises(ValueError, match="no wav"):
-        gain_probe(codec, tmp_path / "empty", [1.0, 0.5])
+    with pytest.raises(ValueError, match="data dir does not exist"):
+        gain_probe(codec, tmp_path / "missing", [1.0, 0.5])
 
 
 def test_corrupted_transcript_keeps_its_shape_ids_and_rate():

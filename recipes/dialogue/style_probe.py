@@ -30,7 +30,8 @@ from codec import Codec, load_codec
 from dialogue import Columns
 from dialogue.features import silence_token
 
-from ..score.tokens import pooled_token_features, probe_accuracy
+from ..datadir import DataDir
+from ..score.tokens import pooled_token_features, probe_accuracy, probe_levels
 from .prepare import TokenSet
 
 
@@ -54,9 +55,14 @@ def style_probe(data: TokenSet, levels: list[int] | None, max_conversations: int
         speech = user[user != data.streams.silence_token]
         token_feats.append(pooled_token_features(speech if len(speech) else user, data.streams.codebook_size, levels))
         voices.append(data.user_voice[i][-1].numpy())
-    ids = [data.ids[i] for i in picks]
-    return {"tokens": probe_accuracy(np.stack(token_feats), styles, ids),
-            "voice": probe_accuracy(np.stack(voices), styles, ids), "conversations": n,
+    return _probes(token_feats, voices, styles, [data.ids[i] for i in picks], levels)
+
+
+def _probes(token_feats: list[np.ndarray], voices: list[np.ndarray], labels: list[str], ids: list[str],
+            levels: list[int] | None) -> dict:
+    """The linear probe on the pooled tokens and on the voice vectors, for the same labels."""
+    return {"tokens": probe_accuracy(np.stack(token_feats), labels, ids),
+            "voice": probe_accuracy(np.stack(voices), labels, ids), "conversations": len(ids),
             "token_feature": "fsq_digits" if levels else "token_histogram"}
 
 
@@ -65,16 +71,15 @@ def gain_probe(codec: Codec, data_dir: Path, gains: list[float], max_conversatio
     left one) scaled by gains[k % len(gains)], encoded, then pooled speech tokens / last voice vector."""
     if len(gains) < 2 or min(gains) <= 0:
         raise ValueError(f"gains must be two or more positive factors, got {gains}")
-    wavs = sorted((Path(data_dir) / "wav").glob("*.wav"))
-    if max_conversations > 0:
-        wavs = wavs[:max_conversations]
-    if not wavs:
-        raise ValueError(f"{data_dir}: no wav/*.wav to encode")
-    levels = list(getattr(codec.config, "fsq_levels", None) or []) or None
+    d = DataDir.load(data_dir)
+    utts = d.utts[:max_conversations] if max_conversations > 0 else d.utts
+    if not utts:
+        raise ValueError(f"{data_dir}: no conversations to encode")
+    levels = probe_levels(codec.config)
     silence = silence_token(codec)
     token_feats, voices, labels = [], [], []
-    for k, path in enumerate(wavs):
-        audio, sr = sf.read(path, dtype="float32", always_2d=True)
+    for k, utt in enumerate(utts):
+        audio, sr = sf.read(d.wav_path(utt), dtype="float32", always_2d=True)
         gain = gains[k % len(gains)]
         enc = codec.encode(torch.from_numpy(audio[:, 0] * gain).clamp(-1, 1), sr)
         codes = enc.codes.reshape(-1).numpy()
@@ -82,10 +87,7 @@ def gain_probe(codec: Codec, data_dir: Path, gains: list[float], max_conversatio
         token_feats.append(pooled_token_features(speech if len(speech) else codes, codec.config.codebook_size, levels))
         voices.append(enc.voice[0].numpy())
         labels.append(f"gain {gain:g}")
-    ids = [w.stem for w in wavs]
-    return {"tokens": probe_accuracy(np.stack(token_feats), labels, ids),
-            "voice": probe_accuracy(np.stack(voices), labels, ids), "conversations": len(wavs), "gains": gains,
-            "token_feature": "fsq_digits" if levels else "token_histogram"}
+    return {**_probes(token_feats, voices, labels, utts, levels), "gains": gains}
 
 
 def main(argv=None) -> None:
@@ -118,8 +120,7 @@ def _token_file_probe(codec: Codec, tokens: Path, max_conversations: int) -> dic
     data = TokenSet(tokens)
     if codec.codec_id != data.codec_id:
         raise SystemExit(f"{tokens}: tokens of codec {data.codec_id}, --codec is {codec.codec_id}")
-    levels = list(getattr(codec.config, "fsq_levels", None) or []) or None
-    return style_probe(data, levels, max_conversations)
+    return style_probe(data, probe_levels(codec.config), max_conversations)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from dialogue import (Columns, DialogueConfig, DuplexModel, LossWeights, TextTokenizer, delay_tokens, duplex_loss,
-                      load_dialogue, save_dialogue)
+from dialogue import (Columns, DialogueConfig, DuplexModel, LossWeights, TextTokenizer, delay_tokens, dialogue_description,
+                      duplex_loss, load_dialogue, save_dialogue)
 from dialogue.layout import delay_rows, user_text_targets
 
 from ..trainer import LossTerm, TrainerConfig, TrainingTask
@@ -112,7 +112,7 @@ class DialogueTask(TrainingTask):
         """What an exported model says of where its training started (empty for a random init)."""
         if not self.cfg.init_from:
             return ""
-        return f", fine-tuned from {self.cfg.init_from} ({load_dialogue(self.cfg.init_from).description})"
+        return f", fine-tuned from {self.cfg.init_from} ({dialogue_description(self.cfg.init_from)})"
 
     def batches(self, start_step: int, rank: int, world_size: int) -> Iterator[dict]:
         step = start_step

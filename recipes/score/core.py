@@ -32,7 +32,7 @@ from ..datadir import DataDir
 from . import metrics
 from .asr import Recognizer, wer
 from .baselines import Baseline, BaselineError, make_baseline
-from .tokens import pooled_token_features, probe_accuracy, token_stats
+from .tokens import pooled_token_features, probe_accuracy, probe_levels, token_stats
 
 __all__ = ["score_codec", "load_items", "Item", "COLUMNS", "DEFAULT_BASELINES", "write_report"]
 
@@ -260,7 +260,7 @@ def _run_codec(codec, audio: np.ndarray, sr: int):
 
 def _codec_extras(codec, items: list[Item], scored: set[str], codes, voices, probe: bool) -> dict:
     cfg = codec.config
-    levels = list(getattr(cfg, "fsq_levels", None) or []) or None
+    levels = probe_levels(cfg)
     stats = token_stats(codes, cfg.codebook_size)
     out = {"codebook_util": stats["codebook_util"], "codebook_util_tok": stats["codebook_util_tok"],
            "entropy": stats["entropy"], "top_share": stats["top_share"], "num_tokens": stats["num_tokens"],

@@ -42,6 +42,12 @@ def fsq_digits(codes: np.ndarray, levels: list[int]) -> np.ndarray:
     return (np.asarray(codes)[:, None] // basis[None, :]) % np.asarray(levels)[None, :]
 
 
+def probe_levels(codec_config) -> list[int] | None:
+    """The FSQ levels `pooled_token_features` splits tokens into digits by; None for another quantiser
+    (token-id histograms instead)."""
+    return list(getattr(codec_config, "fsq_levels", None) or []) or None
+
+
 def pooled_token_features(codes: np.ndarray, codebook_size: int, levels: list[int] | None) -> np.ndarray:
     """Time-pooled token features of one utterance: mean one-hot FSQ digits [Σ levels] or the
     token-id histogram [codebook_size] (normalised)."""

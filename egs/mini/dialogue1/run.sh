@@ -107,14 +107,14 @@ if run_stage 4 train; then
               # 1200 on fresh conversations (half excited) from that one's (init_from: fresh optimizer state)
     train_phase "$1" train "${train_conf[@]}" && train_phase "$1" train "${train_conf[@]}" "${finetune_conf[@]}" || return 1
     [ "$arith" = true ] || return 0
+    local from_export=("${train_conf[@]}" "${finetune_conf[@]}" "${arith_conf[@]}" "${arith_long_conf[@]}" \
+      "${sampled_conf[@]}" "${export_conf[@]}")  # phases 6-7: the fifth phase's settings, 1200 steps of their own
     train_phase "$1" train_arith "${train_conf[@]}" "${finetune_conf[@]}" "${arith_conf[@]}" &&
       train_phase "$1" train_arith "${train_conf[@]}" "${finetune_conf[@]}" "${arith_conf[@]}" "${arith_long_conf[@]}" &&
       train_phase "$1" train_arith "${train_conf[@]}" "${finetune_conf[@]}" "${arith_conf[@]}" "${arith_long_conf[@]}" \
         "${sampled_conf[@]}" &&
-      train_phase "$1_counts" train_arith_long_counts "${train_conf[@]}" "${finetune_conf[@]}" "${arith_conf[@]}" \
-        "${arith_long_conf[@]}" "${sampled_conf[@]}" "${export_conf[@]}" -- init_from="$exp/$1/model.safetensors" &&
-      train_phase "$1_excited" train_arith_excited "${train_conf[@]}" "${finetune_conf[@]}" "${arith_conf[@]}" \
-        "${arith_long_conf[@]}" "${sampled_conf[@]}" "${export_conf[@]}" -- init_from="$exp/$1_counts/model.safetensors"
+      train_phase "$1_counts" train_arith_long_counts "${from_export[@]}" -- init_from="$exp/$1/model.safetensors" &&
+      train_phase "$1_excited" train_arith_excited "${from_export[@]}" -- init_from="$exp/$1_counts/model.safetensors"
   }
   for m in "${models[@]}"; do  # in parallel: one process (OMP_NUM_THREADS=1) per model, its phases in turn
     phases "$m" &
