@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "egs" / "mini" / "codec1"
@@ -36,3 +37,16 @@ def test_tiny_recipe_runs_end_to_end(tmp_path):
                             "--data", str(tmp_path / "data"), "--exp", str(tmp_path / "exp")],
                            cwd=RECIPE, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "autoencoder: done" in again.stdout
+    # a trained codec's semantic branch retrained with perturbed input: no autoencoder or vocoder stage
+    retrained = tmp_path / "exp_perturbed"
+    proc = subprocess.run(["bash", str(RECIPE / "run.sh"), "--tiny", "true", "--stage", "4", "--stop_stage", "7",
+                           "--init_codec", str(tmp_path / "exp" / "codec.safetensors"), "--perturb", "true",
+                           "--data", str(tmp_path / "data"), "--exp", str(retrained)],
+                          cwd=RECIPE, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert not (retrained / "autoencoder").exists() and not (retrained / "vocoder").exists()
+    assert "enabled: true" in (retrained / "semantic" / "config.yaml").read_text()
+    new = load_codec(retrained / "codec.safetensors")
+    old = codec.model.state_dict()  # the encoder is kept; the semantic branch is trained again
+    assert all(torch.equal(v, old[k]) for k, v in new.model.state_dict().items() if k.startswith("encoder."))
+    assert not all(torch.equal(v, old[k]) for k, v in new.model.state_dict().items() if k.startswith("semantic."))

@@ -645,6 +645,21 @@ def test_training_starts_from_a_released_model_of_its_shape_only(tmp_path):
                                       tokenizer=str(tmp_path / "other.model"))
     with pytest.raises(ValueError, match="another tokenizer"):
         DialogueTask(other_words).build_model()
+    # init_adapt names the differences allowed: another codec's tokens, and dropping the voice input
+    save_dialogue(tmp_path / "other_codec.safetensors", released, task.tokenizer, "another-codec", half=True)
+    on_new_codec = dataclasses.replace(base, init_from=str(tmp_path / "other_codec.safetensors"))
+    with pytest.raises(ValueError, match="another-codec"):
+        DialogueTask(on_new_codec).build_model()
+    ablated_cfg = dataclasses.replace(on_new_codec, model=dataclasses.replace(cfg, user_voice=False))
+    with pytest.raises(ValueError, match="another model config.*user_voice"):
+        DialogueTask(dataclasses.replace(ablated_cfg, init_adapt=["codec"])).build_model()
+    ablated = DialogueTask(dataclasses.replace(ablated_cfg, init_adapt=["codec", "user_voice"]))
+    no_voice = ablated.build_model()
+    assert no_voice.user_voice_proj is None and "[codec, user_voice changed]" in ablated.lineage()
+    for name, value in no_voice.state_dict().items():
+        assert torch.equal(value, released.state_dict()[name].half().float()) or not value.is_floating_point(), name
+    with pytest.raises(ValueError, match="init_adapt: unknown \\['speaker'\\]"):
+        DialogueTrainConfig(init_adapt=["speaker"]).check()
 
 
 def test_trace_stops_reads_the_step_after_a_replys_last_word(tmp_path):

@@ -6,6 +6,7 @@ from safetensors.torch import load_file
 
 from recipes.checkpoint import latest_checkpoint, list_checkpoints
 from recipes.codec.shards import build_shard
+from recipes.codec.perturb import PerturbationConfig
 from recipes.codec.task import CodecTask, CodecTrainConfig
 from recipes.codec.text_encoder import FrameTextEncoder  # noqa: F401  (import check)
 from recipes.trainer import TrainerConfig, train
@@ -33,13 +34,15 @@ def shard_path(tmp_path_factory):
 
 
 def make_cfg(shard_path, stage, steps):
-    return CodecTrainConfig(stage=stage, shard=str(shard_path), codec_overrides=SMALL, batch_size=2,
+    perturbed = stage == "semantic+perturbation"
+    return CodecTrainConfig(stage=stage.split("+")[0], shard=str(shard_path), codec_overrides=SMALL, batch_size=2,
                             segment_frames=16, ref_frames=16, disc_filters=4, adversarial_start=1,
+                            perturbation=PerturbationConfig(enabled=perturbed),
                             trainer=TrainerConfig(max_steps=steps, warmup_steps=2, log_every=1,
                                                   checkpoint_every=2, keep_checkpoints=5))
 
 
-@pytest.mark.parametrize("stage", ["semantic", "vocoder"])
+@pytest.mark.parametrize("stage", ["semantic", "semantic+perturbation", "vocoder"])
 def test_resume_continues_exactly(tmp_path, shard_path, stage):
     straight = tmp_path / "straight"
     train(CodecTask(make_cfg(shard_path, stage, 4)), make_cfg(shard_path, stage, 4).trainer, straight, progress=False)

@@ -8,7 +8,8 @@
 # Variables the recipe sets: stage stop_stage exp data extra (config deltas, array) train_sets
 # (--set overrides for every training stage, array: shard=... etc.) nj torchrun_opts finetune
 # vocoder_parallel export_desc export_to score_sets score_max_utts score_name score_opts baselines
-# results_md title
+# results_md title, and optionally init_codec: an exported codec whose encoder, mel decoder and vocoder
+# are kept (the autoencoder and vocoder stages are skipped) and whose weights seed the semantic stage.
 
 codec_launch() {  # module args...: one process needs no launcher (the trainer treats both alike)
   if [ "$nj" -eq 1 ] && [ "$torchrun_opts" = "--standalone" ]; then python -m "$@"
@@ -28,29 +29,37 @@ codec_train() {  # name conf [init checkpoint]
   touch "$exp/$name/.done"
 }
 
+codec_from() {  # autoencoder|vocoder: the checkpoint that stage's weights come from
+  if [ -n "${init_codec:-}" ]; then echo "$exp/init_codec/step-0"; else codec_last "$1"; fi
+}
+
 codec_stages() {  # FIRST: the stage number of the autoencoder
   local s=$1 voc_pid=""
   run() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
-  if [ "$vocoder_parallel" = true ] && run $((s + 2)); then  # independent of the autoencoder/semantic stages
+  if [ -n "${init_codec:-}" ]; then
+    [ -f "$exp/init_codec/step-0/model.safetensors" ] || \
+      python -m recipes.codec.assemble --from-codec "$init_codec" --out "$exp/init_codec/step-0"
+    echo "stages $s and $((s + 2)): encoder, mel decoder and vocoder kept from $init_codec"
+  elif [ "$vocoder_parallel" = true ] && run $((s + 2)); then  # independent of the autoencoder/semantic stages
     echo "stage $((s + 2)) (background): vocoder"
     ( codec_train vocoder conf/stage3_vocoder.yaml > "$exp/vocoder.log" 2>&1 ) &
     voc_pid=$!
   fi
-  if run $s; then
+  if run $s && [ -z "${init_codec:-}" ]; then
     echo "stage $s: autoencoder"
     codec_train autoencoder conf/stage1_autoencoder.yaml
   fi
   if run $((s + 1)); then
     echo "stage $((s + 1)): semantic tokens + voice + text alignment"
-    codec_train semantic conf/stage2_semantic.yaml "$(codec_last autoencoder)"
+    codec_train semantic conf/stage2_semantic.yaml "$(codec_from autoencoder)"
   fi
-  if run $((s + 2)); then
+  if run $((s + 2)) && [ -z "${init_codec:-}" ]; then
     if [ -n "$voc_pid" ]; then wait "$voc_pid" || { echo "vocoder failed, see $exp/vocoder.log" >&2; return 1; }
     else echo "stage $((s + 2)): vocoder"; codec_train vocoder conf/stage3_vocoder.yaml; fi
   fi
   if run $((s + 3)) && [ "$finetune" = true ]; then
     echo "stage $((s + 3)): end-to-end fine-tune of connector + decoder + vocoder"
-    python -m recipes.codec.assemble --semantic "$(codec_last semantic)" --vocoder "$(codec_last vocoder)" \
+    python -m recipes.codec.assemble --semantic "$(codec_last semantic)" --vocoder "$(codec_from vocoder)" \
       --out "$exp/assembled/step-0"
     codec_train finetune conf/stage4_finetune.yaml "$exp/assembled/step-0"
   fi
@@ -60,7 +69,7 @@ codec_stages() {  # FIRST: the stage number of the autoencoder
     if [ "$finetune" = true ] && [ -n "$(codec_last finetune)" ]; then
       ckpt=$(codec_last finetune)
     elif [ -n "$(codec_last semantic)" ]; then
-      ckpt=$(codec_last semantic); [ -n "$(codec_last vocoder)" ] && voc=(--vocoder "$(codec_last vocoder)")
+      ckpt=$(codec_last semantic); [ -n "$(codec_from vocoder)" ] && voc=(--vocoder "$(codec_from vocoder)")
     else  # only the autoencoder is trained (a partial run): its semantic path and vocoder are untrained
       ckpt=$(codec_last autoencoder)
       [ -z "$ckpt" ] && { echo "stage $((s + 4)): no trained stage in $exp" >&2; return 1; }

@@ -4,6 +4,7 @@
         --out exp/codec.safetensors [--vocoder exp/vocoder/step-4000]
     python -m recipes.codec.assemble --semantic exp/semantic/step-4000 --vocoder exp/vocoder/step-4000 \
         --out exp/assembled/step-0
+    python -m recipes.codec.assemble --from-codec codec/assets/default_codec.safetensors --out exp/init_codec/step-0
 """
 from __future__ import annotations
 
@@ -24,11 +25,24 @@ def assemble(semantic: Path, vocoder: Path, out: Path) -> Path:
     voc = load_file(str(Path(vocoder) / "model.safetensors"))
     state = {k: v for k, v in state.items() if not k.startswith("codec.vocoder.")}
     state.update({k: v for k, v in voc.items() if k.startswith("codec.vocoder.")})
+    return _write_step0(state, out, {"assembled_from": [str(semantic), str(vocoder)]})
+
+
+def _write_step0(state: dict, out: Path, extra: dict) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     save_file(state, str(out / "model.safetensors"))
-    (out / "trainer.json").write_text(json.dumps({"step": 0, "optimizers": {}, "extra": {
-        "assembled_from": [str(semantic), str(vocoder)]}}))
+    (out / "trainer.json").write_text(json.dumps({"step": 0, "optimizers": {}, "extra": extra}))
     return out
+
+
+def checkpoint_from_codec(codec_path: Path, out: Path) -> Path:
+    """A checkpoint dir holding an exported codec's weights (float32), to start stages from a trained
+    codec instead of from stage 1 (`init_codec` in the recipes' codec stages)."""
+    from codec.api import load_codec
+
+    codec = load_codec(codec_path)
+    state = {f"codec.{k}": v.contiguous() for k, v in codec.model.state_dict().items()}
+    return _write_step0(state, out, {"from_codec": str(codec_path), "codec_id": codec.codec_id})
 
 
 def main_export(argv=None) -> None:
@@ -46,12 +60,20 @@ def main_export(argv=None) -> None:
 
 
 def main_assemble(argv=None) -> None:
-    p = argparse.ArgumentParser(description="assemble semantic + vocoder checkpoints")
-    p.add_argument("--semantic", type=Path, required=True)
-    p.add_argument("--vocoder", type=Path, required=True)
+    p = argparse.ArgumentParser(description="assemble semantic + vocoder checkpoints, or a checkpoint from a codec")
+    p.add_argument("--semantic", type=Path)
+    p.add_argument("--vocoder", type=Path)
+    p.add_argument("--from-codec", type=Path, help="an exported codec file (instead of --semantic/--vocoder)")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
-    print(assemble(args.semantic, args.vocoder, args.out))
+    if args.from_codec is not None:
+        if args.semantic or args.vocoder:
+            p.error("--from-codec replaces --semantic and --vocoder")
+        print(checkpoint_from_codec(args.from_codec, args.out))
+    elif args.semantic is None or args.vocoder is None:
+        p.error("--semantic and --vocoder are both needed (or --from-codec)")
+    else:
+        print(assemble(args.semantic, args.vocoder, args.out))
 
 
 if __name__ == "__main__":

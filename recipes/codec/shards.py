@@ -86,6 +86,9 @@ class CropBatch:
     labels: torch.Tensor  # [B, frames] phone ids, -1 = no transcript
     speaker: torch.Tensor  # [B]
     ref_wav: torch.Tensor  # [B, ref_frames·hop] another crop of the same speaker (voice reference)
+    # the semantic branch's input when it is perturbed (`perturb.py`): wav and history, changed together
+    perturbed_wav: torch.Tensor | None = None
+    perturbed_history: torch.Tensor | None = None
 
 
 class CropSampler:

@@ -14,6 +14,7 @@ import dataclasses
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -24,6 +25,7 @@ from codec.model import SpeechCodec
 
 from ..trainer import LossTerm, TrainerConfig, TrainingTask
 from .losses import frame_infonce, hinged_kl, warmup
+from .perturb import PerturbationConfig, perturb
 from .shards import CropBatch, CropSampler, Shard
 from .text_encoder import FrameTextEncoder
 
@@ -61,6 +63,8 @@ class CodecTrainConfig:
     disc_filters: int = 16
     adversarial_start: int = 0  # step at which the discriminator joins (vocoder / finetune)
     weights: LossWeights = dataclasses.field(default_factory=LossWeights)
+    # semantic stage: the semantic branch hears a perturbed copy of the crop (pitch, formants, level, EQ)
+    perturbation: PerturbationConfig = dataclasses.field(default_factory=PerturbationConfig)
     trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
 
     def __post_init__(self):
@@ -130,8 +134,19 @@ class CodecTask(TrainingTask):
                               c.mel.n_fft - c.mel.hop_length, seed=self.cfg.trainer.seed, ref_frames=self.cfg.ref_frames)
         step = start_step
         while True:
-            yield sampler.batch(step, rank)
+            batch = sampler.batch(step, rank)
+            if self.cfg.stage == "semantic" and self.cfg.perturbation.enabled:
+                batch = self._perturbed(batch, np.random.default_rng([self.cfg.trainer.seed, step, rank, 1]))
+            yield batch
             step += 1
+
+    def _perturbed(self, batch: CropBatch, rng: np.random.Generator) -> CropBatch:
+        """The batch with `perturbed_wav/history`: each crop and its history changed as one signal."""
+        full = torch.cat([batch.history, batch.wav], dim=-1).numpy()
+        changed = torch.from_numpy(np.stack([perturb(x, self.codec_cfg.sample_rate, rng, self.cfg.perturbation)
+                                             for x in full]))
+        n_hist = batch.history.shape[-1]
+        return dataclasses.replace(batch, perturbed_wav=changed[:, n_hist:], perturbed_history=changed[:, :n_hist])
 
     # --- losses ----------------------------------------------------------------------------------
     def losses(self, model, batch: CropBatch, step: int) -> Iterator[LossTerm]:
@@ -158,8 +173,10 @@ class CodecTask(TrainingTask):
     def _semantic(self, m, mel, batch, step):
         w = self.cfg.weights
         with torch.no_grad():
-            a = m.codec.encoder(mel)
-        sem = m.codec.semantic(a, sample=True)
+            a = m.codec.encoder(mel)  # the target: the clean crop's latent
+            a_in = a if batch.perturbed_wav is None else m.codec.encoder(
+                m.codec.frontend(batch.perturbed_wav.to(mel.device), batch.perturbed_history.to(mel.device)))
+        sem = m.codec.semantic(a_in, sample=True)
         g, g_mu, g_logvar = self._voice(m, batch.ref_wav, sample=True)
         a_hat = m.codec.connector(sem.codes, g)
         latent = F.mse_loss(a_hat, a)

@@ -23,6 +23,8 @@ from .prepare import TokenSet
 from .splice import SpliceConfig, SplicedConversation, TurnSplicer
 from .text_dialogues import TextConversation, TextDialogueConfig, TextDialogues
 
+INIT_ADAPTATIONS = ("codec", "user_voice")  # the differences DialogueTrainConfig.init_adapt may allow
+
 
 @dataclasses.dataclass
 class DialogueTrainConfig:
@@ -56,9 +58,16 @@ class DialogueTrainConfig:
     # from instead of a random init: fine-tuning a released model, whose optimizer state is not released.
     # Its config, tokenizer and codec must be this run's; a run resumed from its own checkpoints ignores it.
     init_from: str = ""
+    # how init_from may differ from this run, each named on purpose: "codec" (it was trained on another
+    # codec's tokens; this run re-learns what the tokens mean) and "user_voice" (it hears the user's voice
+    # vector and this run does not: the style ablation of a fine-tuned model, the input's weights dropped)
+    init_adapt: list[str] = dataclasses.field(default_factory=list)
 
     def check(self) -> None:
         """Settings that cannot train, named (before the token file is read)."""
+        unknown = sorted(set(self.init_adapt) - set(INIT_ADAPTATIONS))
+        if unknown:
+            raise ValueError(f"DialogueTrainConfig.init_adapt: unknown {unknown}, expected some of {list(INIT_ADAPTATIONS)}")
         self.text_dialogues.check(self.batch_size)
         self.splice.check()
         for name in ("heard_noise", "own_audio_noise", "own_audio_sampled"):
@@ -97,22 +106,29 @@ class DialogueTask(TrainingTask):
         return model
 
     def initial_weights(self) -> dict[str, torch.Tensor]:
-        """`init_from`'s weights, once it is checked to be a model of this run's shape, words and tokens."""
-        src = load_dialogue(self.cfg.init_from, codec_id=self.data.codec_id)
+        """`init_from`'s weights, once it is checked to be a model of this run's shape, words and tokens
+        (less the differences `init_adapt` names)."""
+        adapt = set(self.cfg.init_adapt)
+        src = load_dialogue(self.cfg.init_from, codec_id=None if "codec" in adapt else self.data.codec_id)
         here = dataclasses.asdict(self.model_cfg)
+        drop_voice = "user_voice" in adapt and src.model.cfg.user_voice and not self.model_cfg.user_voice
         differ = [f"{k}: {v!r} there, {here[k]!r} here" for k, v in dataclasses.asdict(src.model.cfg).items()
-                  if k != "name" and v != here[k]]
+                  if k != "name" and v != here[k] and not (k == "user_voice" and drop_voice)]
         if differ:
             raise ValueError(f"init_from {self.cfg.init_from}: another model config ({'; '.join(differ)})")
         if src.tokenizer.proto != self.tokenizer.proto:
             raise ValueError(f"init_from {self.cfg.init_from}: trained with another tokenizer than {self.cfg.tokenizer}")
-        return src.model.state_dict()
+        state = src.model.state_dict()
+        if drop_voice:
+            state = {k: v for k, v in state.items() if not k.startswith("user_voice_proj.")}
+        return state
 
     def lineage(self) -> str:
         """What an exported model says of where its training started (empty for a random init)."""
         if not self.cfg.init_from:
             return ""
-        return f", fine-tuned from {self.cfg.init_from} ({dialogue_description(self.cfg.init_from)})"
+        adapted = f" [{', '.join(self.cfg.init_adapt)} changed]" if self.cfg.init_adapt else ""
+        return f", fine-tuned from {self.cfg.init_from}{adapted} ({dialogue_description(self.cfg.init_from)})"
 
     def batches(self, start_step: int, rank: int, world_size: int) -> Iterator[dict]:
         step = start_step

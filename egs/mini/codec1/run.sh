@@ -6,6 +6,8 @@
 #   ./run.sh --stage 3 --stop_stage 3
 #   ./run.sh --tiny true           # CI-sized end-to-end check (≤ 3 min)
 #   ./run.sh --exp ~/duet-runs/mini-codec1/exp --data ~/duet-runs/mini-codec1/data
+#   ./run.sh --stage 3 --init_codec ../../../codec/assets/default_codec.safetensors --perturb true
+#                                  # retrain only the semantic branch (and the fine-tune) of a trained codec
 set -euo pipefail
 cd "$(dirname "$0")"
 . ./path.sh
@@ -24,6 +26,8 @@ finetune=true
 score_max_utts=120
 baselines=codec2_1200,codec2_3200,opus6k
 results_md=RESULTS.md
+init_codec=""             # an exported codec: keep its encoder/decoder/vocoder, seed the semantic stage from it
+perturb=false             # the semantic stage hears pitch/formant/level/EQ-perturbed input (conf/perturb.yaml)
 export_to=""              # also copy the final codec here (e.g. ../../../codec/assets/default_codec.safetensors)
 cmdline="$0 $*"
 . utils/parse_options.sh
@@ -36,6 +40,7 @@ if [ "$tiny" = true ]; then
   train_utts=12; heldout_utts=8; real_max_utts=16; score_max_utts=8; baselines=codec2_1200
   extra=(conf/tiny.yaml); results_md="$exp/RESULTS.md"
 fi
+[ "$perturb" = true ] && extra+=(conf/perturb.yaml)
 mkdir -p "$exp"
 echo "$cmdline" >> "$exp/run_commands.txt"
 

@@ -1,0 +1,81 @@
+"""Information perturbation of the codec's semantic input: what it changes, what it keeps."""
+import numpy as np
+import pytest
+import torch
+
+from recipes.codec.perturb import PerturbationConfig, change_voice, perturb
+from recipes.codec.shards import build_shard
+from recipes.codec.task import CodecTask, CodecTrainConfig
+
+SR = 16000
+
+
+def voiced(f0: float, seconds: float = 1.0) -> np.ndarray:
+    """A vowel-like tone: harmonics of f0 under a fixed two-formant envelope, with silence either side."""
+    t = np.arange(int(seconds * SR)) / SR
+    wav = sum(np.sin(2 * np.pi * k * f0 * t) / (1 + ((k * f0 - 700) / 300) ** 2 + ((k * f0 - 1200) / 400) ** 2)
+              for k in range(1, 30))
+    gap = np.zeros(SR // 4)
+    return (0.3 * np.concatenate([gap, wav / np.abs(wav).max(), gap])).astype(np.float32)
+
+
+def median_f0(wav: np.ndarray) -> float:
+    import parselmouth
+
+    f0 = parselmouth.Sound(wav.astype(np.float64), sampling_frequency=SR).to_pitch(
+        pitch_floor=60, pitch_ceiling=600).selected_array["frequency"]
+    return float(np.median(f0[f0 > 0]))
+
+
+def test_change_voice_moves_the_pitch_and_keeps_the_timeline():
+    x = voiced(120.0)
+    y = change_voice(x, SR, pitch=1.5, pitch_range=1.0, formant=1.0)
+    assert y.shape == x.shape
+    assert median_f0(y) == pytest.approx(1.5 * median_f0(x), rel=0.05)
+    # the silence stays where it was: PSOLA keeps the time axis, so phone labels stay aligned
+    assert np.abs(y[: SR // 5]).max() < 0.01 and np.abs(y[SR // 4 + SR // 10: SR + SR // 4 - SR // 10]).mean() > 0.02
+
+
+def test_perturb_is_a_function_of_its_random_generator():
+    x, cfg = voiced(150.0), PerturbationConfig(enabled=True)
+    a = perturb(x, SR, np.random.default_rng(3), cfg)
+    b = perturb(x, SR, np.random.default_rng(3), cfg)
+    c = perturb(x, SR, np.random.default_rng(4), cfg)
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == x.shape and not np.allclose(a, c)
+
+
+def test_silence_is_no_error():
+    out = perturb(np.zeros(SR // 2, np.float32), SR, np.random.default_rng(0), PerturbationConfig(enabled=True))
+    assert out.shape == (SR // 2,) and np.isfinite(out).all()
+
+
+def test_bad_ranges_are_named():
+    with pytest.raises(ValueError, match="ratios must be >= 1"):
+        PerturbationConfig(pitch_ratio=0.5)
+    with pytest.raises(ValueError, match="gain_db"):
+        PerturbationConfig(gain_db=-1.0)
+
+
+def test_the_semantic_stage_hears_the_perturbed_crop_and_targets_the_clean_one(tmp_path):
+    utts = [(f"u{i}", f"s{i % 2}", voiced(110.0 + 30 * i), None) for i in range(4)]
+    shard = tmp_path / "train.safetensors"
+    build_shard(utts, ["sil"], SR, 256).save(shard)
+    small = {"latent_dim": 16, "voice_dim": 4, "voice_hidden": 8,
+             "encoder": {"dim": 16, "num_layers": 1, "num_heads": 2},
+             "semantic": {"dim": 16, "num_layers": 1, "num_heads": 2},
+             "connector": {"dim": 16, "num_layers": 1, "num_heads": 2},
+             "decoder": {"dim": 16, "num_layers": 1, "num_heads": 2}, "vocoder": {"dim": 16, "num_blocks": 1}}
+
+    def first_batch(stage, enabled):
+        cfg = CodecTrainConfig(stage=stage, shard=str(shard), codec_overrides=small, batch_size=2, segment_frames=32,
+                               ref_frames=32, perturbation=PerturbationConfig(enabled=enabled))
+        return next(CodecTask(cfg).batches(0, 0, 1))
+
+    plain, changed = first_batch("semantic", False), first_batch("semantic", True)
+    assert plain.perturbed_wav is None
+    torch.testing.assert_close(changed.wav, plain.wav)  # the target crop is untouched
+    assert changed.perturbed_wav.shape == plain.wav.shape
+    assert changed.perturbed_history.shape == plain.history.shape
+    assert not torch.allclose(changed.perturbed_wav, plain.wav, atol=1e-3)
+    assert first_batch("vocoder", True).perturbed_wav is None  # only the semantic stage is perturbed
