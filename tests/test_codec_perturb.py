@@ -79,3 +79,19 @@ def test_the_semantic_stage_hears_the_perturbed_crop_and_targets_the_clean_one(t
     assert changed.perturbed_history.shape == plain.history.shape
     assert not torch.allclose(changed.perturbed_wav, plain.wav, atol=1e-3)
     assert first_batch("vocoder", True).perturbed_wav is None  # only the semantic stage is perturbed
+
+
+def test_audio_praat_cannot_resynthesise_comes_back_unchanged(monkeypatch):
+    import parselmouth
+    import parselmouth.praat
+
+    real_call = parselmouth.praat.call
+
+    def failing(obj, command, *args):
+        if command == "Change gender":
+            raise parselmouth.PraatError("When rounding up the real value --undefined--, ...")
+        return real_call(obj, command, *args)
+
+    monkeypatch.setattr(parselmouth.praat, "call", failing)
+    x = voiced(130.0)
+    np.testing.assert_array_equal(change_voice(x, SR, 1.5, 1.0, 1.1), x)

@@ -53,7 +53,8 @@ def _log_uniform(rng: np.random.Generator, ratio: float) -> float:
 def change_voice(wav: np.ndarray, sample_rate: int, pitch: float, pitch_range: float, formant: float,
                  seed: int = 0) -> np.ndarray:
     """PSOLA: median F0 × pitch, F0 range × pitch_range, formants × formant; same length and timing.
-    Audio without a measurable pitch (silence, unvoiced crops) keeps its pitch and gets only the formant shift.
+    Audio without a measurable pitch (silence, unvoiced crops) keeps its pitch and gets only the formant shift;
+    audio Praat cannot resynthesise (e.g. a crop with a few voiced frames) comes back unchanged.
     Praat's PSOLA draws random numbers (unvoiced stretches), so its generator is seeded with `seed` first:
     the same arguments give the same audio, which exact training resume needs."""
     import parselmouth
@@ -66,14 +67,17 @@ def change_voice(wav: np.ndarray, sample_rate: int, pitch: float, pitch_range: f
         f0 = call(sound.to_pitch(pitch_floor=PITCH_FLOOR_HZ, pitch_ceiling=PITCH_CEILING_HZ), "Get quantile", 0, 0,
                   0.5, "Hertz")
         new_median = 0.0 if not np.isfinite(f0) else float(np.clip(f0 * pitch, PITCH_FLOOR_HZ, PITCH_CEILING_HZ))
-        out = call(sound, "Change gender", PITCH_FLOOR_HZ, PITCH_CEILING_HZ, formant, new_median, pitch_range, 1.0)
+        try:
+            out = call(sound, "Change gender", PITCH_FLOOR_HZ, PITCH_CEILING_HZ, formant, new_median, pitch_range, 1.0)
+        except parselmouth.PraatError:  # a pitch Praat measures but cannot resynthesise (a few voiced frames)
+            return wav.astype(np.float32, copy=True)
     y = out.values[0].astype(np.float32)
     if len(y) != len(wav):  # Praat keeps the duration; guard against an off-by-one at the edges
         y = np.pad(y, (0, max(0, len(wav) - len(y))))[: len(wav)]
     return y
 
 
-def colour(wav: torch.Tensor, sample_rate: int, rng: np.random.Generator, bands: int, gain_db: float) -> torch.Tensor:
+def random_eq(wav: torch.Tensor, sample_rate: int, rng: np.random.Generator, bands: int, gain_db: float) -> torch.Tensor:
     """`bands` random peaking filters (torchaudio biquads) on a 1-D waveform."""
     for _ in range(bands):
         centre = math.exp(rng.uniform(math.log(150.0), math.log(0.4 * sample_rate)))
@@ -86,5 +90,5 @@ def perturb(wav: np.ndarray, sample_rate: int, rng: np.random.Generator, cfg: Pe
     """One random draw of every change, applied to a 1-D float waveform; same length."""
     y = change_voice(wav, sample_rate, _log_uniform(rng, cfg.pitch_ratio), _log_uniform(rng, cfg.pitch_range_ratio),
                      _log_uniform(rng, cfg.formant_ratio), seed=int(rng.integers(1, 2**31 - 1)))
-    y = colour(torch.from_numpy(y), sample_rate, rng, cfg.eq_bands, cfg.eq_gain_db)
+    y = random_eq(torch.from_numpy(y), sample_rate, rng, cfg.eq_bands, cfg.eq_gain_db)
     return (y * 10.0 ** (rng.uniform(-cfg.gain_db, cfg.gain_db) / 20.0)).numpy().astype(np.float32)
