@@ -57,7 +57,7 @@ def test_bad_ranges_are_named():
         PerturbationConfig(gain_db=-1.0)
 
 
-def test_the_semantic_stage_hears_the_perturbed_crop_and_targets_the_clean_one(tmp_path):
+def test_the_semantic_stage_hears_the_perturbed_crop_targets_the_clean_one_and_pulls_the_views_together(tmp_path):
     utts = [(f"u{i}", f"s{i % 2}", voiced(110.0 + 30 * i), None) for i in range(4)]
     shard = tmp_path / "train.safetensors"
     build_shard(utts, ["sil"], SR, 256).save(shard)
@@ -79,6 +79,12 @@ def test_the_semantic_stage_hears_the_perturbed_crop_and_targets_the_clean_one(t
     assert changed.perturbed_history.shape == plain.history.shape
     assert not torch.allclose(changed.perturbed_wav, plain.wav, atol=1e-3)
     assert first_batch("vocoder", True).perturbed_wav is None  # only the semantic stage is perturbed
+    cfg = CodecTrainConfig(stage="semantic", shard=str(shard), codec_overrides=small, batch_size=2, segment_frames=32,
+                           ref_frames=32, perturbation=PerturbationConfig(enabled=True))
+    cfg.weights.consistency = 1.0
+    task = CodecTask(cfg)
+    (term,) = task.losses(task.build_model(), changed, 0)
+    assert term.scalars["sem/consistency"] > 0 and torch.isfinite(term.loss)
 
 
 def test_audio_praat_cannot_resynthesise_comes_back_unchanged(monkeypatch):
@@ -95,3 +101,13 @@ def test_audio_praat_cannot_resynthesise_comes_back_unchanged(monkeypatch):
     monkeypatch.setattr(parselmouth.praat, "call", failing)
     x = voiced(130.0)
     np.testing.assert_array_equal(change_voice(x, SR, 1.5, 1.0, 1.1), x)
+
+
+def test_view_consistency_is_zero_for_agreeing_views_and_blind_to_scale():
+    from recipes.codec.losses import view_consistency
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(2, 50, 8, generator=g), torch.randn(2, 50, 8, generator=g)
+    assert view_consistency(a, a).item() == 0.0
+    assert view_consistency(a, b).item() == pytest.approx(2.0, rel=0.15)  # independent frames: twice the variance
+    assert view_consistency(0.01 * a, 0.01 * b).item() == pytest.approx(view_consistency(a, b).item(), rel=1e-4)

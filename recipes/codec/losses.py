@@ -1,4 +1,5 @@
-"""Codec training losses that are the project's own: frame-level symmetric InfoNCE and hinged KL.
+"""Codec training losses that are the project's own: frame-level symmetric InfoNCE, hinged KL and the
+perturbed/clean view consistency.
 Spectral and adversarial losses come from auraloss and encodec (see task.py)."""
 from __future__ import annotations
 
@@ -26,6 +27,14 @@ def hinged_kl(mu: torch.Tensor, logvar: torch.Tensor, free_nats: float) -> torch
     """KL(N(mu, σ²) || N(0, 1)) per element, averaged, with the part below `free_nats` not penalised."""
     kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
     return F.relu(kl.mean() - free_nats)
+
+
+def view_consistency(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean squared distance between two time-aligned views' latents [B, T, L], over their mean per-dimension
+    variance across frames (detached): 0 when the views agree, 1 for as far apart as two random frames'
+    halves; shrinking both latents leaves it unchanged."""
+    spread = 0.5 * (a.detach().flatten(0, 1).var(0) + b.detach().flatten(0, 1).var(0)).mean().clamp_min(1e-6)
+    return (a - b).pow(2).mean() / spread
 
 
 def warmup(step: int, start: int, length: int) -> float:

@@ -24,7 +24,7 @@ from codec.config_io import merge
 from codec.model import SpeechCodec
 
 from ..trainer import LossTerm, TrainerConfig, TrainingTask
-from .losses import frame_infonce, hinged_kl, warmup
+from .losses import frame_infonce, hinged_kl, view_consistency, warmup
 from .perturb import PerturbationConfig, perturb
 from .shards import CropBatch, CropSampler, Shard
 from .text_encoder import FrameTextEncoder
@@ -42,6 +42,9 @@ class LossWeights:
     kl_voice: float = 0.01
     free_nats: float = 0.05
     kl_warmup: int = 500
+    # with a perturbed semantic input: the posterior means of the perturbed and the clean crop pulled together,
+    # frame by frame (scaled by their spread, so shrinking the latent does not pay): invariance, not only disuse
+    consistency: float = 0.0
     wave_mel: float = 15.0
     mrstft: float = 1.0
     adversarial: float = 1.0
@@ -177,6 +180,9 @@ class CodecTask(TrainingTask):
             a_in = a if batch.perturbed_wav is None else m.codec.encoder(
                 m.codec.frontend(batch.perturbed_wav.to(mel.device), batch.perturbed_history.to(mel.device)))
         sem = m.codec.semantic(a_in, sample=True)
+        consistency = None
+        if batch.perturbed_wav is not None and w.consistency > 0:
+            consistency = view_consistency(sem.mu, m.codec.semantic(a).mu)
         g, g_mu, g_logvar = self._voice(m, batch.ref_wav, sample=True)
         a_hat = m.codec.connector(sem.codes, g)
         latent = F.mse_loss(a_hat, a)
@@ -190,9 +196,12 @@ class CodecTask(TrainingTask):
         kl_v = hinged_kl(g_mu, g_logvar, w.free_nats)
         loss = w.latent_mse * latent + w.decoded_mel * dec + w.infonce * nce + ramp * (w.kl_semantic * kl_s + w.kl_voice * kl_v)
         used = sem.indices.unique().numel()
-        return LossTerm("main", loss, {"sem/latent_mse": latent.item(), "sem/decoded_mel_l1": dec.item(),
-                                       "sem/infonce": nce.item(), "sem/kl_semantic": kl_s.item(),
-                                       "sem/kl_voice": kl_v.item(), "sem/codes_in_batch": float(used)})
+        scalars = {"sem/latent_mse": latent.item(), "sem/decoded_mel_l1": dec.item(), "sem/infonce": nce.item(),
+                   "sem/kl_semantic": kl_s.item(), "sem/kl_voice": kl_v.item(), "sem/codes_in_batch": float(used)}
+        if consistency is not None:
+            loss = loss + w.consistency * consistency
+            scalars["sem/consistency"] = consistency.item()
+        return LossTerm("main", loss, scalars)
 
     def _waveform(self, m, mel, batch, step):
         w, c = self.cfg.weights, self.codec_cfg
