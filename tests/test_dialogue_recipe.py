@@ -646,7 +646,13 @@ def test_training_starts_from_a_released_model_of_its_shape_only(tmp_path):
     with pytest.raises(ValueError, match="another tokenizer"):
         DialogueTask(other_words).build_model()
     # init_adapt names the differences allowed: another codec's tokens, and dropping the voice input
-    save_dialogue(tmp_path / "other_codec.safetensors", released, task.tokenizer, "another-codec", half=True)
+    from dialogue import DuplexModel
+
+    streams = released.cfg.streams  # another codec: other tokens, its silence another id
+    on_other = DuplexModel(dataclasses.replace(released.cfg, streams=dataclasses.replace(
+        streams, silence_token=(streams.silence_token + 1) % streams.codebook_size)))
+    on_other.load_state_dict(released.state_dict())
+    save_dialogue(tmp_path / "other_codec.safetensors", on_other, task.tokenizer, "another-codec", half=True)
     on_new_codec = dataclasses.replace(base, init_from=str(tmp_path / "other_codec.safetensors"))
     with pytest.raises(ValueError, match="another-codec"):
         DialogueTask(on_new_codec).build_model()

@@ -111,8 +111,11 @@ class DialogueTask(TrainingTask):
         adapt = set(self.cfg.init_adapt)
         src = load_dialogue(self.cfg.init_from, codec_id=None if "codec" in adapt else self.data.codec_id)
         here = dataclasses.asdict(self.model_cfg)
+        there = dataclasses.asdict(src.model.cfg)
+        if "codec" in adapt:  # another codec's silence is another token
+            there["streams"]["silence_token"] = here["streams"]["silence_token"]
         drop_voice = "user_voice" in adapt and src.model.cfg.user_voice and not self.model_cfg.user_voice
-        differ = [f"{k}: {v!r} there, {here[k]!r} here" for k, v in dataclasses.asdict(src.model.cfg).items()
+        differ = [f"{k}: {v!r} there, {here[k]!r} here" for k, v in there.items()
                   if k != "name" and v != here[k] and not (k == "user_voice" and drop_voice)]
         if differ:
             raise ValueError(f"init_from {self.cfg.init_from}: another model config ({'; '.join(differ)})")
