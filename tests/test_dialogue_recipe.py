@@ -263,6 +263,12 @@ def test_teacher_forced_decision_steps_point_at_the_reply_words(tmp_path):
     assert not torch.equal(swapped.tokens[0], data.tokens[0]) and swapped.user_text is data.user_text
     with pytest.raises(ValueError, match="expected some of"):
         swap_audio(data, ["text"])
+    further = swap_audio(data, ["user"], offset=2)  # another style's audio, in a file grouped by style
+    other = data.tokens[2 % len(data)]
+    m = min(len(data.tokens[0]), len(other))
+    assert torch.equal(further.tokens[0][:m, cols.user], other[:m, cols.user])
+    with pytest.raises(ValueError, match="another conversation"):
+        swap_audio(data, ["user"], offset=len(data))
 
 
 def test_listening_head_needs_token_files_with_the_user_text(tmp_path):

@@ -166,20 +166,22 @@ def text_dialogue_scores(model, data: TokenSet, tokenizer: TextTokenizer, n: int
     return _hit_rates({"": every} | {f"/{task}": h for task, h in hits.items()}, "text_only_answer_words")
 
 
-def swap_audio(data: TokenSet, streams: list[str] | tuple[str, ...]) -> TokenSet:
-    """A copy of `data` whose audio columns of `streams` ("user", "system") come from the next
-    conversation (the last from the first), cut or filled with silence to each one's length; the
-    text column and the user transcript stay."""
+def swap_audio(data: TokenSet, streams: list[str] | tuple[str, ...], offset: int = 1) -> TokenSet:
+    """A copy of `data` whose audio columns of `streams` ("user", "system") come from the conversation
+    `offset` places on (wrapping round), cut or filled with silence to each one's length; the text column
+    and the user transcript stay. Token files list a corpus grouped by style, so an offset of a third of
+    the file swaps in another style's audio."""
     bad = [s for s in streams if s not in AUDIO_STREAMS]
     if bad or not streams:
         raise ValueError(f"swap_audio: streams {list(streams)}, expected some of {AUDIO_STREAMS}")
-    if len(data) < 2:
-        raise ValueError(f"{data.path}: swapping audio needs two conversations, it has {len(data)}")
+    if len(data) < 2 or offset % len(data) == 0:
+        raise ValueError(f"{data.path}: swapping audio needs another conversation {offset} places on, "
+                         f"the file has {len(data)}")
     cols = Columns(data.streams.frames_per_step)
     out = copy.copy(data)
     out.tokens = []
     for i, grid in enumerate(data.tokens):
-        other, grid = data.tokens[(i + 1) % len(data)], grid.clone()
+        other, grid = data.tokens[(i + offset) % len(data)], grid.clone()
         m = min(len(grid), len(other))
         for name in streams:
             col = getattr(cols, name)
@@ -249,7 +251,9 @@ def main(argv=None) -> None:
     p.add_argument("--out", type=Path, default=None, help="also write the scores as JSON")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--swap-audio", nargs="+", choices=AUDIO_STREAMS, default=None,
-                   help="also score each file with these audio columns from the next conversation")
+                   help="also score each file with these audio columns from another conversation")
+    p.add_argument("--swap-offset", type=int, default=1,
+                   help="--swap-audio takes the audio of the conversation this many places on (default: the next)")
     p.add_argument("--predicted", nargs="+", choices=PREDICTABLE, default=None,
                    help="also score each file with these inputs replaced by the model's own predictions")
     p.add_argument("--predicted-temperature", type=float, default=0.0,
@@ -269,8 +273,9 @@ def main(argv=None) -> None:
         if args.text_dialogues > 0 and path == args.tokens[0]:
             rows[str(path)] |= text_dialogue_scores(model, data, bundle.tokenizer, args.text_dialogues)
         if args.swap_audio:
-            rows[f"{path}, {'+'.join(args.swap_audio)} audio swapped"] = teacher_forced(
-                model, swap_audio(data, args.swap_audio), args.max_conversations, tokenizer=bundle.tokenizer)
+            rows[f"{path}, {'+'.join(args.swap_audio)} audio swapped (+{args.swap_offset})"] = teacher_forced(
+                model, swap_audio(data, args.swap_audio, args.swap_offset), args.max_conversations,
+                tokenizer=bundle.tokenizer)
         if args.predicted:
             own = own_predictions(model, data, args.predicted, args.max_conversations, args.predicted_temperature)
             rows[f"{path}, own {'+'.join(args.predicted)} (temperature {args.predicted_temperature:g})"] = \
