@@ -47,6 +47,7 @@ def test_tiny_recipe_runs_end_to_end(tmp_path):
     assert not (retrained / "autoencoder").exists() and not (retrained / "vocoder").exists()
     assert "enabled: true" in (retrained / "semantic" / "config.yaml").read_text()
     new = load_codec(retrained / "codec.safetensors")
+    assert "semantic stage retrained from" in new.description and "perturbed" in new.description
     old = codec.model.state_dict()  # the encoder is kept; the semantic branch is trained again
     assert all(torch.equal(v, old[k]) for k, v in new.model.state_dict().items() if k.startswith("encoder."))
     assert not all(torch.equal(v, old[k]) for k, v in new.model.state_dict().items() if k.startswith("semantic."))

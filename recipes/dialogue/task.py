@@ -67,7 +67,8 @@ class DialogueTrainConfig:
         """Settings that cannot train, named (before the token file is read)."""
         unknown = sorted(set(self.init_adapt) - set(INIT_ADAPTATIONS))
         if unknown:
-            raise ValueError(f"DialogueTrainConfig.init_adapt: unknown {unknown}, expected some of {list(INIT_ADAPTATIONS)}")
+            raise ValueError(f"DialogueTrainConfig.init_adapt: unknown {unknown}, expected some of "
+                             f"{list(INIT_ADAPTATIONS)}")
         self.text_dialogues.check(self.batch_size)
         self.splice.check()
         for name in ("heard_noise", "own_audio_noise", "own_audio_sampled"):

@@ -52,6 +52,8 @@ score_name="duet (mini)"
 score_opts=""
 title=egs/mini/codec1
 export_desc="trained by egs/mini/codec1"
+[ -n "$init_codec" ] && export_desc+=", semantic stage retrained from $init_codec"
+[ "$perturb" = true ] && export_desc+=" (perturbed semantic input, conf/perturb.yaml)"
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   echo "stage 0: system packages (TTS engines, codec2, opus-tools, Asterisk prompts)"
