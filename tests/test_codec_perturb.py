@@ -6,6 +6,7 @@ import torch
 from recipes.codec.perturb import PerturbationConfig, change_voice, perturb
 from recipes.codec.shards import build_shard
 from recipes.codec.task import CodecTask, CodecTrainConfig
+from tests.test_trainer import SMALL
 
 SR = 16000
 
@@ -61,14 +62,9 @@ def test_the_semantic_stage_hears_the_perturbed_crop_targets_the_clean_one_and_p
     utts = [(f"u{i}", f"s{i % 2}", voiced(110.0 + 30 * i), None) for i in range(4)]
     shard = tmp_path / "train.safetensors"
     build_shard(utts, ["sil"], SR, 256).save(shard)
-    small = {"latent_dim": 16, "voice_dim": 4, "voice_hidden": 8,
-             "encoder": {"dim": 16, "num_layers": 1, "num_heads": 2},
-             "semantic": {"dim": 16, "num_layers": 1, "num_heads": 2},
-             "connector": {"dim": 16, "num_layers": 1, "num_heads": 2},
-             "decoder": {"dim": 16, "num_layers": 1, "num_heads": 2}, "vocoder": {"dim": 16, "num_blocks": 1}}
 
     def first_batch(stage, enabled):
-        cfg = CodecTrainConfig(stage=stage, shard=str(shard), codec_overrides=small, batch_size=2, segment_frames=32,
+        cfg = CodecTrainConfig(stage=stage, shard=str(shard), codec_overrides=SMALL, batch_size=2, segment_frames=32,
                                ref_frames=32, perturbation=PerturbationConfig(enabled=enabled))
         return next(CodecTask(cfg).batches(0, 0, 1))
 
@@ -79,7 +75,7 @@ def test_the_semantic_stage_hears_the_perturbed_crop_targets_the_clean_one_and_p
     assert changed.perturbed_history.shape == plain.history.shape
     assert not torch.allclose(changed.perturbed_wav, plain.wav, atol=1e-3)
     assert first_batch("vocoder", True).perturbed_wav is None  # only the semantic stage is perturbed
-    cfg = CodecTrainConfig(stage="semantic", shard=str(shard), codec_overrides=small, batch_size=2, segment_frames=32,
+    cfg = CodecTrainConfig(stage="semantic", shard=str(shard), codec_overrides=SMALL, batch_size=2, segment_frames=32,
                            ref_frames=32, perturbation=PerturbationConfig(enabled=True))
     cfg.weights.consistency = 1.0
     task = CodecTask(cfg)

@@ -169,8 +169,8 @@ def text_dialogue_scores(model, data: TokenSet, tokenizer: TextTokenizer, n: int
 def swap_audio(data: TokenSet, streams: list[str] | tuple[str, ...], offset: int = 1) -> TokenSet:
     """A copy of `data` whose audio columns of `streams` ("user", "system") come from the conversation
     `offset` places on (wrapping round), cut or filled with silence to each one's length; the text column
-    and the user transcript stay. Token files list a corpus grouped by style, so an offset of a third of
-    the file swaps in another style's audio."""
+    and the user transcript stay. Token files list a corpus grouped by style, so the next conversation
+    mostly has the same style and an offset of about a third of the file mostly another style."""
     bad = [s for s in streams if s not in AUDIO_STREAMS]
     if bad or not streams:
         raise ValueError(f"swap_audio: streams {list(streams)}, expected some of {AUDIO_STREAMS}")
