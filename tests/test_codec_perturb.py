@@ -78,9 +78,11 @@ def test_the_semantic_stage_hears_the_perturbed_crop_targets_the_clean_one_and_p
     cfg = CodecTrainConfig(stage="semantic", shard=str(shard), codec_overrides=SMALL, batch_size=2, segment_frames=32,
                            ref_frames=32, perturbation=PerturbationConfig(enabled=True))
     cfg.weights.consistency = 1.0
+    cfg.weights.code_agreement = 1.0
     task = CodecTask(cfg)
     (term,) = task.losses(task.build_model(), changed, 0)
     assert term.scalars["sem/consistency"] > 0 and torch.isfinite(term.loss)
+    assert term.scalars["sem/code_agreement"] >= 0
 
 
 def test_audio_praat_cannot_resynthesise_comes_back_unchanged(monkeypatch):
@@ -107,3 +109,26 @@ def test_view_consistency_is_zero_for_agreeing_views_and_blind_to_scale():
     assert view_consistency(a, a).item() == 0.0
     assert view_consistency(a, b).item() == pytest.approx(2.0, rel=0.15)  # independent frames: twice the variance
     assert view_consistency(0.01 * a, 0.01 * b).item() == pytest.approx(view_consistency(a, b).item(), rel=1e-4)
+
+
+def test_code_agreement_holds_both_views_inside_the_reference_bin():
+    from kernels import fsq
+    from recipes.codec.losses import code_agreement
+
+    levels = [3, 5]
+    inv = lambda bounded: torch.atanh(bounded / torch.tensor([1.001, 2.002]))  # FSQ's bound undone (odd levels)
+    centred = inv(torch.tensor([[[0.1, -1.05]]]))  # digits 0 and -1, well inside their bins
+    near_edge = inv(torch.tensor([[[0.45, -1.45]]]))  # same bins, but within 0.05 of the edges
+    across = inv(torch.tensor([[[0.55, -1.05]]]))  # first digit in the next bin
+    assert torch.equal(fsq(near_edge, levels)[1], fsq(centred, levels)[1])
+    assert code_agreement(centred, centred, levels).item() == 0.0
+    assert code_agreement(near_edge, centred, levels).item() > 0  # same token, but one that flips easily
+    assert code_agreement(across, centred, levels).item() > code_agreement(near_edge, centred, levels).item()
+    assert code_agreement(near_edge, centred, levels, margin=0.0).item() == 0.0
+    moved = across.clone().requires_grad_(True)
+    code_agreement(moved, centred, levels).backward()
+    assert moved.grad[0, 0, 0] > 0  # a gradient step lowers the first digit, back into the reference bin
+    with pytest.raises(ValueError, match="margin"):
+        code_agreement(centred, centred, levels, margin=0.5)
+    with pytest.raises(ValueError, match="2 FSQ levels"):
+        code_agreement(centred[..., :1], centred[..., :1], levels)

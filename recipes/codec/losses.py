@@ -1,5 +1,5 @@
 """Codec training losses that are the project's own: frame-level symmetric InfoNCE, hinged KL and the
-perturbed/clean view consistency.
+perturbed/clean view consistency and FSQ code agreement.
 Spectral and adversarial losses come from auraloss and encodec (see task.py)."""
 from __future__ import annotations
 
@@ -35,6 +35,26 @@ def view_consistency(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     halves; shrinking both latents leaves it unchanged."""
     spread = 0.5 * (a.detach().flatten(0, 1).var(0) + b.detach().flatten(0, 1).var(0)).mean().clamp_min(1e-6)
     return (a - b).pow(2).mean() / spread
+
+
+def code_agreement(mu: torch.Tensor, mu_reference: torch.Tensor, levels, margin: float = 0.25) -> torch.Tensor:
+    """Token-level invariance for FSQ: both views' bounded latents [B, T, L] are pulled inside the reference
+    view's bin, to within `margin` of its centre (bins are 1 wide on FSQ's grid), with a squared hinge.
+    Zero once every frame's digits of both views sit well inside the same bin, so small changes of the input
+    (another pitch, -50 dB of noise) no longer flip tokens; the mean-squared `view_consistency` alone lets
+    the latents sit on bin boundaries, where they flip at random."""
+    from kernels.reference import fsq_bound
+
+    lv = torch.tensor(list(levels), device=mu.device, dtype=torch.float32)
+    if mu.shape != mu_reference.shape or mu.shape[-1] != len(lv):
+        raise ValueError(f"code_agreement: views of shapes {tuple(mu.shape)} and {tuple(mu_reference.shape)} for "
+                         f"{len(lv)} FSQ levels")
+    if not 0.0 <= margin < 0.5:
+        raise ValueError(f"code_agreement: margin {margin} must be in [0, 0.5)")
+    b, b_ref = fsq_bound(mu.float(), lv), fsq_bound(mu_reference.float(), lv)
+    centre = b_ref.detach().round()
+    slack = 0.5 - margin
+    return 0.5 * (F.relu((b - centre).abs() - slack).pow(2).mean() + F.relu((b_ref - centre).abs() - slack).pow(2).mean())
 
 
 def warmup(step: int, start: int, length: int) -> float:

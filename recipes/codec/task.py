@@ -5,7 +5,8 @@
                  connector + text encoder: MSE(Â, A), mel through the frozen decoder, frame-level
                  symmetric InfoNCE(semantic frames, phone frames), hinged KL with warm-up; optionally the
                  semantic branch hears a perturbed copy (perturb.py) and its latent is pulled to the clean
-                 copy's (view consistency), so pitch and level stay out of the tokens
+                 copy's (view consistency) and held in the same FSQ bins (code agreement), so pitch and
+                 level stay out of the tokens
     vocoder      causal iSTFT vocoder on ground-truth mels: mel L1 + multi-resolution STFT
                  (auraloss), then adversarial + feature matching against encodec's MS-STFT discriminator
     finetune     connector + decoder + vocoder end to end from tokens, same waveform losses
@@ -26,7 +27,7 @@ from codec.config_io import merge
 from codec.model import SpeechCodec
 
 from ..trainer import LossTerm, TrainerConfig, TrainingTask
-from .losses import frame_infonce, hinged_kl, view_consistency, warmup
+from .losses import code_agreement, frame_infonce, hinged_kl, view_consistency, warmup
 from .perturb import PerturbationConfig, perturb
 from .shards import CropBatch, CropSampler, Shard
 from .text_encoder import FrameTextEncoder
@@ -47,6 +48,10 @@ class LossWeights:
     # with a perturbed semantic input: the posterior means of the perturbed and the clean crop pulled together,
     # frame by frame (scaled by their spread, so shrinking the latent does not pay): invariance, not only disuse
     consistency: float = 0.0
+    # with a perturbed semantic input: both views' FSQ inputs held inside the clean view's bin, `code_margin` from
+    # its edges (losses.code_agreement), so the *tokens* agree and do not sit on bin boundaries
+    code_agreement: float = 0.0
+    code_margin: float = 0.25
     wave_mel: float = 15.0
     mrstft: float = 1.0
     adversarial: float = 1.0
@@ -182,9 +187,13 @@ class CodecTask(TrainingTask):
             a_in = a if batch.perturbed_wav is None else m.codec.encoder(
                 m.codec.frontend(batch.perturbed_wav.to(mel.device), batch.perturbed_history.to(mel.device)))
         sem = m.codec.semantic(a_in, sample=True)
-        consistency = None
-        if batch.perturbed_wav is not None and w.consistency > 0:
-            consistency = view_consistency(sem.mu, m.codec.semantic(a).mu)
+        consistency = agreement = None
+        if batch.perturbed_wav is not None and (w.consistency > 0 or w.code_agreement > 0):
+            mu_clean = m.codec.semantic(a).mu
+            if w.consistency > 0:
+                consistency = view_consistency(sem.mu, mu_clean)
+            if w.code_agreement > 0:
+                agreement = code_agreement(sem.mu, mu_clean, self.codec_cfg.fsq_levels, w.code_margin)
         g, g_mu, g_logvar = self._voice(m, batch.ref_wav, sample=True)
         a_hat = m.codec.connector(sem.codes, g)
         latent = F.mse_loss(a_hat, a)
@@ -203,6 +212,9 @@ class CodecTask(TrainingTask):
         if consistency is not None:
             loss = loss + w.consistency * consistency
             scalars["sem/consistency"] = consistency.item()
+        if agreement is not None:
+            loss = loss + w.code_agreement * agreement
+            scalars["sem/code_agreement"] = agreement.item()
         return LossTerm("main", loss, scalars)
 
     def _waveform(self, m, mel, batch, step):
