@@ -36,12 +36,18 @@ class PerturbationConfig:
     gain_db: float = 12.0  # level, uniform in [-g, g] dB
     eq_bands: int = 2  # random peaking filters (centre log-uniform 150 Hz .. 0.4·sr, Q 1..3)
     eq_gain_db: float = 6.0  # each band's gain, uniform in [-g, g] dB
+    # pitch twins (twins.py): a shard of the same utterances spoken again by their engine at another pitch; a crop
+    # with a twin starts from it with probability `twin_rate`, and then gets only the EQ and level changes
+    twin_shard: str | None = None
+    twin_rate: float = 0.5
 
     def __post_init__(self):
         if min(self.pitch_ratio, self.pitch_range_ratio, self.formant_ratio) < 1.0:
             raise ValueError(f"PerturbationConfig: ratios must be >= 1 (1 = unchanged), got pitch_ratio="
                              f"{self.pitch_ratio}, pitch_range_ratio={self.pitch_range_ratio}, "
                              f"formant_ratio={self.formant_ratio}")
+        if not 0.0 <= self.twin_rate <= 1.0:
+            raise ValueError(f"PerturbationConfig: twin_rate must be in [0, 1], got {self.twin_rate}")
         if self.gain_db < 0 or self.eq_gain_db < 0 or self.eq_bands < 0:
             raise ValueError("PerturbationConfig: gain_db, eq_gain_db and eq_bands must be >= 0")
 
@@ -86,9 +92,13 @@ def random_eq(wav: torch.Tensor, sample_rate: int, rng: np.random.Generator, ban
     return wav
 
 
-def perturb(wav: np.ndarray, sample_rate: int, rng: np.random.Generator, cfg: PerturbationConfig) -> np.ndarray:
-    """One random draw of every change, applied to a 1-D float waveform; same length."""
-    y = change_voice(wav, sample_rate, _log_uniform(rng, cfg.pitch_ratio), _log_uniform(rng, cfg.pitch_range_ratio),
-                     _log_uniform(rng, cfg.formant_ratio), seed=int(rng.integers(1, 2**31 - 1)))
+def perturb(wav: np.ndarray, sample_rate: int, rng: np.random.Generator, cfg: PerturbationConfig,
+            change_pitch: bool = True) -> np.ndarray:
+    """One random draw of every change, applied to a 1-D float waveform; same length. Without
+    `change_pitch` (the input is already a pitch twin) only the EQ and the level change."""
+    y = wav
+    if change_pitch:
+        y = change_voice(wav, sample_rate, _log_uniform(rng, cfg.pitch_ratio), _log_uniform(rng, cfg.pitch_range_ratio),
+                         _log_uniform(rng, cfg.formant_ratio), seed=int(rng.integers(1, 2**31 - 1)))
     y = random_eq(torch.from_numpy(y), sample_rate, rng, cfg.eq_bands, cfg.eq_gain_db)
     return (y * 10.0 ** (rng.uniform(-cfg.gain_db, cfg.gain_db) / 20.0)).numpy().astype(np.float32)

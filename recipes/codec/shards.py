@@ -89,14 +89,20 @@ class CropBatch:
     # the semantic branch's input when it is perturbed (`perturb.py`): wav and history, changed together
     perturbed_wav: torch.Tensor | None = None
     perturbed_history: torch.Tensor | None = None
+    # the same crops cut from a twin shard (`twins.py`: the utterances spoken again at another pitch)
+    twin_wav: torch.Tensor | None = None
+    twin_history: torch.Tensor | None = None
 
 
 class CropSampler:
     """Deterministic crops aligned to token boundaries: batch(step) depends on (seed, step, rank) only."""
 
     def __init__(self, shard: Shard, batch_size: int, frames: int, frame_multiple: int, mel_context: int,
-                 seed: int = 0, ref_frames: int | None = None) -> None:
-        self.shard, self.batch_size, self.frames = shard, batch_size, frames
+                 seed: int = 0, ref_frames: int | None = None, twin: Shard | None = None) -> None:
+        if twin is not None and (twin.utt_ids != shard.utt_ids or not np.array_equal(twin.utt_offsets, shard.utt_offsets)):
+            raise ValueError("CropSampler: the twin shard does not hold the shard's utterances with their lengths "
+                             "(make it from this shard with recipes.codec.twins)")
+        self.shard, self.batch_size, self.frames, self.twin = shard, batch_size, frames, twin
         self.multiple, self.context, self.seed = frame_multiple, mel_context, seed
         self.ref_frames = ref_frames or frames
         n_frames = np.diff(shard.label_offsets)
@@ -105,30 +111,36 @@ class CropSampler:
         for i, s in enumerate(shard.speaker):
             self.by_speaker.setdefault(int(s), []).append(i)
 
-    def _crop(self, rng, utt: int, frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        hop = self.shard.hop_length
-        wav = self.shard.wav(utt)
-        total = len(wav) // hop
+    def _crop(self, rng, utt: int, frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        total = len(self.shard.wav(utt)) // self.shard.hop_length
         start_max = max(0, total - frames)
         start = int(rng.integers(0, start_max // self.multiple + 1)) * self.multiple
+        seg, hist = self._cut(self.shard, utt, start, frames)
+        lab = self.shard.labels[self.shard.label_offsets[utt] + start:self.shard.label_offsets[utt] + start + frames]
+        lab = np.pad(lab.astype(np.int64), (0, frames - len(lab)), constant_values=0)
+        return seg, hist, lab, start
+
+    def _cut(self, shard: Shard, utt: int, start: int, frames: int) -> tuple[np.ndarray, np.ndarray]:
+        """`frames` frames from frame `start` and the `context` samples before them (zero-padded)."""
+        hop, wav = shard.hop_length, shard.wav(utt)
         seg = wav[start * hop:(start + frames) * hop]
         seg = np.pad(seg, (0, frames * hop - len(seg)))
         hist = wav[max(0, start * hop - self.context):start * hop]
-        hist = np.pad(hist, (self.context - len(hist), 0))
-        lab = self.shard.labels[self.shard.label_offsets[utt] + start:self.shard.label_offsets[utt] + start + frames]
-        lab = np.pad(lab.astype(np.int64), (0, frames - len(lab)), constant_values=0)
-        return seg, hist, lab
+        return seg, np.pad(hist, (self.context - len(hist), 0))
 
     def batch(self, step: int, rank: int = 0) -> CropBatch:
         rng = np.random.default_rng([self.seed, step, rank])
         utts = rng.choice(self.shard.num_utts, size=self.batch_size, p=self.weights)
-        wavs, hists, labs, refs = [], [], [], []
+        wavs, hists, labs, refs, twins, twin_hists = [], [], [], [], [], []
         for u in utts:
-            seg, hist, lab = self._crop(rng, int(u), self.frames)
+            seg, hist, lab, start = self._crop(rng, int(u), self.frames)
             same = self.by_speaker[int(self.shard.speaker[u])]
             others = [o for o in same if o != u] or same
-            ref, _, _ = self._crop(rng, int(rng.choice(others)), self.ref_frames)
+            ref, _, _, _ = self._crop(rng, int(rng.choice(others)), self.ref_frames)
             wavs.append(seg), hists.append(hist), labs.append(lab), refs.append(ref)
-        return CropBatch(torch.from_numpy(np.stack(wavs)), torch.from_numpy(np.stack(hists)),
-                         torch.from_numpy(np.stack(labs)), torch.from_numpy(self.shard.speaker[utts]),
-                         torch.from_numpy(np.stack(refs)))
+            if self.twin is not None:
+                twin, twin_hist = self._cut(self.twin, int(u), start, self.frames)
+                twins.append(twin), twin_hists.append(twin_hist)
+        stack = lambda xs: torch.from_numpy(np.stack(xs)) if xs else None
+        return CropBatch(stack(wavs), stack(hists), stack(labs), torch.from_numpy(self.shard.speaker[utts]),
+                         stack(refs), twin_wav=stack(twins), twin_history=stack(twin_hists))

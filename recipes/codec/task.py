@@ -116,6 +116,8 @@ class CodecTask(TrainingTask):
     def __init__(self, cfg: CodecTrainConfig) -> None:
         self.cfg = cfg
         self.shard = Shard.load(cfg.shard)
+        twin_path = cfg.perturbation.twin_shard if cfg.perturbation.enabled and cfg.stage == "semantic" else None
+        self.twins = Shard.load(twin_path) if twin_path else None
         codec_cfg = cfg.codec_config()
         if self.shard.sample_rate != codec_cfg.sample_rate or self.shard.hop_length != codec_cfg.mel.hop_length:
             raise ValueError(f"{cfg.shard}: shard is {self.shard.sample_rate} Hz / hop {self.shard.hop_length}, "
@@ -141,7 +143,8 @@ class CodecTask(TrainingTask):
     def batches(self, start_step: int, rank: int, world_size: int) -> Iterator[CropBatch]:
         c = self.codec_cfg
         sampler = CropSampler(self.shard, self.cfg.batch_size, self.cfg.segment_frames, c.downsample,
-                              c.mel.n_fft - c.mel.hop_length, seed=self.cfg.trainer.seed, ref_frames=self.cfg.ref_frames)
+                              c.mel.n_fft - c.mel.hop_length, seed=self.cfg.trainer.seed, ref_frames=self.cfg.ref_frames,
+                              twin=self.twins)
         step = start_step
         while True:
             batch = sampler.batch(step, rank)
@@ -151,10 +154,18 @@ class CodecTask(TrainingTask):
             step += 1
 
     def _perturbed(self, batch: CropBatch, rng: np.random.Generator) -> CropBatch:
-        """The batch with `perturbed_wav/history`: each crop and its history changed as one signal."""
+        """The batch with `perturbed_wav/history`: each crop and its history changed as one signal, starting
+        from its pitch twin (when it has one that differs) with probability `twin_rate`."""
         full = torch.cat([batch.history, batch.wav], dim=-1).numpy()
-        changed = torch.from_numpy(np.stack([perturb(x, self.codec_cfg.sample_rate, rng, self.cfg.perturbation)
-                                             for x in full]))
+        cfg, sr = self.cfg.perturbation, self.codec_cfg.sample_rate
+        if batch.twin_wav is None:
+            changed = [perturb(x, sr, rng, cfg) for x in full]
+        else:
+            twins = torch.cat([batch.twin_history, batch.twin_wav], dim=-1).numpy()
+            use_twin = (rng.uniform(size=len(full)) < cfg.twin_rate) & np.any(twins != full, axis=-1)
+            changed = [perturb(t, sr, rng, cfg, change_pitch=False) if use else perturb(x, sr, rng, cfg)
+                       for x, t, use in zip(full, twins, use_twin)]
+        changed = torch.from_numpy(np.stack(changed))
         n_hist = batch.history.shape[-1]
         return dataclasses.replace(batch, perturbed_wav=changed[:, n_hist:], perturbed_history=changed[:, :n_hist])
 
