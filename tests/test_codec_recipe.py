@@ -41,13 +41,16 @@ def test_tiny_recipe_runs_end_to_end(tmp_path):
     retrained = tmp_path / "exp_perturbed"
     proc = subprocess.run(["bash", str(RECIPE / "run.sh"), "--tiny", "true", "--stage", "4", "--stop_stage", "7",
                            "--init_codec", str(tmp_path / "exp" / "codec.safetensors"), "--perturb", "true",
-                           "--data", str(tmp_path / "data"), "--exp", str(retrained)],
+                           "--twins", "true", "--data", str(tmp_path / "data"), "--exp", str(retrained)],
                           cwd=RECIPE, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert not (retrained / "autoencoder").exists() and not (retrained / "vocoder").exists()
-    assert "enabled: true" in (retrained / "semantic" / "config.yaml").read_text()
+    semantic_cfg = (retrained / "semantic" / "config.yaml").read_text()
+    assert "enabled: true" in semantic_cfg and "twins.safetensors" in semantic_cfg
+    assert (tmp_path / "data" / "twins.safetensors").is_file()
     new = load_codec(retrained / "codec.safetensors")
     assert "semantic stage retrained from" in new.description and "perturbed" in new.description
+    assert "pitch twins" in new.description
     old = codec.model.state_dict()  # the encoder is kept; the semantic branch is trained again
     assert all(torch.equal(v, old[k]) for k, v in new.model.state_dict().items() if k.startswith("encoder."))
     assert not all(torch.equal(v, old[k]) for k, v in new.model.state_dict().items() if k.startswith("semantic."))

@@ -8,6 +8,7 @@
 #   ./run.sh --exp ~/duet-runs/mini-codec1/exp --data ~/duet-runs/mini-codec1/data
 #   ./run.sh --stage 3 --init_codec ../../../codec/assets/default_codec.safetensors --perturb true
 #                                  # retrain only the semantic branch (and the fine-tune) of a trained codec
+#   ./run.sh ... --perturb true --twins true   # ... with pitch twins from the TTS engines as well
 set -euo pipefail
 cd "$(dirname "$0")"
 . ./path.sh
@@ -28,6 +29,7 @@ baselines=codec2_1200,codec2_3200,opus6k
 results_md=RESULTS.md
 init_codec=""             # an exported codec: keep its encoder/decoder/vocoder, seed the semantic stage from it
 perturb=false             # the semantic stage hears pitch/formant/level/EQ-perturbed input (conf/perturb.yaml)
+twins=false               # with --perturb: also the synthetic utterances spoken again at other pitches (recipes.codec.twins)
 export_to=""              # also copy the final codec here (e.g. ../../../codec/assets/default_codec.safetensors)
 cmdline="$0 $*"
 . utils/parse_options.sh
@@ -54,6 +56,11 @@ title=egs/mini/codec1
 export_desc="trained by egs/mini/codec1"
 [ -n "$init_codec" ] && export_desc+=", semantic stage retrained from $init_codec"
 [ "$perturb" = true ] && export_desc+=" (perturbed semantic input, conf/perturb.yaml)"
+if [ "$twins" = true ]; then
+  [ "$perturb" = true ] || { echo "run.sh: --twins true needs --perturb true" >&2; exit 1; }
+  train_sets+=("perturbation.twin_shard=$data/twins.safetensors")
+  export_desc+=" with pitch twins"
+fi
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   echo "stage 0: system packages (TTS engines, codec2, opus-tools, Asterisk prompts)"
@@ -71,6 +78,11 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ] && [ ! -f "$data/train.safetensors"
   echo "stage 2: training shard"
   python -m recipes.codec.prepare --data "$data/synth_train" "$data/real_train" --out "$data/train.safetensors" \
     --sample-rate 16000 --hop 256 --phones "$data/synth_train/phones.txt"
+fi
+if [ "$twins" = true ] && [ $stage -le 4 ] && [ $stop_stage -ge 2 ] && [ ! -f "$data/twins.safetensors" ]; then
+  echo "stage 2: pitch twins of the training shard"
+  python -m recipes.codec.twins --shard "$data/train.safetensors" --data "$data/synth_train" \
+    --out "$data/twins.safetensors"
 fi
 
 codec_stages 3
