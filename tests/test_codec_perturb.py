@@ -132,3 +132,18 @@ def test_code_agreement_holds_both_views_inside_the_reference_bin():
         code_agreement(centred, centred, levels, margin=0.5)
     with pytest.raises(ValueError, match="2 FSQ levels"):
         code_agreement(centred[..., :1], centred[..., :1], levels)
+
+
+def test_a_voice_change_that_does_not_return_leaves_the_crop_unchanged_and_the_next_one_works():
+    from recipes.codec.perturb import GuardedVoiceChange
+
+    x = voiced(130.0)
+    guard = GuardedVoiceChange(timeout=1e-4)  # shorter than any Praat call: stands in for Praat's rare endless loop
+    try:
+        with pytest.warns(UserWarning, match="did not return"):
+            np.testing.assert_array_equal(guard(x, SR, 1.5, 1.0, 1.1), x)
+        assert guard.hangs == 1
+        guard.timeout = 60.0
+        np.testing.assert_array_equal(guard(x, SR, 1.5, 1.0, 1.1, seed=3), change_voice(x, SR, 1.5, 1.0, 1.1, seed=3))
+    finally:
+        guard.close()

@@ -15,6 +15,7 @@ torchaudio's peaking biquads.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import warnings
 
@@ -83,6 +84,66 @@ def change_voice(wav: np.ndarray, sample_rate: int, pitch: float, pitch_range: f
     return y
 
 
+class GuardedVoiceChange:
+    """`change_voice` in a worker process with a time limit. Praat's "Change gender" never returns on some
+    crops and settings (seen at step 1662 of a semantic run: pitch range x1.49 with formants x0.99 on a
+    1.6 s voiced crop; the same crop with either factor at 1 returns in 50 ms), and C code that loops cannot
+    be interrupted from Python. The worker is killed after `timeout` seconds and started again, and the crop
+    comes back unchanged, as for audio Praat cannot resynthesise. A hang is a property of the input, so the
+    outcome does not depend on the machine's speed unless a normal call takes `timeout` seconds."""
+
+    def __init__(self, timeout: float = 20.0) -> None:
+        self.timeout, self.hangs = timeout, 0
+        self._proc = self._conn = None
+
+    def _start(self) -> None:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_voice_change_worker, args=(child,), daemon=True)
+        self._proc.start()
+        child.close()
+
+    def __call__(self, wav: np.ndarray, sample_rate: int, pitch: float, pitch_range: float, formant: float,
+                 seed: int = 0) -> np.ndarray:
+        if self._proc is None or not self._proc.is_alive():
+            self._start()
+        header = {"sample_rate": sample_rate, "pitch": pitch, "pitch_range": pitch_range, "formant": formant,
+                  "seed": int(seed)}
+        try:  # raw bytes both ways: no pickle
+            self._conn.send_bytes(json.dumps(header).encode())
+            self._conn.send_bytes(np.ascontiguousarray(wav, dtype=np.float32).tobytes())
+            if self._conn.poll(self.timeout):
+                return np.frombuffer(self._conn.recv_bytes(), dtype=np.float32).copy()
+            why = f"did not return within {self.timeout:g} s"
+        except (EOFError, OSError) as e:  # the worker died (a crash inside Praat)
+            why = f"stopped its worker ({e!r})"
+        self.close()
+        self.hangs += 1
+        warnings.warn(f"Praat's Change gender {why} (pitch x{pitch:.3f}, range x{pitch_range:.3f}, formants "
+                      f"x{formant:.3f}, {len(wav)} samples): the crop stays unchanged")
+        return wav.astype(np.float32, copy=True)
+
+    def close(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.join()
+            self._conn.close()
+        self._proc = self._conn = None
+
+
+def _voice_change_worker(conn) -> None:
+    while True:
+        try:
+            args = json.loads(conn.recv_bytes())
+            wav = np.frombuffer(conn.recv_bytes(), dtype=np.float32)
+        except EOFError:
+            return
+        y = change_voice(wav, args["sample_rate"], args["pitch"], args["pitch_range"], args["formant"], args["seed"])
+        conn.send_bytes(np.ascontiguousarray(y, dtype=np.float32).tobytes())
+
+
 def random_eq(wav: torch.Tensor, sample_rate: int, rng: np.random.Generator, bands: int, gain_db: float) -> torch.Tensor:
     """`bands` random peaking filters (torchaudio biquads) on a 1-D waveform."""
     for _ in range(bands):
@@ -93,12 +154,13 @@ def random_eq(wav: torch.Tensor, sample_rate: int, rng: np.random.Generator, ban
 
 
 def perturb(wav: np.ndarray, sample_rate: int, rng: np.random.Generator, cfg: PerturbationConfig,
-            change_pitch: bool = True) -> np.ndarray:
+            change_pitch: bool = True, voice_change=change_voice) -> np.ndarray:
     """One random draw of every change, applied to a 1-D float waveform; same length. Without
-    `change_pitch` (the input is already a pitch twin) only the EQ and the level change."""
+    `change_pitch` (the input is already a pitch twin) only the EQ and the level change. `voice_change`:
+    `change_voice` or a stand-in with its signature (training uses `GuardedVoiceChange`)."""
     y = wav
     if change_pitch:
-        y = change_voice(wav, sample_rate, _log_uniform(rng, cfg.pitch_ratio), _log_uniform(rng, cfg.pitch_range_ratio),
+        y = voice_change(wav, sample_rate, _log_uniform(rng, cfg.pitch_ratio), _log_uniform(rng, cfg.pitch_range_ratio),
                          _log_uniform(rng, cfg.formant_ratio), seed=int(rng.integers(1, 2**31 - 1)))
     y = random_eq(torch.from_numpy(y), sample_rate, rng, cfg.eq_bands, cfg.eq_gain_db)
     return (y * 10.0 ** (rng.uniform(-cfg.gain_db, cfg.gain_db) / 20.0)).numpy().astype(np.float32)

@@ -28,7 +28,7 @@ from codec.model import SpeechCodec
 
 from ..trainer import LossTerm, TrainerConfig, TrainingTask
 from .losses import code_agreement, frame_infonce, hinged_kl, view_consistency, warmup
-from .perturb import PerturbationConfig, perturb
+from .perturb import GuardedVoiceChange, PerturbationConfig, perturb
 from .shards import CropBatch, CropSampler, Shard
 from .text_encoder import FrameTextEncoder
 
@@ -118,6 +118,7 @@ class CodecTask(TrainingTask):
         self.shard = Shard.load(cfg.shard)
         twin_path = cfg.perturbation.twin_shard if cfg.perturbation.enabled and cfg.stage == "semantic" else None
         self.twins = Shard.load(twin_path) if twin_path else None
+        self.voice_change = GuardedVoiceChange()  # its worker process starts at the first perturbed batch
         codec_cfg = cfg.codec_config()
         if self.shard.sample_rate != codec_cfg.sample_rate or self.shard.hop_length != codec_cfg.mel.hop_length:
             raise ValueError(f"{cfg.shard}: shard is {self.shard.sample_rate} Hz / hop {self.shard.hop_length}, "
@@ -159,11 +160,12 @@ class CodecTask(TrainingTask):
         full = torch.cat([batch.history, batch.wav], dim=-1).numpy()
         cfg, sr = self.cfg.perturbation, self.codec_cfg.sample_rate
         if batch.twin_wav is None:
-            changed = [perturb(x, sr, rng, cfg) for x in full]
+            changed = [perturb(x, sr, rng, cfg, voice_change=self.voice_change) for x in full]
         else:
             twins = torch.cat([batch.twin_history, batch.twin_wav], dim=-1).numpy()
             use_twin = (rng.uniform(size=len(full)) < cfg.twin_rate) & np.any(twins != full, axis=-1)
-            changed = [perturb(t, sr, rng, cfg, change_pitch=False) if use else perturb(x, sr, rng, cfg)
+            changed = [perturb(t, sr, rng, cfg, change_pitch=False) if use
+                       else perturb(x, sr, rng, cfg, voice_change=self.voice_change)
                        for x, t, use in zip(full, twins, use_twin)]
         changed = torch.from_numpy(np.stack(changed))
         n_hist = batch.history.shape[-1]
