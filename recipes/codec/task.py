@@ -4,7 +4,8 @@
     semantic     (encoder/decoder frozen) semantic projector (VAE→FSQ) + paralinguistic encoder +
                  connector + text encoder: MSE(Â, A), mel through the frozen decoder, frame-level
                  symmetric InfoNCE(semantic frames, phone frames), hinged KL with warm-up; optionally the
-                 semantic branch hears a perturbed copy (perturb.py) and its latent is pulled to the clean
+                 semantic branch hears a perturbed copy (perturb.py; or the crop's pitch twin, twins.py) and
+                 its latent is pulled to the clean
                  copy's (view consistency) and held in the same FSQ bins (code agreement), so pitch and
                  level stay out of the tokens
     vocoder      causal iSTFT vocoder on ground-truth mels: mel L1 + multi-resolution STFT
