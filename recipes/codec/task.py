@@ -5,9 +5,8 @@
                  connector + text encoder: MSE(Â, A), mel through the frozen decoder, frame-level
                  symmetric InfoNCE(semantic frames, phone frames), hinged KL with warm-up; optionally the
                  semantic branch hears a perturbed copy (perturb.py; or the crop's pitch twin, twins.py) and
-                 its latent is pulled to the clean
-                 copy's (view consistency) and held in the same FSQ bins (code agreement), so pitch and
-                 level stay out of the tokens
+                 its latent is pulled to the clean copy's (view consistency) and held in the same FSQ bins
+                 (code agreement), so pitch and level stay out of the tokens
     vocoder      causal iSTFT vocoder on ground-truth mels: mel L1 + multi-resolution STFT
                  (auraloss), then adversarial + feature matching against encodec's MS-STFT discriminator
     finetune     connector + decoder + vocoder end to end from tokens, same waveform losses
