@@ -46,15 +46,17 @@ def build_twins(shard: Shard, data_dirs: list[Path], ratio: float, seed: int = 0
     corpus's sentence pool (default: the fortune sentences recipes.synth draws from), to find what the engine read."""
     max_drift = shard.hop_length if max_drift is None else max_drift
     spoken = {s.transcript: s.spoken for s in (fortune_sentences() if sentences is None else sentences)}
-    where: dict[str, tuple[DataDir, dict]] = {}
+    where: dict[str, tuple[DataDir, dict, dict]] = {}
     for d in data_dirs:
         data = DataDir.load(d)
-        speakers_path = Path(d) / "speakers.json"
-        if not speakers_path.is_file():
-            raise ValueError(f"{d}: no speakers.json (is it a synthetic corpus from recipes.synth?)")
+        speakers_path, corpus_path = Path(d) / "speakers.json", Path(d) / "corpus.json"
+        if not speakers_path.is_file() or not corpus_path.is_file():
+            raise ValueError(f"{d}: no speakers.json or corpus.json (is it a synthetic corpus from recipes.synth?)")
         speakers = {s["id"]: s for s in json.loads(speakers_path.read_text())}
+        corpus = json.loads(corpus_path.read_text())  # the twin is trimmed and scaled as the original was
+        trim = {k: corpus[k] for k in ("lead_silence", "tail_silence", "target_rms") if k in corpus}
         for utt in data.utts:
-            where[utt] = (data, speakers)
+            where[utt] = (data, speakers, trim)
     rng = np.random.default_rng(seed)
     counts = dict.fromkeys(("twinned", "real", "no_sentence", "length_changed", "failed"), 0)
     audio = shard.audio.copy()
@@ -63,7 +65,7 @@ def build_twins(shard: Shard, data_dirs: list[Path], ratio: float, seed: int = 0
         if utt not in where:
             counts["real"] += 1
             continue
-        data, speakers = where[utt]
+        data, speakers, trim = where[utt]
         sentence = spoken.get((data.text or {}).get(utt, ""))
         spk = speakers.get(data.utt2spk[utt])
         if sentence is None or spk is None:
@@ -74,7 +76,7 @@ def build_twins(shard: Shard, data_dirs: list[Path], ratio: float, seed: int = 0
         pitch = twin_pitch(speaker.pitch, ratio, u)
         try:
             syn = synthesize(dataclasses.replace(speaker, pitch=pitch), sentence)
-            wav = normalise(syn, shard.sample_rate).audio
+            wav = normalise(syn, shard.sample_rate, **trim).audio
         except Exception as e:  # an engine failure on one sentence costs that twin, not the shard
             counts["failed"] += 1
             if progress:
