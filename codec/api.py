@@ -238,7 +238,10 @@ def codec_identity(model: SpeechCodec) -> str:
     (connector, mel decoder, vocoder) leaves it unchanged, so improving the decoder never
     invalidates existing tokens or the models trained on them."""
     cfg = config_io.to_dict(model.cfg)
-    h = hashlib.sha256(json.dumps({k: cfg[k] for k in TOKEN_SPACE_FIELDS}, sort_keys=True).encode())
+    fields = {k: cfg[k] for k in TOKEN_SPACE_FIELDS}
+    if model.cfg.semantic_input.kind != "latent":  # left out for the original input: existing ids stay valid
+        fields["semantic_input"] = cfg["semantic_input"]
+    h = hashlib.sha256(json.dumps(fields, sort_keys=True).encode())
     for name, tensor in sorted(model.state_dict().items()):
         if name.split(".")[0] in TOKEN_SPACE_PARTS:
             h.update(name.encode())

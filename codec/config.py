@@ -30,6 +30,26 @@ class VocoderConfig:
     n_fft: int = 1024  # synthesis window; its overlap (n_fft - hop) is the vocoder's algorithmic latency
 
 
+SEMANTIC_INPUTS = ("latent", "cepstrum")
+
+
+@dataclasses.dataclass
+class SemanticInputConfig:
+    """What the semantic branch hears. "latent": the encoder's A, which carries everything, pitch
+    included. "cepstrum": the low-quefrency cepstrum of the log-mel above `min_hz`, without c0: the
+    spectral envelope, with the harmonic ripple (pitch), the F0 region and the level taken out by
+    construction rather than learned away."""
+    kind: str = "latent"
+    n_ceps: int = 24  # cepstral coefficients c1..c_n over the kept mel bands
+    min_hz: float = 250.0  # mel bands centred below this (the F0 region) are left out
+
+    def __post_init__(self) -> None:
+        if self.kind not in SEMANTIC_INPUTS:
+            raise ValueError(f"semantic_input.kind {self.kind!r}: expected one of {SEMANTIC_INPUTS}")
+        if self.n_ceps < 1:
+            raise ValueError(f"semantic_input.n_ceps must be >= 1, got {self.n_ceps}")
+
+
 @dataclasses.dataclass
 class CodecConfig:
     name: str = "duet_cpu16k"
@@ -41,6 +61,7 @@ class CodecConfig:
     voice_hidden: int = 128
     encoder: TransformerConfig = dataclasses.field(default_factory=lambda: TransformerConfig(dim=128, num_layers=3))
     semantic: TransformerConfig = dataclasses.field(default_factory=lambda: TransformerConfig(dim=128, num_layers=2))
+    semantic_input: SemanticInputConfig = dataclasses.field(default_factory=SemanticInputConfig)
     connector: TransformerConfig = dataclasses.field(default_factory=lambda: TransformerConfig(dim=128, num_layers=2))
     decoder: TransformerConfig = dataclasses.field(default_factory=lambda: TransformerConfig(dim=128, num_layers=3))
     vocoder: VocoderConfig = dataclasses.field(default_factory=VocoderConfig)

@@ -1,6 +1,7 @@
 """The codec network: what is said (semantic tokens) apart from how it is said (voice vector G).
 
     wav → MelFrontend → SpeechEncoder → A ─► SemanticProjector (VAE μ/logσ² → FSQ) → tokens
+          (or, with semantic_input.kind "cepstrum": log-mel → CepstralInput ─► SemanticProjector)
     reference wav → MelFrontend → ParalinguisticEncoder (running VAE vector) → G
     tokens → FSQ codes (+G) → Connector → Â → MelDecoder → mel → Vocoder → wav
 
@@ -12,11 +13,12 @@ import dataclasses
 
 import torch
 import torch.nn.functional as F
+import torchaudio
 from torch import nn
 
 import kernels
 
-from .config import CodecConfig
+from .config import CodecConfig, MelConfig, SemanticInputConfig
 from .conv import StreamingConv1d, StreamingConvTranspose1d
 from .frontend import MelFrontend
 from .streaming import StreamingModule, StreamingState, check_batch
@@ -48,18 +50,52 @@ class SemanticOutput:
     logvar: torch.Tensor  # [B, T, L]
 
 
+class CepstralInput(nn.Module):
+    """log-mel [B, n_mels, T·ds] → [B, T, dim]: cepstrum c1..c_n (orthonormal DCT) of the mel bands
+    centred at or above `min_hz`, then a causal conv over ds + 2 frames with stride ds. Pitch lives in
+    the harmonic ripple across mel bands (high quefrency) and in the F0 region, level in c0; all three
+    are dropped here, so the tokens cannot carry them whatever the training does."""
+
+    def __init__(self, mel: MelConfig, inp: SemanticInputConfig, dim: int, downsample: int) -> None:
+        super().__init__()
+        fbanks = torchaudio.functional.melscale_fbanks(
+            mel.n_fft // 2 + 1, mel.f_min, mel.f_max or mel.sample_rate / 2, mel.n_mels, mel.sample_rate,
+            norm="slaney", mel_scale="slaney")  # the same bands as MelFrontend
+        centres = fbanks.argmax(0).double() * mel.sample_rate / mel.n_fft
+        first = int((centres < inp.min_hz).sum())
+        kept = mel.n_mels - first
+        if kept <= inp.n_ceps:
+            raise ValueError(f"semantic_input: {kept} mel bands above {inp.min_hz} Hz cannot give {inp.n_ceps} "
+                             f"cepstral coefficients")
+        self.first_band = first
+        dct = torchaudio.functional.create_dct(inp.n_ceps + 1, kept, norm="ortho")[:, 1:]  # [kept, n_ceps]
+        self.register_buffer("dct", dct.T.contiguous(), persistent=False)  # derived from the config
+        self.conv = StreamingConv1d(inp.n_ceps, dim, downsample + 2, stride=downsample)
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        ceps = torch.einsum("cm,bmt->bct", self.dct.to(mel.dtype), mel[:, self.first_band:])
+        return self.conv(ceps).transpose(1, 2)
+
+
 class SemanticProjector(nn.Module):
-    """A [B, T, latent_dim] → VAE posterior over an L-dim latent → FSQ (one token per frame)."""
+    """A [B, T, latent_dim] (or log-mel, for a cepstral input) → VAE posterior over an L-dim latent →
+    FSQ (one token per frame)."""
 
     def __init__(self, cfg: CodecConfig) -> None:
         super().__init__()
         self.levels = list(cfg.fsq_levels)
-        self.inp = nn.Linear(cfg.latent_dim, cfg.semantic.dim)
+        self.reads_mel = cfg.semantic_input.kind == "cepstrum"
+        if self.reads_mel:
+            self.cepstrum = CepstralInput(cfg.mel, cfg.semantic_input, cfg.semantic.dim, cfg.downsample)
+        else:
+            self.inp = nn.Linear(cfg.latent_dim, cfg.semantic.dim)
         self.transformer = CausalTransformer(cfg.semantic)
         self.posterior = nn.Linear(cfg.semantic.dim, 2 * len(self.levels))
 
-    def forward(self, a: torch.Tensor, sample: bool = False) -> SemanticOutput:
-        mu, logvar = self.posterior(self.transformer(self.inp(a))).chunk(2, dim=-1)
+    def forward(self, x: torch.Tensor, sample: bool = False) -> SemanticOutput:
+        """x: A [B, T, latent_dim], or log-mel [B, n_mels, T·ds] when `reads_mel`."""
+        h = self.cepstrum(x) if self.reads_mel else self.inp(x)
+        mu, logvar = self.posterior(self.transformer(h)).chunk(2, dim=-1)
         logvar = logvar.clamp(-10, 5)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if sample else mu
         codes, indices = kernels.fsq(z, self.levels)
@@ -152,8 +188,12 @@ class SpeechCodec(StreamingModule):
         self.decoder = MelDecoder(cfg)
         self.vocoder = Vocoder(cfg.vocoder, cfg.mel)
 
-    def tokens_from_mel(self, mel: torch.Tensor) -> SemanticOutput:
-        return self.semantic(self.encoder(mel))
+    def semantic_source(self, mel: torch.Tensor) -> torch.Tensor:
+        """What the semantic projector reads: the log-mel itself (cepstral input) or the encoder's A."""
+        return mel if self.semantic.reads_mel else self.encoder(mel)
+
+    def tokens_from_mel(self, mel: torch.Tensor, sample: bool = False) -> SemanticOutput:
+        return self.semantic(self.semantic_source(mel), sample=sample)
 
     def codes_from_indices(self, indices: torch.Tensor) -> torch.Tensor:
         return kernels.fsq_decode(indices, self.cfg.fsq_levels)

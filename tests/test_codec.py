@@ -17,12 +17,15 @@ SMALL = {"latent_dim": 32, "voice_dim": 8, "voice_hidden": 16,
          "vocoder": {"dim": 32, "num_blocks": 1}}
 
 
-def make_codec(name, small=True, seed=0):
+CEPSTRAL = {"semantic_input": {"kind": "cepstrum"}}
+
+
+def make_codec(name, small=True, seed=0, overrides=None):
     torch.manual_seed(seed)
     cfg = preset(name)
     if small:  # the preset's stream structure (rates, hop, downsampling, windows) at test width
         cfg = merge(cfg, SMALL)
-    return Codec(SpeechCodec(cfg))
+    return Codec(SpeechCodec(merge(cfg, overrides or {})))
 
 
 def stream(codec, wav, voice, seed):
@@ -44,9 +47,10 @@ def stream(codec, wav, voice, seed):
     return torch.cat(codes, 1), torch.cat(audio, -1), running_voice
 
 
-@pytest.mark.parametrize("name", ["duet_cpu16k", "secousti_1k", "secousti_027k"])
-def test_streaming_equals_offline(name):
-    codec = make_codec(name)
+@pytest.mark.parametrize("name,overrides", [("duet_cpu16k", None), ("secousti_1k", None), ("secousti_027k", None),
+                                            ("duet_cpu16k", CEPSTRAL), ("secousti_027k", CEPSTRAL)])
+def test_streaming_equals_offline(name, overrides):
+    codec = make_codec(name, overrides=overrides)
     sr = codec.sample_rate
     wav = 0.1 * torch.randn(2, int(0.9 * sr) + 37)
     tokens = codec.encode(wav, sr)
@@ -148,3 +152,57 @@ def test_codec_id_names_the_token_space_not_the_decoder():
     with torch.no_grad():
         codec.model.encoder.inp.conv.bias.add_(0.1)  # a new encoder makes a new token space
     assert codec_identity(codec.model) != before
+
+
+def harmonic_vowel(f0, sr=16000, seconds=0.64, formants=((700, 90), (1200, 110), (2600, 160))):
+    """A pulse train at f0 through fixed formant resonators: the same envelope at any pitch."""
+    from scipy.signal import lfilter
+
+    n = int(seconds * sr)
+    x = np.zeros(n)
+    x[(np.arange(0, seconds, 1 / f0) * sr).astype(int)] = 1.0
+    for f, bw in formants:
+        r = np.exp(-np.pi * bw / sr)
+        x = lfilter([1.0], [1.0, -2 * r * np.cos(2 * np.pi * f / sr), r * r], x)
+    x = 0.1 * x / np.abs(x).max() + 1e-3 * np.random.default_rng(0).standard_normal(n)  # above the log floor
+    return torch.from_numpy(x).float()[None]
+
+
+def test_cepstral_semantic_input_drops_level_and_most_of_the_pitch():
+    codec = make_codec("duet_cpu16k", overrides=CEPSTRAL)
+    m = codec.model
+    wav = harmonic_vowel(120.0)
+    with torch.no_grad():
+        mel = m.frontend(wav)
+        assert mel.min() > np.log(1e-5)
+        tokens = m.tokens_from_mel(mel).indices
+        assert torch.equal(m.tokens_from_mel(m.frontend(0.3 * wav)).indices, tokens)  # c0 is left out
+        cepstrum = m.semantic.cepstrum
+        ceps = {}
+        for f0 in (120.0, 170.0):
+            mel = m.frontend(harmonic_vowel(f0))[..., 10:]  # past the start-up frames
+            ceps[f0] = (mel, torch.einsum("cm,bmt->bct", cepstrum.dct, mel[:, cepstrum.first_band:]))
+
+    def relative_change(a, b):
+        return ((a - b).norm() / b.norm()).item()
+
+    mel_change = relative_change(ceps[170.0][0] - ceps[170.0][0].mean(1, keepdim=True),
+                                 ceps[120.0][0] - ceps[120.0][0].mean(1, keepdim=True))
+    assert relative_change(ceps[170.0][1], ceps[120.0][1]) < 0.5 * mel_change
+
+
+def test_semantic_input_config_errors_and_codec_id():
+    from codec.api import codec_identity
+    from codec.config import SemanticInputConfig
+
+    with pytest.raises(ValueError, match="semantic_input.kind 'pitch'"):
+        SemanticInputConfig(kind="pitch")
+    with pytest.raises(ValueError, match="cannot give 90 cepstral"):
+        make_codec("duet_cpu16k", overrides={"semantic_input": {"kind": "cepstrum", "n_ceps": 90}})
+    latent, cepstral = make_codec("duet_cpu16k"), make_codec("duet_cpu16k", overrides=CEPSTRAL)
+    assert codec_identity(latent.model) != codec_identity(cepstral.model)
+    wav = 0.1 * torch.randn(1, 4000)
+    before = cepstral.encode(wav, 16000).codes
+    with torch.no_grad():
+        cepstral.model.encoder.inp.conv.bias.add_(1.0)  # the encoder does not feed a cepstral codec's tokens
+    assert torch.equal(cepstral.encode(wav, 16000).codes, before)

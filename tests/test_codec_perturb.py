@@ -83,6 +83,27 @@ def test_the_semantic_stage_hears_the_perturbed_crop_targets_the_clean_one_and_p
     (term,) = task.losses(task.build_model(), changed, 0)
     assert term.scalars["sem/consistency"] > 0 and torch.isfinite(term.loss)
     assert term.scalars["sem/code_agreement"] >= 0
+    # a cepstral semantic input: the branch reads the (perturbed) log-mel, trains its own input layer,
+    # and the frozen encoder still gives the connector's target
+    cfg.codec_overrides = {**SMALL, "semantic_input": {"kind": "cepstrum"}}
+    task = CodecTask(cfg)
+    model = task.build_model()
+    (term,) = task.losses(model, changed, 0)
+    term.loss.backward()
+    assert model.codec.semantic.cepstrum.conv.conv.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.codec.encoder.parameters())
+    assert term.scalars["sem/consistency"] > 0
+
+    def loss_at(step, **weights):  # the same model and draws, other loss weights
+        for k, v in weights.items():
+            setattr(cfg.weights, k, v)
+        torch.manual_seed(0)
+        (term,) = task.losses(model, changed, step)
+        return term.loss.item()
+
+    plain = loss_at(5, consistency=0.0, code_agreement=0.0)
+    assert loss_at(5, consistency=1.0, code_agreement=1.0, view_start=10, view_warmup=4) == pytest.approx(plain)
+    assert loss_at(11, consistency=1.0, code_agreement=1.0) > loss_at(11, consistency=0.0, code_agreement=0.0)
 
 
 def test_audio_praat_cannot_resynthesise_comes_back_unchanged(monkeypatch):

@@ -52,6 +52,10 @@ class LossWeights:
     # its edges (losses.code_agreement), so the *tokens* agree and do not sit on bin boundaries
     code_agreement: float = 0.0
     code_margin: float = 0.25
+    # the view losses join at `view_start` and ramp in over `view_warmup` steps: a semantic branch with a fresh
+    # input layer must first learn content, or pulling the views together from step 0 collapses it to one token
+    view_start: int = 0
+    view_warmup: int = 0
     wave_mel: float = 15.0
     mrstft: float = 1.0
     adversarial: float = 1.0
@@ -197,12 +201,13 @@ class CodecTask(TrainingTask):
         w = self.cfg.weights
         with torch.no_grad():
             a = m.codec.encoder(mel)  # the target: the clean crop's latent
-            a_in = a if batch.perturbed_wav is None else m.codec.encoder(
+            src = mel if m.codec.semantic.reads_mel else a
+            src_in = src if batch.perturbed_wav is None else m.codec.semantic_source(
                 m.codec.frontend(batch.perturbed_wav.to(mel.device), batch.perturbed_history.to(mel.device)))
-        sem = m.codec.semantic(a_in, sample=True)
+        sem = m.codec.semantic(src_in, sample=True)
         consistency = agreement = None
         if batch.perturbed_wav is not None and (w.consistency > 0 or w.code_agreement > 0):
-            mu_clean = m.codec.semantic(a).mu
+            mu_clean = m.codec.semantic(src).mu
             if w.consistency > 0:
                 consistency = view_consistency(sem.mu, mu_clean)
             if w.code_agreement > 0:
@@ -222,11 +227,12 @@ class CodecTask(TrainingTask):
         used = sem.indices.unique().numel()
         scalars = {"sem/latent_mse": latent.item(), "sem/decoded_mel_l1": dec.item(), "sem/infonce": nce.item(),
                    "sem/kl_semantic": kl_s.item(), "sem/kl_voice": kl_v.item(), "sem/codes_in_batch": float(used)}
+        view_ramp = warmup(step, w.view_start, w.view_warmup)
         if consistency is not None:
-            loss = loss + w.consistency * consistency
+            loss = loss + view_ramp * w.consistency * consistency
             scalars["sem/consistency"] = consistency.item()
         if agreement is not None:
-            loss = loss + w.code_agreement * agreement
+            loss = loss + view_ramp * w.code_agreement * agreement
             scalars["sem/code_agreement"] = agreement.item()
         return LossTerm("main", loss, scalars)
 
@@ -234,7 +240,7 @@ class CodecTask(TrainingTask):
         w, c = self.cfg.weights, self.codec_cfg
         if self.cfg.stage == "finetune":
             with torch.no_grad():
-                codes = m.codec.semantic(m.codec.encoder(mel)).codes
+                codes = m.codec.tokens_from_mel(mel).codes
             g, _, _ = self._voice(m, batch.ref_wav, sample=False)
             mel_in = m.codec.decoder(m.codec.connector(codes, g))
         else:
@@ -283,7 +289,7 @@ class CodecTask(TrainingTask):
             if self.cfg.stage in ("vocoder",):
                 out = m.codec.vocoder.synthesize(mel)
             else:
-                codes = m.codec.semantic(m.codec.encoder(mel)).codes
+                codes = m.codec.tokens_from_mel(mel).codes
                 g = m.codec.paralinguistic(mel)[0][:, -1]
                 out = m.codec.vocoder.synthesize(m.codec.decoder(m.codec.connector(codes, g)))
         writer.add_audio("sample/reference", wav[0].clamp(-1, 1), step, sample_rate=sr)
