@@ -41,7 +41,8 @@ def test_tiny_recipe_runs_end_to_end(tmp_path):
     retrained = tmp_path / "exp_perturbed"
     proc = subprocess.run(["bash", str(RECIPE / "run.sh"), "--tiny", "true", "--stage", "4", "--stop_stage", "7",
                            "--init_codec", str(tmp_path / "exp" / "codec.safetensors"), "--perturb", "true",
-                           "--twins", "true", "--data", str(tmp_path / "data"), "--exp", str(retrained)],
+                           "--twins", "true", "--semantic_input", "cepstrum", "--data", str(tmp_path / "data"),
+                           "--exp", str(retrained)],
                           cwd=RECIPE, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert not (retrained / "autoencoder").exists() and not (retrained / "vocoder").exists()
@@ -53,4 +54,8 @@ def test_tiny_recipe_runs_end_to_end(tmp_path):
     assert "pitch twins" in new.description
     old = codec.model.state_dict()  # the encoder is kept; the semantic branch is trained again
     assert all(torch.equal(v, old[k]) for k, v in new.model.state_dict().items() if k.startswith("encoder."))
-    assert not all(torch.equal(v, old[k]) for k, v in new.model.state_dict().items() if k.startswith("semantic."))
+    # ... and reads the cepstrum now: a new input layer in place of the latent's
+    assert new.config.semantic_input.kind == "cepstrum" and "semantic branch on the cepstrum" in new.description
+    state = new.model.state_dict()
+    assert "semantic.cepstrum.conv.conv.weight" in state and "semantic.inp.weight" not in state
+    assert not torch.equal(state["semantic.posterior.weight"], old["semantic.posterior.weight"])

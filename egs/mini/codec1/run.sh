@@ -9,6 +9,7 @@
 #   ./run.sh --stage 3 --init_codec ../../../codec/assets/default_codec.safetensors --perturb true
 #                                  # retrain only the semantic branch (and the fine-tune) of a trained codec
 #   ./run.sh ... --perturb true --twins true   # ... with pitch twins from the TTS engines as well
+#   ./run.sh ... --semantic_input cepstrum     # ... the semantic branch reading the cepstrum, not the latent
 set -euo pipefail
 cd "$(dirname "$0")"
 . ./path.sh
@@ -30,6 +31,7 @@ results_md=RESULTS.md
 init_codec=""             # an exported codec: keep its encoder/decoder/vocoder, seed the semantic stage from it
 perturb=false             # the semantic stage hears pitch/formant/level/EQ-perturbed input (conf/perturb.yaml)
 twins=false               # with --perturb: also the synthetic utterances spoken again at other pitches (recipes.codec.twins)
+semantic_input=latent     # cepstrum: the semantic branch reads the log-mel's cepstrum (conf/semantic_cepstrum.yaml)
 export_to=""              # also copy the final codec here (e.g. ../../../codec/assets/default_codec.safetensors)
 cmdline="$0 $*"
 . utils/parse_options.sh
@@ -43,6 +45,11 @@ if [ "$tiny" = true ]; then
   extra=(conf/tiny.yaml); results_md="$exp/RESULTS.md"
 fi
 [ "$perturb" = true ] && extra+=(conf/perturb.yaml)
+case "$semantic_input" in
+  latent) ;;
+  cepstrum) extra+=(conf/semantic_cepstrum.yaml) ;;
+  *) echo "run.sh: --semantic_input is latent or cepstrum, not '$semantic_input'" >&2; exit 1 ;;
+esac
 mkdir -p "$exp"
 echo "$cmdline" >> "$exp/run_commands.txt"
 
@@ -56,6 +63,7 @@ title=egs/mini/codec1
 export_desc="trained by egs/mini/codec1"
 [ -n "$init_codec" ] && export_desc+=", semantic stage retrained from $init_codec"
 [ "$perturb" = true ] && export_desc+=" (perturbed semantic input, conf/perturb.yaml)"
+[ "$semantic_input" = cepstrum ] && export_desc+=", semantic branch on the cepstrum"
 if [ "$twins" = true ]; then
   [ "$perturb" = true ] || { echo "run.sh: --twins true needs --perturb true" >&2; exit 1; }
   train_sets+=("perturbation.twin_shard=$data/twins.safetensors")
