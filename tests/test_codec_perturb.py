@@ -168,3 +168,63 @@ def test_a_voice_change_that_does_not_return_leaves_the_crop_unchanged_and_the_n
         np.testing.assert_array_equal(guard(x, SR, 1.5, 1.0, 1.1, seed=3), change_voice(x, SR, 1.5, 1.0, 1.1, seed=3))
     finally:
         guard.close()
+
+
+def test_frame_f0_finds_the_pitch_of_voiced_frames_and_not_of_noise():
+    from recipes.codec.pitch_adversary import frame_f0
+
+    for f0 in (75.0, 110.0, 180.0, 320.0):
+        x = torch.from_numpy(voiced(f0, seconds=0.5))[None]
+        x = x[:, :768 + (x.shape[-1] - 768) // 256 * 256]
+        f, v = frame_f0(x, 1024, 256, SR)
+        assert f.shape == v.shape == (1, (x.shape[-1] - 768) // 256)
+        assert f[v].median().item() == pytest.approx(f0, rel=0.03)
+        assert 0.5 < v.float().mean() < 0.8  # the tone, not the silence either side
+    noise = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 768 + 256 * 40)).astype(np.float32))
+    assert frame_f0(noise, 1024, 256, SR)[1].float().mean() < 0.05
+    with pytest.raises(ValueError, match="multiple of hop"):
+        frame_f0(noise[:, :1000], 1024, 256, SR)
+
+
+def test_the_pitch_adversary_learns_pitch_and_pushes_the_codes_away_from_it(tmp_path):
+    from recipes.codec.pitch_adversary import PitchAdversary, pitch_adversary_loss, reverse_gradient
+
+    x = torch.randn(3, requires_grad=True)
+    (reverse_gradient(x, 0.5) * torch.tensor([1.0, 2.0, 3.0])).sum().backward()
+    assert torch.equal(x.grad, torch.tensor([-0.5, -1.0, -1.5]))
+    torch.manual_seed(0)
+    adversary = PitchAdversary(4, hidden=8)
+    codes = torch.randn(2, 10, 4, requires_grad=True)
+    f0, is_voiced = torch.full((2, 10), 120.0), torch.zeros(2, 10, dtype=torch.bool)
+    assert pitch_adversary_loss(adversary, codes, f0, is_voiced, 1.0).item() == 0.0  # nothing voiced
+    is_voiced[:, 3:] = True
+    pitch_adversary_loss(adversary, codes, f0, is_voiced, 1.0).backward()
+    reversed_grad = codes.grad.clone()
+    codes.grad = None
+    (-pitch_adversary_loss(adversary, codes, f0, is_voiced, -1.0)).backward()
+    torch.testing.assert_close(reversed_grad, codes.grad)  # the codes get minus what the adversary gets
+    with pytest.raises(ValueError, match="must share"):
+        pitch_adversary_loss(adversary, codes, f0[:, :5], is_voiced, 1.0)
+
+    # in the semantic stage: built only when weighted, trained, reported, reversed once the view losses join
+    utts = [(f"u{i}", f"s{i % 2}", voiced(f), None) for i, f in enumerate((100.0, 150.0, 200.0, 250.0))]
+    shard = tmp_path / "train.safetensors"
+    build_shard(utts, ["sil"], SR, 256).save(shard)
+    cfg = CodecTrainConfig(stage="semantic", shard=str(shard), codec_overrides=SMALL, batch_size=4, segment_frames=32,
+                           ref_frames=32, perturbation=PerturbationConfig(enabled=True))
+    assert CodecTask(cfg).build_model().pitch_adversary is None
+    cfg.weights.pitch_adversary, cfg.weights.view_start = 1.0, 5
+    task = CodecTask(cfg)
+    model = task.build_model()
+    batch = next(task.batches(0, 0, 1))
+    grads = {}
+    for step in (0, 5):
+        model.zero_grad()
+        torch.manual_seed(0)
+        (term,) = task.losses(model, batch, step)
+        term.loss.backward()
+        grads[step] = model.codec.semantic.posterior.weight.grad.clone()
+        assert term.scalars["sem/pitch_adversary"] > 0 and "sem/pitch_explained" in term.scalars
+        assert model.pitch_adversary.net[0].weight.grad.abs().sum() > 0
+    assert not torch.allclose(grads[0], grads[5])  # the reversed gradient reaches the branch from view_start
+    assert any(p is model.pitch_adversary.net[0].weight for p in task.parameter_groups(model)["main"])

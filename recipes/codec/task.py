@@ -29,6 +29,7 @@ from codec.model import SpeechCodec
 from ..trainer import LossTerm, TrainerConfig, TrainingTask
 from .losses import code_agreement, frame_infonce, hinged_kl, view_consistency, warmup
 from .perturb import GuardedVoiceChange, PerturbationConfig, perturb
+from .pitch_adversary import LOG_F0_CENTRE, LOG_F0_SCALE, PitchAdversary, frame_f0, pitch_adversary_loss
 from .shards import CropBatch, CropSampler, Shard
 from .text_encoder import FrameTextEncoder
 
@@ -56,6 +57,11 @@ class LossWeights:
     # input layer must first learn content, or pulling the views together from step 0 collapses it to one token
     view_start: int = 0
     view_warmup: int = 0
+    # a pitch adversary (recipes/codec/pitch_adversary.py) reads the semantic codes of both views and predicts
+    # each voiced frame's log-F0; its loss has this weight, and reaches the semantic branch reversed, times
+    # `pitch_reversal` (ramped in with the view losses)
+    pitch_adversary: float = 0.0
+    pitch_reversal: float = 1.0
     wave_mel: float = 15.0
     mrstft: float = 1.0
     adversarial: float = 1.0
@@ -98,6 +104,8 @@ class CodecTrainingModel(nn.Module):
         self.codec = SpeechCodec(codec_cfg)
         self.text_encoder = FrameTextEncoder(num_phones, out_dim=cfg.contrastive_dim)
         self.speech_head = nn.Linear(len(codec_cfg.fsq_levels), cfg.contrastive_dim)
+        self.pitch_adversary = PitchAdversary(len(codec_cfg.fsq_levels)) \
+            if cfg.stage == "semantic" and cfg.weights.pitch_adversary > 0 else None
         self.discriminator = None
         if cfg.stage in ("vocoder", "finetune"):
             from encodec.msstftd import MultiScaleSTFTDiscriminator
@@ -110,8 +118,11 @@ class CodecTrainingModel(nn.Module):
 
 def _trainable(model: CodecTrainingModel, stage: str) -> list[nn.Module]:
     c = model.codec
+    semantic = [c.semantic, c.paralinguistic, c.connector, model.text_encoder, model.speech_head]
+    if model.pitch_adversary is not None:
+        semantic.append(model.pitch_adversary)
     return {"autoencoder": [c.encoder, c.decoder],
-            "semantic": [c.semantic, c.paralinguistic, c.connector, model.text_encoder, model.speech_head],
+            "semantic": semantic,
             "vocoder": [c.vocoder],
             "finetune": [c.connector, c.decoder, c.vocoder]}[stage]
 
@@ -206,8 +217,10 @@ class CodecTask(TrainingTask):
                 m.codec.frontend(batch.perturbed_wav.to(mel.device), batch.perturbed_history.to(mel.device)))
         sem = m.codec.semantic(src_in, sample=True)
         consistency = agreement = None
-        if batch.perturbed_wav is not None and (w.consistency > 0 or w.code_agreement > 0):
-            mu_clean = m.codec.semantic(src).mu
+        clean = None
+        if batch.perturbed_wav is not None and (w.consistency > 0 or w.code_agreement > 0 or w.pitch_adversary > 0):
+            clean = m.codec.semantic(src)
+            mu_clean = clean.mu
             if w.consistency > 0:
                 consistency = view_consistency(sem.mu, mu_clean)
             if w.code_agreement > 0:
@@ -228,6 +241,11 @@ class CodecTask(TrainingTask):
         scalars = {"sem/latent_mse": latent.item(), "sem/decoded_mel_l1": dec.item(), "sem/infonce": nce.item(),
                    "sem/kl_semantic": kl_s.item(), "sem/kl_voice": kl_v.item(), "sem/codes_in_batch": float(used)}
         view_ramp = warmup(step, w.view_start, w.view_warmup)
+        if w.pitch_adversary > 0:
+            adversary, explained = self._pitch_adversary(m, batch, sem, clean, w.pitch_reversal * view_ramp)
+            loss = loss + w.pitch_adversary * adversary
+            scalars["sem/pitch_adversary"] = adversary.item()
+            scalars["sem/pitch_explained"] = explained
         if consistency is not None:
             loss = loss + view_ramp * w.consistency * consistency
             scalars["sem/consistency"] = consistency.item()
@@ -235,6 +253,29 @@ class CodecTask(TrainingTask):
             loss = loss + view_ramp * w.code_agreement * agreement
             scalars["sem/code_agreement"] = agreement.item()
         return LossTerm("main", loss, scalars)
+
+    def _pitch_adversary(self, m, batch, sem, clean, reversal):
+        """The adversary's loss over both views' codes (the perturbed crop's and, when there is one, the
+        clean crop's), and the share of log-F0 variance it explains (1 − MSE / variance: 0 for codes
+        that carry no pitch)."""
+        mel_cfg = self.codec_cfg.mel
+        views = [(sem.codes, batch.perturbed_wav if batch.perturbed_wav is not None else batch.wav,
+                  batch.perturbed_history if batch.perturbed_wav is not None else batch.history)]
+        if clean is not None:
+            views.append((clean.codes, batch.wav, batch.history))
+        losses, targets = [], []
+        for codes, wav, history in views:
+            with torch.no_grad():
+                f0, voiced = frame_f0(torch.cat([history, wav], dim=-1), mel_cfg.n_fft, mel_cfg.hop_length,
+                                      mel_cfg.sample_rate)
+                ds = self.codec_cfg.downsample  # a token's F0: its last mel frame's
+                f0, voiced = f0[:, ds - 1::ds], voiced[:, ds - 1::ds]
+            losses.append(pitch_adversary_loss(m.pitch_adversary, codes, f0, voiced, reversal))
+            targets.append(f0[voiced].log())
+        loss = sum(losses) / len(losses)
+        target = torch.cat(targets) - LOG_F0_CENTRE
+        variance = (target / LOG_F0_SCALE).var().item() if target.numel() > 1 else float("nan")
+        return loss, 1.0 - loss.item() / variance if variance > 0 else float("nan")
 
     def _waveform(self, m, mel, batch, step):
         w, c = self.cfg.weights, self.codec_cfg

@@ -1,0 +1,93 @@
+"""A pitch adversary for the semantic stage: a small causal conv net reads the semantic codes and
+predicts each voiced frame's log-F0; its gradient reaches the semantic branch reversed (gradient
+reversal, Ganin & Lempitsky 2015), so the tokens lose what tells one pitch from another.
+
+The view losses only ask each crop's tokens to match its own perturbed copy; a downstream model
+still reads pitch from tokens that change *systematically* with it (the style ablation: 91 % of
+styles found without the voice input). The adversary targets that dependence directly.
+
+F0 comes from a batched autocorrelation tracker over the codec's own causal frames (frame t ends at
+sample (t + 1)·hop), computed on the training step's tensors: torchaudio's `detect_pitch_frequency`
+gives no voicing decision and its own framing.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LOG_F0_CENTRE = math.log(150.0)  # the target is (log F0 − centre) / scale, about unit variance over voices
+LOG_F0_SCALE = 0.4
+
+
+def frame_f0(wav: torch.Tensor, n_fft: int, hop: int, sample_rate: int, f_min: float = 60.0, f_max: float = 400.0,
+             voicing: float = 0.6) -> tuple[torch.Tensor, torch.Tensor]:
+    """wav [B, n_fft − hop + N] (a crop with its left context) → (F0 in Hz [B, N / hop], voiced [B, N / hop]).
+
+    Per frame: the Hann-windowed autocorrelation, normalised by the window's own, and the shortest lag in
+    [1/f_max, 1/f_min] whose peak is within 10 % of the highest (which avoids octave-down errors). A
+    frame is voiced when that peak exceeds `voicing` and its energy is within 40 dB of the crop's loudest.
+    """
+    if wav.shape[-1] < n_fft or (wav.shape[-1] - n_fft) % hop:
+        raise ValueError(f"frame_f0: {wav.shape[-1]} samples is not n_fft ({n_fft}) + a multiple of hop ({hop})")
+    lo, hi = math.ceil(sample_rate / f_max), min(math.floor(sample_rate / f_min), n_fft // 2)
+    frames = wav.unfold(-1, n_fft, hop)  # [B, T, n_fft]
+    frames = frames - frames.mean(-1, keepdim=True)
+    window = torch.hann_window(n_fft, periodic=False, device=wav.device, dtype=wav.dtype)
+    n = 2 * n_fft
+    ac = torch.fft.irfft(torch.fft.rfft(frames * window, n=n).abs().pow(2), n=n)[..., :hi + 1]
+    window_ac = torch.fft.irfft(torch.fft.rfft(window, n=n).abs().pow(2), n=n)[:hi + 1]
+    energy = ac[..., :1]
+    r = ac / energy.clamp_min(1e-12) / (window_ac / window_ac[0]).clamp_min(1e-3)
+    band = r[..., lo:]
+    peak = band.max(-1, keepdim=True).values
+    lag = lo + (band >= 0.9 * peak).float().argmax(-1)  # the first lag near the best peak
+    loud = energy[..., 0] > energy[..., 0].amax(-1, keepdim=True) * 1e-4
+    voiced = (peak[..., 0] > voicing) & loud
+    return sample_rate / lag.to(wav.dtype), voiced
+
+
+class _ReverseGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, scale):
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -ctx.scale * grad, None
+
+
+def reverse_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """Identity forward; the gradient times −scale backward."""
+    return _ReverseGradient.apply(x, scale)
+
+
+class PitchAdversary(nn.Module):
+    """Codes [B, T, L] → predicted normalised log-F0 [B, T], from a causal window of `context` frames."""
+
+    def __init__(self, code_dim: int, hidden: int = 64, context: int = 5) -> None:
+        super().__init__()
+        self.context = context
+        self.net = nn.Sequential(nn.Conv1d(code_dim, hidden, context), nn.GELU(), nn.Conv1d(hidden, hidden, 1),
+                                 nn.GELU(), nn.Conv1d(hidden, 1, 1))
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        x = F.pad(codes.transpose(1, 2), (self.context - 1, 0))
+        return self.net(x)[:, 0]
+
+
+def pitch_adversary_loss(adversary: PitchAdversary, codes: torch.Tensor, f0: torch.Tensor, voiced: torch.Tensor,
+                         reversal: float) -> torch.Tensor:
+    """MSE of the adversary's normalised log-F0 over voiced frames. The adversary descends it; through the
+    reversed gradient (times `reversal`) the codes ascend it. Zero (with a graph) when no frame is voiced."""
+    if codes.shape[:2] != f0.shape or f0.shape != voiced.shape:
+        raise ValueError(f"pitch_adversary_loss: codes {tuple(codes.shape)}, f0 {tuple(f0.shape)} and voiced "
+                         f"{tuple(voiced.shape)} must share [B, T]")
+    pred = adversary(reverse_gradient(codes, reversal))
+    if not voiced.any():
+        return pred.sum() * 0.0
+    target = (f0.log() - LOG_F0_CENTRE) / LOG_F0_SCALE
+    return F.mse_loss(pred[voiced], target[voiced])
