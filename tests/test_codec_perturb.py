@@ -194,15 +194,27 @@ def test_the_pitch_adversary_learns_pitch_and_pushes_the_codes_away_from_it(tmp_
     assert torch.equal(x.grad, torch.tensor([-0.5, -1.0, -1.5]))
     torch.manual_seed(0)
     adversary = PitchAdversary(4, hidden=8)
-    codes = torch.randn(2, 10, 4, requires_grad=True)
-    f0, is_voiced = torch.full((2, 10), 120.0), torch.zeros(2, 10, dtype=torch.bool)
-    assert pitch_adversary_loss(adversary, codes, f0, is_voiced, 1.0).item() == 0.0  # nothing voiced
+    codes = torch.randn(3, 10, 4, requires_grad=True)
+    f0, is_voiced = torch.tensor([100.0, 150.0, 220.0])[:, None].expand(3, 10), torch.zeros(3, 10, dtype=torch.bool)
+    loss, explained = pitch_adversary_loss(adversary, codes, f0, is_voiced, 1.0)
+    assert loss.item() == 0.0 and explained == {}  # nothing voiced
     is_voiced[:, 3:] = True
-    pitch_adversary_loss(adversary, codes, f0, is_voiced, 1.0).backward()
+    loss, explained = pitch_adversary_loss(adversary, codes, f0, is_voiced, 1.0)
+    assert set(explained) == {"frame", "crop"} and all(v < 0.5 for v in explained.values())  # an untrained adversary
+    loss.backward()
     reversed_grad = codes.grad.clone()
     codes.grad = None
-    (-pitch_adversary_loss(adversary, codes, f0, is_voiced, -1.0)).backward()
+    (-pitch_adversary_loss(adversary, codes, f0, is_voiced, -1.0)[0]).backward()
     torch.testing.assert_close(reversed_grad, codes.grad)  # the codes get minus what the adversary gets
+    # codes that carry the crop's pitch: the adversary learns to read it (without reversal pressure)
+    opt = torch.optim.Adam(adversary.parameters(), lr=1e-2)
+    telling = (f0.log() - 5.0)[..., None].expand(3, 10, 4).contiguous()
+    for _ in range(200):
+        opt.zero_grad()
+        loss, explained = pitch_adversary_loss(adversary, telling, f0, is_voiced, 1.0)
+        loss.backward()
+        opt.step()
+    assert explained["crop"] > 0.9 and explained["frame"] > 0.9
     with pytest.raises(ValueError, match="must share"):
         pitch_adversary_loss(adversary, codes, f0[:, :5], is_voiced, 1.0)
 
@@ -224,7 +236,7 @@ def test_the_pitch_adversary_learns_pitch_and_pushes_the_codes_away_from_it(tmp_
         (term,) = task.losses(model, batch, step)
         term.loss.backward()
         grads[step] = model.codec.semantic.posterior.weight.grad.clone()
-        assert term.scalars["sem/pitch_adversary"] > 0 and "sem/pitch_explained" in term.scalars
-        assert model.pitch_adversary.net[0].weight.grad.abs().sum() > 0
+        assert term.scalars["sem/pitch_adversary"] > 0 and "sem/pitch_explained_crop" in term.scalars
+        assert model.pitch_adversary.crop_head[0].weight.grad.abs().sum() > 0
     assert not torch.allclose(grads[0], grads[5])  # the reversed gradient reaches the branch from view_start
-    assert any(p is model.pitch_adversary.net[0].weight for p in task.parameter_groups(model)["main"])
+    assert any(p is model.pitch_adversary.crop_head[0].weight for p in task.parameter_groups(model)["main"])

@@ -66,28 +66,44 @@ def reverse_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
 
 
 class PitchAdversary(nn.Module):
-    """Codes [B, T, L] → predicted normalised log-F0 [B, T], from a causal window of `context` frames."""
+    """Codes [B, T, L] → normalised log-F0 per frame [B, T] (from a causal window of `context` frames) and
+    per crop [B] (from those frames' features averaged over the crop). The crop head matters most: a
+    per-frame trace of pitch too weak for the frame head adds up over an utterance, which is how a
+    dialogue model told the user's style from the tokens alone."""
 
     def __init__(self, code_dim: int, hidden: int = 64, context: int = 5) -> None:
         super().__init__()
         self.context = context
-        self.net = nn.Sequential(nn.Conv1d(code_dim, hidden, context), nn.GELU(), nn.Conv1d(hidden, hidden, 1),
-                                 nn.GELU(), nn.Conv1d(hidden, 1, 1))
+        self.features = nn.Sequential(nn.Conv1d(code_dim, hidden, context), nn.GELU(), nn.Conv1d(hidden, hidden, 1),
+                                      nn.GELU())
+        self.frame_head = nn.Conv1d(hidden, 1, 1)
+        self.crop_head = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, 1))
 
-    def forward(self, codes: torch.Tensor) -> torch.Tensor:
-        x = F.pad(codes.transpose(1, 2), (self.context - 1, 0))
-        return self.net(x)[:, 0]
+    def forward(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.features(F.pad(codes.transpose(1, 2), (self.context - 1, 0)))  # [B, H, T]
+        return self.frame_head(h)[:, 0], self.crop_head(h.mean(-1))[:, 0]
 
 
 def pitch_adversary_loss(adversary: PitchAdversary, codes: torch.Tensor, f0: torch.Tensor, voiced: torch.Tensor,
-                         reversal: float) -> torch.Tensor:
-    """MSE of the adversary's normalised log-F0 over voiced frames. The adversary descends it; through the
-    reversed gradient (times `reversal`) the codes ascend it. Zero (with a graph) when no frame is voiced."""
+                         reversal: float, min_voiced: int = 4) -> tuple[torch.Tensor, dict[str, float]]:
+    """The adversary's MSE on normalised log-F0: per voiced frame, plus per crop (its voiced frames' median,
+    for crops with at least `min_voiced`). The adversary descends it; through the reversed gradient (times
+    `reversal`) the codes ascend it. Returns the loss (zero, with a graph, when nothing is voiced) and the
+    share of the targets' variance each head explains (1 − MSE / variance: 0 for codes that carry no pitch)."""
     if codes.shape[:2] != f0.shape or f0.shape != voiced.shape:
         raise ValueError(f"pitch_adversary_loss: codes {tuple(codes.shape)}, f0 {tuple(f0.shape)} and voiced "
                          f"{tuple(voiced.shape)} must share [B, T]")
-    pred = adversary(reverse_gradient(codes, reversal))
-    if not voiced.any():
-        return pred.sum() * 0.0
-    target = (f0.log() - LOG_F0_CENTRE) / LOG_F0_SCALE
-    return F.mse_loss(pred[voiced], target[voiced])
+    frame_pred, crop_pred = adversary(reverse_gradient(codes, reversal))
+    loss = frame_pred.sum() * 0.0
+    explained = {}
+    target = (f0.clamp_min(1.0).log() - LOG_F0_CENTRE) / LOG_F0_SCALE
+    crops = voiced.sum(-1) >= min_voiced
+    crop_target = torch.stack([t[v].median() if c else t.new_zeros(()) for t, v, c in zip(target, voiced, crops)])
+    for name, pred, y in (("frame", frame_pred[voiced], target[voiced]), ("crop", crop_pred[crops], crop_target[crops])):
+        if y.numel() == 0:
+            continue
+        mse = F.mse_loss(pred, y)
+        loss = loss + mse
+        if y.numel() > 1:
+            explained[name] = 1.0 - mse.item() / max(y.var().item(), 1e-6)
+    return loss, explained

@@ -29,7 +29,7 @@ from codec.model import SpeechCodec
 from ..trainer import LossTerm, TrainerConfig, TrainingTask
 from .losses import code_agreement, frame_infonce, hinged_kl, view_consistency, warmup
 from .perturb import GuardedVoiceChange, PerturbationConfig, perturb
-from .pitch_adversary import LOG_F0_CENTRE, LOG_F0_SCALE, PitchAdversary, frame_f0, pitch_adversary_loss
+from .pitch_adversary import PitchAdversary, frame_f0, pitch_adversary_loss
 from .shards import CropBatch, CropSampler, Shard
 from .text_encoder import FrameTextEncoder
 
@@ -245,7 +245,7 @@ class CodecTask(TrainingTask):
             adversary, explained = self._pitch_adversary(m, batch, sem, clean, w.pitch_reversal * view_ramp)
             loss = loss + w.pitch_adversary * adversary
             scalars["sem/pitch_adversary"] = adversary.item()
-            scalars["sem/pitch_explained"] = explained
+            scalars.update({f"sem/pitch_explained_{k}": v for k, v in explained.items()})
         if consistency is not None:
             loss = loss + view_ramp * w.consistency * consistency
             scalars["sem/consistency"] = consistency.item()
@@ -256,26 +256,24 @@ class CodecTask(TrainingTask):
 
     def _pitch_adversary(self, m, batch, sem, clean, reversal):
         """The adversary's loss over both views' codes (the perturbed crop's and, when there is one, the
-        clean crop's), and the share of log-F0 variance it explains (1 − MSE / variance: 0 for codes
-        that carry no pitch)."""
-        mel_cfg = self.codec_cfg.mel
+        clean crop's), and the share of log-F0 variance each head explains, averaged over the views."""
+        mel_cfg, ds = self.codec_cfg.mel, self.codec_cfg.downsample
         views = [(sem.codes, batch.perturbed_wav if batch.perturbed_wav is not None else batch.wav,
                   batch.perturbed_history if batch.perturbed_wav is not None else batch.history)]
         if clean is not None:
             views.append((clean.codes, batch.wav, batch.history))
-        losses, targets = [], []
+        loss, explained = 0.0, {}
         for codes, wav, history in views:
             with torch.no_grad():
                 f0, voiced = frame_f0(torch.cat([history, wav], dim=-1), mel_cfg.n_fft, mel_cfg.hop_length,
                                       mel_cfg.sample_rate)
-                ds = self.codec_cfg.downsample  # a token's F0: its last mel frame's
-                f0, voiced = f0[:, ds - 1::ds], voiced[:, ds - 1::ds]
-            losses.append(pitch_adversary_loss(m.pitch_adversary, codes, f0, voiced, reversal))
-            targets.append(f0[voiced].log())
-        loss = sum(losses) / len(losses)
-        target = torch.cat(targets) - LOG_F0_CENTRE
-        variance = (target / LOG_F0_SCALE).var().item() if target.numel() > 1 else float("nan")
-        return loss, 1.0 - loss.item() / variance if variance > 0 else float("nan")
+            # a token's F0: its last mel frame's
+            view_loss, view_explained = pitch_adversary_loss(m.pitch_adversary, codes, f0[:, ds - 1::ds],
+                                                             voiced[:, ds - 1::ds], reversal)
+            loss = loss + view_loss / len(views)
+            for k, v in view_explained.items():
+                explained[k] = explained.get(k, 0.0) + v / len(views)
+        return loss, explained
 
     def _waveform(self, m, mel, batch, step):
         w, c = self.cfg.weights, self.codec_cfg
