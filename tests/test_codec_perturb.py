@@ -206,6 +206,8 @@ def test_the_pitch_adversary_learns_pitch_and_pushes_the_codes_away_from_it(tmp_
     codes.grad = None
     (-pitch_adversary_loss(adversary, codes, f0, is_voiced, -1.0)[0]).backward()
     torch.testing.assert_close(reversed_grad, codes.grad)  # the codes get minus what the adversary gets
+    level_only, explained = pitch_adversary_loss(adversary, codes, f0, is_voiced, 1.0, frame_weight=0.0)
+    assert level_only.item() < loss.item() and set(explained) == {"frame", "crop"}  # both still reported
     # codes that carry the crop's pitch: the adversary learns to read it (without reversal pressure)
     opt = torch.optim.Adam(adversary.parameters(), lr=1e-2)
     telling = (f0.log() - 5.0)[..., None].expand(3, 10, 4).contiguous()

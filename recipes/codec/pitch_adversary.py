@@ -85,9 +85,11 @@ class PitchAdversary(nn.Module):
 
 
 def pitch_adversary_loss(adversary: PitchAdversary, codes: torch.Tensor, f0: torch.Tensor, voiced: torch.Tensor,
-                         reversal: float, min_voiced: int = 4) -> tuple[torch.Tensor, dict[str, float]]:
-    """The adversary's MSE on normalised log-F0: per voiced frame, plus per crop (its voiced frames' median,
-    for crops with at least `min_voiced`). The adversary descends it; through the reversed gradient (times
+                         reversal: float, frame_weight: float = 1.0, min_voiced: int = 4
+                         ) -> tuple[torch.Tensor, dict[str, float]]:
+    """The adversary's MSE on normalised log-F0: per voiced frame (times `frame_weight`; 0 leaves the
+    pitch contour alone and takes only the level), plus per crop (its voiced frames' median, for crops
+    with at least `min_voiced`). The adversary descends it; through the reversed gradient (times
     `reversal`) the codes ascend it. Returns the loss (zero, with a graph, when nothing is voiced) and the
     share of the targets' variance each head explains (1 − MSE / variance: 0 for codes that carry no pitch)."""
     if codes.shape[:2] != f0.shape or f0.shape != voiced.shape:
@@ -99,11 +101,13 @@ def pitch_adversary_loss(adversary: PitchAdversary, codes: torch.Tensor, f0: tor
     target = (f0.clamp_min(1.0).log() - LOG_F0_CENTRE) / LOG_F0_SCALE
     crops = voiced.sum(-1) >= min_voiced
     crop_target = torch.stack([t[v].median() if c else t.new_zeros(()) for t, v, c in zip(target, voiced, crops)])
-    for name, pred, y in (("frame", frame_pred[voiced], target[voiced]), ("crop", crop_pred[crops], crop_target[crops])):
+    heads = (("frame", frame_weight, frame_pred[voiced], target[voiced]),
+             ("crop", 1.0, crop_pred[crops], crop_target[crops]))
+    for name, weight, pred, y in heads:
         if y.numel() == 0:
             continue
         mse = F.mse_loss(pred, y)
-        loss = loss + mse
+        loss = loss + weight * mse
         if y.numel() > 1:
             explained[name] = 1.0 - mse.item() / max(y.var().item(), 1e-6)
     return loss, explained

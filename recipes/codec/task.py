@@ -62,6 +62,7 @@ class LossWeights:
     # `pitch_reversal` (ramped in with the view losses)
     pitch_adversary: float = 0.0
     pitch_reversal: float = 1.0
+    pitch_frame: float = 1.0  # the frame head's share (0: only the crop's pitch level is taken, not its contour)
     wave_mel: float = 15.0
     mrstft: float = 1.0
     adversarial: float = 1.0
@@ -269,7 +270,8 @@ class CodecTask(TrainingTask):
                                       mel_cfg.sample_rate)
             # a token's F0: its last mel frame's
             view_loss, view_explained = pitch_adversary_loss(m.pitch_adversary, codes, f0[:, ds - 1::ds],
-                                                             voiced[:, ds - 1::ds], reversal)
+                                                             voiced[:, ds - 1::ds], reversal,
+                                                             frame_weight=self.cfg.weights.pitch_frame)
             loss = loss + view_loss / len(views)
             for k, v in view_explained.items():
                 explained[k] = explained.get(k, 0.0) + v / len(views)
