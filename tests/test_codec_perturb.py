@@ -1,4 +1,10 @@
 """Information perturbation of the codec's semantic input: what it changes, what it keeps."""
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -242,3 +248,45 @@ def test_the_pitch_adversary_learns_pitch_and_pushes_the_codes_away_from_it(tmp_
         assert model.pitch_adversary.crop_head[0].weight.grad.abs().sum() > 0
     assert not torch.allclose(grads[0], grads[5])  # the reversed gradient reaches the branch from view_start
     assert any(p is model.pitch_adversary.crop_head[0].weight for p in task.parameter_groups(model)["main"])
+
+
+def _spin_until_killed(parent: int, ready: str) -> None:  # a worker stuck in C code that never returns
+    from recipes.codec.perturb import die_with_parent
+
+    die_with_parent(parent)
+    Path(ready).touch()
+    while True:
+        pass
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_stuck_praat_worker_dies_with_its_trainer(tmp_path):
+    """A trainer killed with SIGKILL runs no clean-up; its busy worker must not outlive it."""
+    ready = tmp_path / "spinning"
+    script = ("import multiprocessing as mp, os, sys, time\n"
+              "from tests.test_codec_perturb import _spin_until_killed\n"
+              "if __name__ == '__main__':\n"
+              "    p = mp.get_context('spawn').Process(target=_spin_until_killed, args=(os.getpid(), sys.argv[1]),\n"
+              "                                        daemon=True)\n"
+              "    p.start(); print(p.pid, flush=True); time.sleep(120)\n")
+    trainer = subprocess.Popen([sys.executable, "-c", script, str(ready)], stdout=subprocess.PIPE, text=True,
+                               cwd=Path(__file__).resolve().parents[1])
+    worker = int(trainer.stdout.readline())
+
+    def running():
+        stat = Path(f"/proc/{worker}/stat")
+        return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+    deadline = time.time() + 60
+    while not ready.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    assert ready.exists() and running()  # the worker is past its start-up and spins
+    trainer.kill()
+    trainer.wait()
+    deadline = time.time() + 10
+    while running() and time.time() < deadline:
+        time.sleep(0.1)
+    still = running()
+    if still:
+        os.kill(worker, 9)
+    assert not still

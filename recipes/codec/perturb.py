@@ -17,6 +17,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import signal
+import sys
 import warnings
 
 import numpy as np
@@ -101,7 +104,7 @@ class GuardedVoiceChange:
 
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_voice_change_worker, args=(child,), daemon=True)
+        self._proc = ctx.Process(target=_voice_change_worker, args=(child, os.getpid()), daemon=True)
         self._proc.start()
         child.close()
 
@@ -133,7 +136,21 @@ class GuardedVoiceChange:
         self._proc = self._conn = None
 
 
-def _voice_change_worker(conn) -> None:
+def die_with_parent(parent: int) -> None:
+    """Have the kernel kill this process when its parent dies (Linux; elsewhere a no-op). A worker caught in
+    a Praat call that never returns cannot notice its closed pipe, so a trainer stopped by SIGTERM or
+    SIGKILL (which skip the multiprocessing clean-up of daemon children) would leave it spinning forever."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # `parent` died before the request took hold
+        os._exit(0)
+
+
+def _voice_change_worker(conn, parent: int) -> None:
+    die_with_parent(parent)
     while True:
         try:
             args = json.loads(conn.recv_bytes())
