@@ -36,9 +36,10 @@ SEMANTIC_INPUTS = ("latent", "cepstrum")
 @dataclasses.dataclass
 class SemanticInputConfig:
     """What the semantic branch hears. "latent": the encoder's A, which carries everything, pitch
-    included. "cepstrum": the low-quefrency cepstrum of the log-mel above `min_hz`, without c0: the
-    spectral envelope, with the harmonic ripple (pitch), the F0 region and the level taken out by
-    construction rather than learned away."""
+    included. "cepstrum": the low-quefrency cepstrum of the log-mel above `min_hz`, without c0: level
+    and the F0 region are out by construction, most of the harmonic ripple too. What a pitch change
+    does to the envelope itself stays, and must still be learned away (egs/mini/codec1/RESULTS.md:
+    with flite it is as large as the whole log-mel change)."""
     kind: str = "latent"
     n_ceps: int = 24  # cepstral coefficients c1..c_n over the kept mel bands
     min_hz: float = 250.0  # mel bands centred below this (the F0 region) are left out

@@ -52,9 +52,9 @@ class SemanticOutput:
 
 class CepstralInput(nn.Module):
     """log-mel [B, n_mels, T·ds] → [B, T, dim]: cepstrum c1..c_n (orthonormal DCT) of the mel bands
-    centred at or above `min_hz`, then a causal conv over ds + 2 frames with stride ds. Pitch lives in
-    the harmonic ripple across mel bands (high quefrency) and in the F0 region, level in c0; all three
-    are dropped here, so the tokens cannot carry them whatever the training does."""
+    centred at or above `min_hz`, then a causal conv over ds + 2 frames with stride ds. Level (c0), the
+    F0 region and most of the harmonic ripple across bands (high quefrency) are dropped here, whatever
+    the training does; a pitch change's effect on the envelope is not (see SemanticInputConfig)."""
 
     def __init__(self, mel: MelConfig, inp: SemanticInputConfig, dim: int, downsample: int) -> None:
         super().__init__()

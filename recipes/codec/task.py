@@ -6,7 +6,9 @@
                  symmetric InfoNCE(semantic frames, phone frames), hinged KL with warm-up; optionally the
                  semantic branch hears a perturbed copy (perturb.py; or the crop's pitch twin, twins.py) and
                  its latent is pulled to the clean copy's (view consistency) and held in the same FSQ bins
-                 (code agreement), so pitch and level stay out of the tokens
+                 (code agreement), from `view_start` on; optionally a pitch adversary reads the codes
+                 (pitch_adversary.py, gradient reversal); the branch reads the encoder's A, or the
+                 log-mel's cepstrum (`semantic_input`), which the encoder then only serves as target
     vocoder      causal iSTFT vocoder on ground-truth mels: mel L1 + multi-resolution STFT
                  (auraloss), then adversarial + feature matching against encodec's MS-STFT discriminator
     finetune     connector + decoder + vocoder end to end from tokens, same waveform losses
