@@ -1,5 +1,5 @@
 """A pitch adversary for the semantic stage: a small causal conv net reads the semantic codes and
-predicts each voiced frame's log-F0; its gradient reaches the semantic branch reversed (gradient
+predicts log-F0, of each voiced frame and of the whole crop; its gradient reaches the semantic branch reversed (gradient
 reversal, Ganin & Lempitsky 2015), so the tokens lose what tells one pitch from another.
 
 The view losses only ask each crop's tokens to match its own perturbed copy; a downstream model
@@ -100,7 +100,7 @@ def pitch_adversary_loss(adversary: PitchAdversary, codes: torch.Tensor, f0: tor
     explained = {}
     target = (f0.clamp_min(1.0).log() - LOG_F0_CENTRE) / LOG_F0_SCALE
     crops = voiced.sum(-1) >= min_voiced
-    crop_target = torch.stack([t[v].median() if c else t.new_zeros(()) for t, v, c in zip(target, voiced, crops)])
+    crop_target = target.masked_fill(~voiced, float("nan")).nanmedian(-1).values  # NaN where nothing is voiced
     heads = (("frame", frame_weight, frame_pred[voiced], target[voiced]),
              ("crop", 1.0, crop_pred[crops], crop_target[crops]))
     for name, weight, pred, y in heads:

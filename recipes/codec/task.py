@@ -60,7 +60,7 @@ class LossWeights:
     view_start: int = 0
     view_warmup: int = 0
     # a pitch adversary (recipes/codec/pitch_adversary.py) reads the semantic codes of both views and predicts
-    # each voiced frame's log-F0; its loss has this weight, and reaches the semantic branch reversed, times
+    # log-F0 per voiced frame and per crop; its loss has this weight, and reaches the semantic branch reversed, times
     # `pitch_reversal` (ramped in with the view losses)
     pitch_adversary: float = 0.0
     pitch_reversal: float = 1.0
