@@ -240,7 +240,7 @@ def codec_identity(model: SpeechCodec) -> str:
     cfg = config_io.to_dict(model.cfg)
     fields = {k: cfg[k] for k in TOKEN_SPACE_FIELDS}
     if model.cfg.semantic_input.kind != "latent":  # left out for the original input: existing ids stay valid
-        fields["semantic_input"] = cfg["semantic_input"]
+        fields["semantic_input"] = model.cfg.semantic_input.defining_fields()
     h = hashlib.sha256(json.dumps(fields, sort_keys=True).encode())
     for name, tensor in sorted(model.state_dict().items()):
         if name.split(".")[0] in TOKEN_SPACE_PARTS:

@@ -30,7 +30,11 @@ class VocoderConfig:
     n_fft: int = 1024  # synthesis window; its overlap (n_fft - hop) is the vocoder's algorithmic latency
 
 
-SEMANTIC_INPUTS = ("latent", "cepstrum")
+SEMANTIC_INPUTS = ("latent", "cepstrum", "phones")
+
+
+def _recognizer_transformer() -> TransformerConfig:
+    return TransformerConfig(dim=128, num_layers=3)
 
 
 @dataclasses.dataclass
@@ -39,16 +43,28 @@ class SemanticInputConfig:
     included. "cepstrum": the low-quefrency cepstrum of the log-mel above `min_hz`, without c0: level
     and the F0 region are out by construction, most of the harmonic ripple too. What a pitch change
     does to the envelope itself stays, and must still be learned away (egs/mini/codec1/RESULTS.md:
-    with flite it is as large as the whole log-mel change)."""
+    with flite it is as large as the whole log-mel change). "phones": a causal frame classifier over
+    `n_units` phone classes (trained on the corpus's phone timings, under voice perturbation) whose
+    *decisions*, one-hot, are all the branch hears: how something was said can reach the tokens only
+    through the classifier's errors."""
     kind: str = "latent"
     n_ceps: int = 24  # cepstral coefficients c1..c_n over the kept mel bands
     min_hz: float = 250.0  # mel bands centred below this (the F0 region) are left out
+    n_units: int = 42  # phones: classes of the frame classifier (the training shard's phone set)
+    recognizer: TransformerConfig = dataclasses.field(default_factory=_recognizer_transformer)
 
     def __post_init__(self) -> None:
         if self.kind not in SEMANTIC_INPUTS:
             raise ValueError(f"semantic_input.kind {self.kind!r}: expected one of {SEMANTIC_INPUTS}")
         if self.n_ceps < 1:
             raise ValueError(f"semantic_input.n_ceps must be >= 1, got {self.n_ceps}")
+        if self.n_units < 2:
+            raise ValueError(f"semantic_input.n_units must be >= 2, got {self.n_units}")
+
+    def defining_fields(self) -> dict:
+        """The fields that shape this kind's token space (for the codec identity)."""
+        own = {"latent": (), "cepstrum": ("n_ceps", "min_hz"), "phones": ("n_units", "recognizer")}[self.kind]
+        return {"kind": self.kind, **{k: dataclasses.asdict(self)[k] for k in own}}
 
 
 @dataclasses.dataclass

@@ -1,7 +1,8 @@
 """The codec network: what is said (semantic tokens) apart from how it is said (voice vector G).
 
     wav → MelFrontend → SpeechEncoder → A ─► SemanticProjector (VAE μ/logσ² → FSQ) → tokens
-          (or, with semantic_input.kind "cepstrum": log-mel → CepstralInput ─► SemanticProjector)
+          (or, with semantic_input.kind "cepstrum": log-mel → CepstralInput ─► SemanticProjector,
+           with "phones": log-mel → PhoneInput (frame classifier's one-hot decisions) ─► SemanticProjector)
     reference wav → MelFrontend → ParalinguisticEncoder (running VAE vector) → G
     tokens → FSQ codes (+G) → Connector → Â → MelDecoder → mel → Vocoder → wav
 
@@ -48,6 +49,7 @@ class SemanticOutput:
     indices: torch.Tensor  # [B, T] int64 token ids
     mu: torch.Tensor  # [B, T, L]
     logvar: torch.Tensor  # [B, T, L]
+    unit_logits: torch.Tensor | None = None  # [B, T·ds, n_units], from a "phones" input's frame classifier
 
 
 class CepstralInput(nn.Module):
@@ -77,6 +79,26 @@ class CepstralInput(nn.Module):
         return self.conv(ceps).transpose(1, 2)
 
 
+class PhoneInput(nn.Module):
+    """log-mel [B, n_mels, T·ds] → ([B, T, dim], frame phone logits [B, T·ds, n_units]): a causal frame
+    classifier, then its one-hot decisions (no gradient, no confidences: nothing of how the frame
+    sounded passes but the class) through a causal conv over ds + 2 frames with stride ds. The
+    classifier learns from the phone timings alone (`SemanticOutput.unit_logits`)."""
+
+    def __init__(self, mel: MelConfig, inp: SemanticInputConfig, dim: int, downsample: int) -> None:
+        super().__init__()
+        self.n_units = inp.n_units
+        self.inp = StreamingConv1d(mel.n_mels, inp.recognizer.dim, 3)
+        self.transformer = CausalTransformer(inp.recognizer)
+        self.classify = nn.Linear(inp.recognizer.dim, inp.n_units)
+        self.conv = StreamingConv1d(inp.n_units, dim, downsample + 2, stride=downsample)
+
+    def forward(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.classify(self.transformer(F.gelu(self.inp(mel)).transpose(1, 2)))
+        decisions = F.one_hot(logits.detach().argmax(-1), self.n_units).to(mel.dtype).transpose(1, 2)
+        return self.conv(decisions).transpose(1, 2), logits
+
+
 class SemanticProjector(nn.Module):
     """A [B, T, latent_dim] (or log-mel, for a cepstral input) → VAE posterior over an L-dim latent →
     FSQ (one token per frame)."""
@@ -84,9 +106,12 @@ class SemanticProjector(nn.Module):
     def __init__(self, cfg: CodecConfig) -> None:
         super().__init__()
         self.levels = list(cfg.fsq_levels)
-        self.reads_mel = cfg.semantic_input.kind == "cepstrum"
-        if self.reads_mel:
+        kind = cfg.semantic_input.kind
+        self.reads_mel = kind in ("cepstrum", "phones")
+        if kind == "cepstrum":
             self.cepstrum = CepstralInput(cfg.mel, cfg.semantic_input, cfg.semantic.dim, cfg.downsample)
+        elif kind == "phones":
+            self.phones = PhoneInput(cfg.mel, cfg.semantic_input, cfg.semantic.dim, cfg.downsample)
         else:
             self.inp = nn.Linear(cfg.latent_dim, cfg.semantic.dim)
         self.transformer = CausalTransformer(cfg.semantic)
@@ -94,12 +119,16 @@ class SemanticProjector(nn.Module):
 
     def forward(self, x: torch.Tensor, sample: bool = False) -> SemanticOutput:
         """x: A [B, T, latent_dim], or log-mel [B, n_mels, T·ds] when `reads_mel`."""
-        h = self.cepstrum(x) if self.reads_mel else self.inp(x)
+        unit_logits = None
+        if hasattr(self, "phones"):
+            h, unit_logits = self.phones(x)
+        else:
+            h = self.cepstrum(x) if self.reads_mel else self.inp(x)
         mu, logvar = self.posterior(self.transformer(h)).chunk(2, dim=-1)
         logvar = logvar.clamp(-10, 5)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if sample else mu
         codes, indices = kernels.fsq(z, self.levels)
-        return SemanticOutput(codes, indices, mu, logvar)
+        return SemanticOutput(codes, indices, mu, logvar, unit_logits)
 
 
 @dataclasses.dataclass

@@ -18,6 +18,7 @@ SMALL = {"latent_dim": 32, "voice_dim": 8, "voice_hidden": 16,
 
 
 CEPSTRAL = {"semantic_input": {"kind": "cepstrum"}}
+PHONES = {"semantic_input": {"kind": "phones", "n_units": 6, "recognizer": {"dim": 16, "num_layers": 1, "num_heads": 2}}}
 
 
 def make_codec(name, small=True, seed=0, overrides=None):
@@ -48,7 +49,8 @@ def stream(codec, wav, voice, seed):
 
 
 @pytest.mark.parametrize("name,overrides", [("duet_cpu16k", None), ("secousti_1k", None), ("secousti_027k", None),
-                                            ("duet_cpu16k", CEPSTRAL), ("secousti_027k", CEPSTRAL)])
+                                            ("duet_cpu16k", CEPSTRAL), ("secousti_027k", CEPSTRAL),
+                                            ("duet_cpu16k", PHONES), ("secousti_027k", PHONES)])
 def test_streaming_equals_offline(name, overrides):
     codec = make_codec(name, overrides=overrides)
     sr = codec.sample_rate
@@ -193,6 +195,8 @@ def test_semantic_input_config_errors_and_codec_id():
 
     with pytest.raises(ValueError, match="semantic_input.kind 'pitch'"):
         SemanticInputConfig(kind="pitch")
+    with pytest.raises(ValueError, match="n_units must be >= 2"):
+        SemanticInputConfig(kind="phones", n_units=1)
     with pytest.raises(ValueError, match="cannot give 90 cepstral"):
         make_codec("duet_cpu16k", overrides={"semantic_input": {"kind": "cepstrum", "n_ceps": 90}})
     latent, cepstral = make_codec("duet_cpu16k"), make_codec("duet_cpu16k", overrides=CEPSTRAL)
@@ -202,3 +206,28 @@ def test_semantic_input_config_errors_and_codec_id():
     with torch.no_grad():
         cepstral.model.encoder.inp.conv.bias.add_(1.0)  # the encoder does not feed a cepstral codec's tokens
     assert torch.equal(cepstral.encode(wav, 16000).codes, before)
+    # only the fields a kind uses name its token space: a cepstral codec's id ignores the phone classifier's shape
+    assert SemanticInputConfig(kind="cepstrum").defining_fields() == {"kind": "cepstrum", "n_ceps": 24, "min_hz": 250.0}
+    other = make_codec("duet_cpu16k", overrides={"semantic_input": {"kind": "cepstrum", "n_units": 7}})
+    assert codec_identity(other.model) == codec_identity(make_codec("duet_cpu16k", overrides=CEPSTRAL).model)
+    phones = make_codec("duet_cpu16k", overrides=PHONES)
+    assert codec_identity(phones.model) not in (codec_identity(latent.model), codec_identity(cepstral.model))
+
+
+def test_phone_input_passes_only_the_classifier_decisions():
+    codec = make_codec("secousti_027k", overrides=PHONES)
+    m = codec.model
+    mel = m.frontend(0.1 * torch.randn(1, 88 * 256))
+    with torch.no_grad():
+        out = m.tokens_from_mel(mel)
+        assert out.unit_logits.shape == (1, mel.shape[-1], 6)
+        m.semantic.phones.classify.weight.mul_(3.0)  # sharper confidences, the same decisions
+        m.semantic.phones.classify.bias.mul_(3.0)
+        sharper = m.tokens_from_mel(mel)
+    assert not torch.allclose(sharper.unit_logits, out.unit_logits)
+    assert torch.equal(sharper.indices, out.indices)
+    # the token losses do not reach the classifier: it learns from the phone timings alone
+    m.zero_grad()
+    m.tokens_from_mel(mel).mu.sum().backward()
+    assert m.semantic.phones.classify.weight.grad is None
+    assert m.semantic.phones.conv.conv.weight.grad.abs().sum() > 0

@@ -290,3 +290,40 @@ def test_a_stuck_praat_worker_dies_with_its_trainer(tmp_path):
     if still:
         os.kill(worker, 9)
     assert not still
+
+
+def test_the_semantic_stage_trains_a_phone_input_on_the_timings_of_the_perturbed_view(tmp_path):
+    from recipes.codec.losses import phone_recognition_loss
+
+    def labelled(f0):  # the tone is phone 1, the silence either side phone 0 ("sil")
+        wav = voiced(f0)
+        lab = np.zeros(len(wav) // 256, np.int16)
+        lab[SR // 4 // 256:(len(wav) - SR // 4) // 256] = 1
+        return wav, lab
+
+    utts = [(f"u{i}", f"s{i % 2}", *labelled(f)) for i, f in enumerate((100.0, 150.0, 200.0, 250.0))]
+    shard = tmp_path / "train.safetensors"
+    build_shard(utts, ["sil", "a"], SR, 256).save(shard)
+    phones = {"semantic_input": {"kind": "phones", "n_units": 2, "recognizer": {"dim": 16, "num_layers": 1, "num_heads": 2}}}
+    cfg = CodecTrainConfig(stage="semantic", shard=str(shard), codec_overrides={**SMALL, **phones}, batch_size=4,
+                           segment_frames=32, ref_frames=32, perturbation=PerturbationConfig(enabled=True))
+    task = CodecTask(cfg)
+    model = task.build_model()
+    batch = next(task.batches(0, 0, 1))
+    (term,) = task.losses(model, batch, 0)
+    term.loss.backward()
+    assert term.scalars["sem/phone_ce"] > 0 and 0 <= term.scalars["sem/phone_accuracy"] <= 1
+    assert model.codec.semantic.phones.classify.weight.grad.abs().sum() > 0
+    assert model.codec.semantic.phones.conv.conv.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.codec.encoder.parameters())
+    cfg.codec_overrides = {**SMALL, "semantic_input": {**phones["semantic_input"], "n_units": 3}}
+    with pytest.raises(ValueError, match=r"2 phones, but .*n_units = 3"):
+        CodecTask(cfg)
+
+    logits = torch.tensor([[[2.0, 0.0], [0.0, 2.0], [5.0, 0.0]]])
+    loss, accuracy = phone_recognition_loss(logits, torch.tensor([[0, 1, -1]]))  # the untranscribed frame is left out
+    assert accuracy == 1.0 and loss.item() == pytest.approx(np.log1p(np.exp(-2.0)), rel=1e-5)
+    loss, accuracy = phone_recognition_loss(logits, torch.full((1, 3), -1))
+    assert loss.item() == 0.0 and np.isnan(accuracy)
+    with pytest.raises(ValueError, match="phone id 2 but only 2 classes"):
+        phone_recognition_loss(logits, torch.tensor([[0, 2, 1]]))

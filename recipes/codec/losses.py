@@ -1,5 +1,5 @@
 """Codec training losses that are the project's own: frame-level symmetric InfoNCE, hinged KL and the
-perturbed/clean view consistency and FSQ code agreement.
+perturbed/clean view consistency, FSQ code agreement and the frame phone classifier's cross-entropy.
 Spectral and adversarial losses come from auraloss and encodec (see task.py)."""
 from __future__ import annotations
 
@@ -55,6 +55,21 @@ def code_agreement(mu: torch.Tensor, mu_reference: torch.Tensor, levels, margin:
     centre = b_ref.detach().round()
     slack = 0.5 - margin
     return 0.5 * (F.relu((b - centre).abs() - slack).pow(2).mean() + F.relu((b_ref - centre).abs() - slack).pow(2).mean())
+
+
+def phone_recognition_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Cross-entropy of frame phone logits [B, T, U] against the phone timings [B, T] (-1: no transcript, left
+    out), and the frame accuracy; zero (with a gradient path) for a batch without transcripts."""
+    if logits.shape[:2] != labels.shape:
+        raise ValueError(f"phone_recognition_loss: logits {tuple(logits.shape)} for labels {tuple(labels.shape)}")
+    if int(labels.max()) >= logits.shape[-1]:
+        raise ValueError(f"phone_recognition_loss: phone id {int(labels.max())} but only {logits.shape[-1]} classes "
+                         f"(set codec_overrides.semantic_input.n_units to the shard's phone count)")
+    valid = labels >= 0
+    if not valid.any():
+        return logits.sum() * 0.0, float("nan")
+    picked, target = logits[valid], labels[valid].long()
+    return F.cross_entropy(picked.float(), target), (picked.argmax(-1) == target).float().mean().item()
 
 
 def warmup(step: int, start: int, length: int) -> float:

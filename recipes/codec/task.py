@@ -29,7 +29,7 @@ from codec.config_io import merge
 from codec.model import SpeechCodec
 
 from ..trainer import LossTerm, TrainerConfig, TrainingTask
-from .losses import code_agreement, frame_infonce, hinged_kl, view_consistency, warmup
+from .losses import code_agreement, frame_infonce, hinged_kl, phone_recognition_loss, view_consistency, warmup
 from .perturb import GuardedVoiceChange, PerturbationConfig, perturb
 from .pitch_adversary import PitchAdversary, frame_f0, pitch_adversary_loss
 from .shards import CropBatch, CropSampler, Shard
@@ -65,6 +65,9 @@ class LossWeights:
     pitch_adversary: float = 0.0
     pitch_reversal: float = 1.0
     pitch_frame: float = 1.0  # the frame head's share (0: only the crop's pitch level is taken, not its contour)
+    # a "phones" semantic input: cross-entropy of its frame classifier against the phone timings, on the view the
+    # branch hears (the perturbed one, when perturbation is on), so its decisions learn to ignore the voice
+    phone_recognition: float = 1.0
     wave_mel: float = 15.0
     mrstft: float = 1.0
     adversarial: float = 1.0
@@ -141,6 +144,10 @@ class CodecTask(TrainingTask):
         if self.shard.sample_rate != codec_cfg.sample_rate or self.shard.hop_length != codec_cfg.mel.hop_length:
             raise ValueError(f"{cfg.shard}: shard is {self.shard.sample_rate} Hz / hop {self.shard.hop_length}, "
                              f"codec {codec_cfg.name} needs {codec_cfg.sample_rate} Hz / hop {codec_cfg.mel.hop_length}")
+        units = codec_cfg.semantic_input
+        if units.kind == "phones" and units.n_units != len(self.shard.phones):
+            raise ValueError(f"{cfg.shard}: {len(self.shard.phones)} phones, but the codec's phone classifier has "
+                             f"semantic_input.n_units = {units.n_units}")
         self.codec_cfg = codec_cfg
         self.mrstft = None
 
@@ -236,13 +243,20 @@ class CodecTask(TrainingTask):
         valid = labels >= 0
         nce = frame_infonce(m.speech_head(sem.codes), m.text_encoder(labels.clamp_min(0)), valid,
                             self.cfg.contrastive_temperature)
+        if sem.unit_logits is not None:
+            recognition, accuracy = phone_recognition_loss(sem.unit_logits, batch.labels)
+            loss_units = w.phone_recognition * recognition
         ramp = warmup(step, 0, w.kl_warmup)
         kl_s = hinged_kl(sem.mu, sem.logvar, w.free_nats)
         kl_v = hinged_kl(g_mu, g_logvar, w.free_nats)
         loss = w.latent_mse * latent + w.decoded_mel * dec + w.infonce * nce + ramp * (w.kl_semantic * kl_s + w.kl_voice * kl_v)
         used = sem.indices.unique().numel()
+        if sem.unit_logits is not None:
+            loss = loss + loss_units
         scalars = {"sem/latent_mse": latent.item(), "sem/decoded_mel_l1": dec.item(), "sem/infonce": nce.item(),
                    "sem/kl_semantic": kl_s.item(), "sem/kl_voice": kl_v.item(), "sem/codes_in_batch": float(used)}
+        if sem.unit_logits is not None:
+            scalars.update({"sem/phone_ce": recognition.item(), "sem/phone_accuracy": accuracy})
         view_ramp = warmup(step, w.view_start, w.view_warmup)
         if w.pitch_adversary > 0:
             adversary, explained = self._pitch_adversary(m, batch, sem, clean, w.pitch_reversal * view_ramp)
