@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "egs" / "mini" / "codec1"
@@ -59,3 +60,13 @@ def test_tiny_recipe_runs_end_to_end(tmp_path):
     state = new.model.state_dict()
     assert "semantic.cepstrum.conv.conv.weight" in state and "semantic.inp.weight" not in state
     assert not torch.equal(state["semantic.posterior.weight"], old["semantic.posterior.weight"])
+    # ... or hears a frame phone classifier's decisions, its classes the corpus's phone inventory
+    phones = tmp_path / "exp_phones"
+    proc = subprocess.run(["bash", str(RECIPE / "run.sh"), "--tiny", "true", "--stage", "4", "--stop_stage", "4",
+                           "--init_codec", str(tmp_path / "exp" / "codec.safetensors"), "--perturb", "true",
+                           "--semantic_input", "phones", "--data", str(tmp_path / "data"), "--exp", str(phones)],
+                          cwd=RECIPE, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    n_phones = sum(1 for line in (tmp_path / "data" / "synth_train" / "phones.txt").read_text().splitlines() if line.strip())
+    semantic_cfg = yaml.safe_load((phones / "semantic" / "config.yaml").read_text())
+    assert semantic_cfg["codec_overrides"]["semantic_input"] == {"kind": "phones", "n_units": n_phones}

@@ -10,6 +10,7 @@
 #                                  # retrain only the semantic branch (and the fine-tune) of a trained codec
 #   ./run.sh ... --perturb true --twins true   # ... with pitch twins from the TTS engines as well
 #   ./run.sh ... --semantic_input cepstrum     # ... the semantic branch reading the cepstrum, not the latent
+#   ./run.sh ... --semantic_input phones       # ... hearing only a frame phone classifier's decisions
 set -euo pipefail
 cd "$(dirname "$0")"
 . ./path.sh
@@ -31,7 +32,8 @@ results_md=RESULTS.md
 init_codec=""             # an exported codec: keep its encoder/decoder/vocoder, seed the semantic stage from it
 perturb=false             # the semantic stage hears pitch/formant/level/EQ-perturbed input (conf/perturb.yaml)
 twins=false               # with --perturb: also the synthetic utterances spoken again at other pitches (recipes.codec.twins)
-semantic_input=latent     # cepstrum: the semantic branch reads the log-mel's cepstrum (conf/semantic_cepstrum.yaml)
+semantic_input=latent     # cepstrum: the semantic branch reads the log-mel's cepstrum (conf/semantic_cepstrum.yaml);
+                          # phones: a frame phone classifier's one-hot decisions (conf/semantic_phones.yaml)
 export_to=""              # also copy the final codec here (e.g. ../../../codec/assets/default_codec.safetensors)
 cmdline="$0 $*"
 . utils/parse_options.sh
@@ -48,7 +50,8 @@ fi
 case "$semantic_input" in
   latent) ;;
   cepstrum) extra+=(conf/semantic_cepstrum.yaml) ;;
-  *) echo "run.sh: --semantic_input is latent or cepstrum, not '$semantic_input'" >&2; exit 1 ;;
+  phones) extra+=(conf/semantic_phones.yaml) ;;
+  *) echo "run.sh: --semantic_input is latent, cepstrum or phones, not '$semantic_input'" >&2; exit 1 ;;
 esac
 mkdir -p "$exp"
 echo "$cmdline" >> "$exp/run_commands.txt"
@@ -64,6 +67,7 @@ export_desc="trained by egs/mini/codec1"
 [ -n "$init_codec" ] && export_desc+=", semantic stage retrained from $init_codec"
 [ "$perturb" = true ] && export_desc+=" (perturbed semantic input, conf/perturb.yaml)"
 [ "$semantic_input" = cepstrum ] && export_desc+=", semantic branch on the cepstrum"
+[ "$semantic_input" = phones ] && export_desc+=", semantic branch on a frame phone classifier's decisions"
 if [ "$twins" = true ]; then
   [ "$perturb" = true ] || { echo "run.sh: --twins true needs --perturb true" >&2; exit 1; }
   train_sets+=("perturbation.twin_shard=$data/twins.safetensors")
@@ -91,6 +95,9 @@ if [ "$twins" = true ] && [ $stage -le 4 ] && [ $stop_stage -ge 2 ] && [ ! -f "$
   echo "stage 2: pitch twins of the training shard"
   python -m recipes.codec.twins --shard "$data/train.safetensors" --data "$data/synth_train" \
     --out "$data/twins.safetensors"
+fi
+if [ "$semantic_input" = phones ]; then  # the classifier's classes: the shard's phone inventory (stage 1 writes it)
+  train_sets+=("codec_overrides.semantic_input.n_units=$(grep -c . "$data/synth_train/phones.txt")")
 fi
 
 codec_stages 3
