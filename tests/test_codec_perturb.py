@@ -293,7 +293,7 @@ def test_a_stuck_praat_worker_dies_with_its_trainer(tmp_path):
 
 
 def test_the_semantic_stage_trains_a_phone_input_on_the_timings_of_the_perturbed_view(tmp_path):
-    from recipes.codec.losses import phone_recognition_loss
+    from recipes.codec.losses import phone_recognition_loss, posterior_consistency
 
     def labelled(f0):  # the tone is phone 1, the silence either side phone 0 ("sil")
         wav = voiced(f0)
@@ -316,6 +316,10 @@ def test_the_semantic_stage_trains_a_phone_input_on_the_timings_of_the_perturbed
     assert model.codec.semantic.phones.classify.weight.grad.abs().sum() > 0
     assert model.codec.semantic.phones.conv.conv.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in model.codec.encoder.parameters())
+    assert "sem/phone_consistency" not in term.scalars  # no clean view is computed for it unless weighted
+    cfg.weights.phone_consistency = 1.0
+    (term,) = task.losses(model, batch, 0)
+    assert term.scalars["sem/phone_consistency"] >= 0 and 0 <= term.scalars["sem/phone_view_agreement"] <= 1
     cfg.codec_overrides = {**SMALL, "semantic_input": {**phones["semantic_input"], "n_units": 3}}
     with pytest.raises(ValueError, match=r"2 phones, but .*n_units = 3"):
         CodecTask(cfg)
@@ -327,3 +331,9 @@ def test_the_semantic_stage_trains_a_phone_input_on_the_timings_of_the_perturbed
     assert loss.item() == 0.0 and np.isnan(accuracy)
     with pytest.raises(ValueError, match="phone id 2 but only 2 classes"):
         phone_recognition_loss(logits, torch.tensor([[0, 2, 1]]))
+    other = torch.tensor([[[0.0, 2.0], [0.0, 2.0], [5.0, 0.0]]])
+    assert posterior_consistency(logits, logits + 3.0).item() == pytest.approx(0.0, abs=1e-6)  # same posteriors
+    assert posterior_consistency(logits, other).item() == pytest.approx(posterior_consistency(other, logits).item())
+    assert posterior_consistency(logits, other).item() > 0
+    with pytest.raises(ValueError, match="views of shapes"):
+        posterior_consistency(logits, other[:, :2])

@@ -72,6 +72,15 @@ def phone_recognition_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[
     return F.cross_entropy(picked.float(), target), (picked.argmax(-1) == target).float().mean().item()
 
 
+def posterior_consistency(logits: torch.Tensor, logits_reference: torch.Tensor) -> torch.Tensor:
+    """Symmetric KL between two time-aligned views' frame posteriors [B, T, U], averaged over frames: 0 when
+    the classifier says the same thing, with the same confidence, whichever view it hears."""
+    if logits.shape != logits_reference.shape:
+        raise ValueError(f"posterior_consistency: views of shapes {tuple(logits.shape)} and {tuple(logits_reference.shape)}")
+    a, b = F.log_softmax(logits.float(), -1), F.log_softmax(logits_reference.float(), -1)
+    return 0.5 * ((a.exp() * (a - b)).sum(-1) + (b.exp() * (b - a)).sum(-1)).mean()
+
+
 def warmup(step: int, start: int, length: int) -> float:
     """0 before `start`, then a linear ramp to 1 over `length` steps."""
     if step < start:

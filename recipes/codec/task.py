@@ -29,7 +29,8 @@ from codec.config_io import merge
 from codec.model import SpeechCodec
 
 from ..trainer import LossTerm, TrainerConfig, TrainingTask
-from .losses import code_agreement, frame_infonce, hinged_kl, phone_recognition_loss, view_consistency, warmup
+from .losses import (code_agreement, frame_infonce, hinged_kl, phone_recognition_loss, posterior_consistency,
+                     view_consistency, warmup)
 from .perturb import GuardedVoiceChange, PerturbationConfig, perturb
 from .pitch_adversary import PitchAdversary, frame_f0, pitch_adversary_loss
 from .shards import CropBatch, CropSampler, Shard
@@ -68,6 +69,9 @@ class LossWeights:
     # a "phones" semantic input: cross-entropy of its frame classifier against the phone timings, on the view the
     # branch hears (the perturbed one, when perturbation is on), so its decisions learn to ignore the voice
     phone_recognition: float = 1.0
+    # ... and the symmetric KL between its posteriors for the perturbed and the clean view, on every frame (real
+    # speech without a transcript too): correct decisions are not enough, wrong ones must not depend on the voice
+    phone_consistency: float = 0.0
     wave_mel: float = 15.0
     mrstft: float = 1.0
     adversarial: float = 1.0
@@ -228,7 +232,8 @@ class CodecTask(TrainingTask):
         sem = m.codec.semantic(src_in, sample=True)
         consistency = agreement = None
         clean = None
-        if batch.perturbed_wav is not None and (w.consistency > 0 or w.code_agreement > 0 or w.pitch_adversary > 0):
+        if batch.perturbed_wav is not None and (w.consistency > 0 or w.code_agreement > 0 or w.pitch_adversary > 0
+                                                or (sem.unit_logits is not None and w.phone_consistency > 0)):
             clean = m.codec.semantic(src)
             mu_clean = clean.mu
             if w.consistency > 0:
@@ -243,21 +248,18 @@ class CodecTask(TrainingTask):
         valid = labels >= 0
         nce = frame_infonce(m.speech_head(sem.codes), m.text_encoder(labels.clamp_min(0)), valid,
                             self.cfg.contrastive_temperature)
-        if sem.unit_logits is not None:
-            recognition, accuracy = phone_recognition_loss(sem.unit_logits, batch.labels)
-            loss_units = w.phone_recognition * recognition
+        view_ramp = warmup(step, w.view_start, w.view_warmup)
         ramp = warmup(step, 0, w.kl_warmup)
         kl_s = hinged_kl(sem.mu, sem.logvar, w.free_nats)
         kl_v = hinged_kl(g_mu, g_logvar, w.free_nats)
         loss = w.latent_mse * latent + w.decoded_mel * dec + w.infonce * nce + ramp * (w.kl_semantic * kl_s + w.kl_voice * kl_v)
         used = sem.indices.unique().numel()
-        if sem.unit_logits is not None:
-            loss = loss + loss_units
         scalars = {"sem/latent_mse": latent.item(), "sem/decoded_mel_l1": dec.item(), "sem/infonce": nce.item(),
                    "sem/kl_semantic": kl_s.item(), "sem/kl_voice": kl_v.item(), "sem/codes_in_batch": float(used)}
         if sem.unit_logits is not None:
-            scalars.update({"sem/phone_ce": recognition.item(), "sem/phone_accuracy": accuracy})
-        view_ramp = warmup(step, w.view_start, w.view_warmup)
+            units, unit_scalars = self._phone_terms(sem, clean, batch.labels, view_ramp)
+            loss = loss + units
+            scalars.update(unit_scalars)
         if w.pitch_adversary > 0:
             adversary, explained = self._pitch_adversary(m, batch, sem, clean, w.pitch_reversal * view_ramp)
             loss = loss + w.pitch_adversary * adversary
@@ -270,6 +272,22 @@ class CodecTask(TrainingTask):
             loss = loss + view_ramp * w.code_agreement * agreement
             scalars["sem/code_agreement"] = agreement.item()
         return LossTerm("main", loss, scalars)
+
+    def _phone_terms(self, sem, clean, labels, view_ramp):
+        """A "phones" input's frame classifier: cross-entropy on the view the branch hears, and (with a clean
+        view) the symmetric KL between the views' posteriors, ramped in with the other view losses."""
+        w = self.cfg.weights
+        recognition, accuracy = phone_recognition_loss(sem.unit_logits, labels)
+        loss = w.phone_recognition * recognition
+        scalars = {"sem/phone_ce": recognition.item(), "sem/phone_accuracy": accuracy}
+        if clean is not None:
+            scalars["sem/phone_view_agreement"] = \
+                (sem.unit_logits.argmax(-1) == clean.unit_logits.argmax(-1)).float().mean().item()
+            if w.phone_consistency > 0:
+                apart = posterior_consistency(sem.unit_logits, clean.unit_logits)
+                loss = loss + view_ramp * w.phone_consistency * apart
+                scalars["sem/phone_consistency"] = apart.item()
+        return loss, scalars
 
     def _pitch_adversary(self, m, batch, sem, clean, reversal):
         """The adversary's loss over both views' codes (the perturbed crop's and, when there is one, the
