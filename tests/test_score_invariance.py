@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from recipes.score.invariance import invariance, token_agreement
+from recipes.score.invariance import codec_readout, invariance, token_agreement
 from tests.test_codec import make_codec
 
 
@@ -42,3 +42,14 @@ def test_invariance_scores_each_condition_against_the_reference_rendering():
         invariance(codec, harmonic, ())
     with pytest.raises(ValueError, match="no audio"):
         invariance(codec, lambda text, pitch: np.zeros(0), sentences)
+
+
+def test_a_phone_input_codec_also_reports_its_classifier_decisions():
+    from tests.test_codec import PHONES
+
+    codec = make_codec("duet_cpu16k", overrides=PHONES)
+    sentences = ("one two three",)
+    result = invariance(codec, harmonic, sentences, pitches=(1.5,), gains_db=())
+    assert set(result) == {"pitch x1.5", "pitch x1.5 (phone decisions)", "noise -50 dB", "noise -50 dB (phone decisions)"}
+    assert all(0.0 <= v <= 1.0 for v in result.values())
+    assert set(codec_readout(make_codec("duet_cpu16k"))(harmonic("one", 1.0))) == {"tokens"}

@@ -41,28 +41,53 @@ def token_agreement(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.reshape(-1)[:n] == b.reshape(-1)[:n]).float().mean())
 
 
+def codec_readout(codec: Codec) -> Callable[[np.ndarray], dict[str, torch.Tensor]]:
+    """audio → {"tokens": the codec's tokens}; for a "phones" semantic input also {"phone decisions": its frame
+    classifier's decisions}, which the tokens are a function of: where they change with the voice, the tokens can."""
+    def read(y: np.ndarray) -> dict[str, torch.Tensor]:
+        wav = torch.as_tensor(np.asarray(y, dtype=np.float32))[None]
+        out = {"tokens": codec.encode(wav, codec.sample_rate).codes[0]}
+        semantic = getattr(getattr(codec, "model", None), "semantic", None)
+        if getattr(semantic, "phones", None) is not None:
+            m = codec.model
+            wav = wav[..., : wav.shape[-1] // m.cfg.samples_per_token * m.cfg.samples_per_token]
+            with torch.no_grad():
+                out["phone decisions"] = m.tokens_from_mel(m.frontend(wav)).unit_logits[0].argmax(-1)
+        return out
+
+    return read
+
+
 def invariance(codec: Codec, synthesize: Callable[[str, float], np.ndarray], sentences=SENTENCES,
-               pitches=(0.72, 1.35, 1.6), gains_db=(-6.0,), seed: int = 0) -> dict:
+               pitches=(0.72, 1.35, 1.6), gains_db=(-6.0,), seed: int = 0,
+               readout: Callable[[np.ndarray], dict[str, torch.Tensor]] | None = None) -> dict:
     """{condition: token agreement with the reference rendering, averaged over sentences}.
     `synthesize(text, pitch_factor)` returns float audio at the codec's sample rate with the same
-    timing for every pitch. Conditions: "pitch x<f>", "level <g> dB", "noise -50 dB"."""
+    timing for every pitch. Conditions: "pitch x<f>", "level <g> dB", "noise -50 dB". The `readout` (default
+    `codec_readout`) may return more sequences than "tokens"; each gets its own "<condition> (<name>)"."""
     if not sentences:
         raise ValueError("invariance: no sentences")
     rng = np.random.default_rng(seed)
-    tokens = lambda y: codec.encode(torch.as_tensor(np.asarray(y, dtype=np.float32))[None], codec.sample_rate).codes[0]
+    read = readout or codec_readout(codec)
     scores: dict[str, list[float]] = {}
+
+    def score(condition: str, y: np.ndarray, ref: dict[str, torch.Tensor]) -> None:
+        for name, seq in read(y).items():
+            key = condition if name == "tokens" else f"{condition} ({name})"
+            scores.setdefault(key, []).append(token_agreement(seq, ref[name]))
+
     for text in sentences:
         ref_audio = np.asarray(synthesize(text, 1.0), dtype=np.float64)
         if ref_audio.size == 0:
             raise ValueError(f"invariance: the synthesiser gave no audio for {text!r}")
-        ref = tokens(ref_audio)
+        ref = read(ref_audio)
         rms = float(np.sqrt(np.mean(ref_audio ** 2)))
         for p in pitches:
-            scores.setdefault(f"pitch x{p:g}", []).append(token_agreement(tokens(synthesize(text, p)), ref))
+            score(f"pitch x{p:g}", synthesize(text, p), ref)
         for g in gains_db:
-            scores.setdefault(f"level {g:+g} dB", []).append(token_agreement(tokens(ref_audio * 10 ** (g / 20)), ref))
+            score(f"level {g:+g} dB", ref_audio * 10 ** (g / 20), ref)
         noise = rng.standard_normal(ref_audio.shape) * rms * 10 ** (NOISE_DB / 20)
-        scores.setdefault(f"noise {NOISE_DB:g} dB", []).append(token_agreement(tokens(ref_audio + noise), ref))
+        score(f"noise {NOISE_DB:g} dB", ref_audio + noise, ref)
     return {k: float(np.mean(v)) for k, v in scores.items()}
 
 
@@ -95,7 +120,7 @@ def main(argv=None) -> None:
     print(f"token agreement with the reference rendering ({len(SENTENCES)} sentences, flite {args.voice}, "
           f"codec {codec.codec_id}):")
     for k, v in result.items():
-        print(f"  {k:14s} {100 * v:5.1f} %")
+        print(f"  {k:32s} {100 * v:5.1f} %")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"codec_id": codec.codec_id, "voice": args.voice, "agreement": result}, indent=2))
