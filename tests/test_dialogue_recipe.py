@@ -30,6 +30,8 @@ def test_conversation_events_match_the_audio_and_words():
         assert audio.shape == (2, int(round(meta["duration"] * sr)))
         user, system = words["1"], words["2"]
         speech = energy_vad(audio[1], sr)
+        for row, channel in enumerate(("1", "2")):  # not a sample of a channel's audio before its first word
+            assert not audio[row, :int(words[channel][0][1] * sr)].any()
         for p in meta["events"]["pauses"]:  # the user is silent and the system does not take over
             assert not [w for w in user if w[1] < p["end"] - 1e-6 and w[2] > p["start"] + 1e-6]
             assert not [w for w in system if p["start"] < w[1] < p["end"]]

@@ -7,7 +7,8 @@ answers starting with the style's word. Around that: pauses inside the user's tu
 must not take over), user backchannels while the system talks (it must keep talking), user
 interruptions (the system yields within a word and the user's new question follows) and small
 overlaps at turn ends. Audio and word times come from flite (`recipes.synth.flite`, the engine's
-own segment times); clips are placed by their first word's onset.
+own segment times); clips are placed by their first word's onset, and start there (the engine's
+leading pause is cut, so no audio of a word precedes its text token).
 
 Output (a Kaldi data dir): `wav.scp` → stereo wavs (left = user, right = system), `utt2spk`
 (speaker = the user's style), `text` (the system's words), `user.ctm` (channel 1) and
@@ -119,9 +120,14 @@ class ConversationBuilder:
             raise ValueError(f"flite {voice}: {len(syn.words or [])} word times for {len(utt.spoken)} words "
                              f"of {utt.tts_text!r}")
         words = _display_words(utt, syn.words)
-        offset = onset - words[0][1]
-        audio = syn.audio * (self.cfg.rms / max(1e-6, float(np.sqrt(np.mean(syn.audio ** 2)))))
-        clip = Clip(np.clip(audio, -0.99, 0.99), offset, [(w, s + offset, e + offset) for w, s, e in words])
+        shift = onset - words[0][1]
+        # The engine's leading pause is near-silent (flite: about -75 dB) but not zero, and its length depends on
+        # the first word (162 ms before "sure", 222 ms before "oh"). Kept, it would reach the grid before the word's
+        # text token (text_lead steps ahead of the onset) and tell a teacher-forced model the word. Cut it: every
+        # clip starts at its first word's onset.
+        audio = syn.audio[int(round(words[0][1] * self.cfg.sample_rate)):]
+        audio = audio * (self.cfg.rms / max(1e-6, float(np.sqrt(np.mean(audio ** 2)))))
+        clip = Clip(np.clip(audio, -0.99, 0.99), onset, [(w, s + shift, e + shift) for w, s, e in words])
         self.clips[channel].append(clip)
         return clip
 
