@@ -121,10 +121,11 @@ class ConversationBuilder:
                              f"of {utt.tts_text!r}")
         words = _display_words(utt, syn.words)
         shift = onset - words[0][1]
-        # The engine's leading pause is near-silent (flite: about -75 dB) but not zero, and its length depends on
-        # the first word (162 ms before "sure", 222 ms before "oh"). Kept, it would reach the grid before the word's
-        # text token (text_lead steps ahead of the onset) and tell a teacher-forced model the word. Cut it: every
-        # clip starts at its first word's onset.
+        # The engine's leading pause is near-silent, not zero (flite here: -55 to -75 dB, 160-220 ms), and the codec
+        # hears it: its sound changes with the speaker's pitch, and its length with the first word (162 ms before
+        # "sure", 222 ms before "wow"). Kept, it told a model the user's style, and reached the grid before a
+        # reply's first text token (text_lead steps ahead of the onset) to tell it the word. Cut it: every clip
+        # starts at its first word's onset.
         audio = syn.audio[int(round(words[0][1] * self.cfg.sample_rate)):]
         audio = audio * (self.cfg.rms / max(1e-6, float(np.sqrt(np.mean(audio ** 2)))))
         clip = Clip(np.clip(audio, -0.99, 0.99), onset, [(w, s + shift, e + shift) for w, s, e in words])
