@@ -106,7 +106,7 @@ class SemanticProjector(nn.Module):
     def __init__(self, cfg: CodecConfig) -> None:
         super().__init__()
         self.levels = list(cfg.fsq_levels)
-        kind = cfg.semantic_input.kind
+        self.kind = kind = cfg.semantic_input.kind
         self.reads_mel = kind in ("cepstrum", "phones")
         if kind == "cepstrum":
             self.cepstrum = CepstralInput(cfg.mel, cfg.semantic_input, cfg.semantic.dim, cfg.downsample)
@@ -120,10 +120,10 @@ class SemanticProjector(nn.Module):
     def forward(self, x: torch.Tensor, sample: bool = False) -> SemanticOutput:
         """x: A [B, T, latent_dim], or log-mel [B, n_mels, T·ds] when `reads_mel`."""
         unit_logits = None
-        if hasattr(self, "phones"):
+        if self.kind == "phones":
             h, unit_logits = self.phones(x)
         else:
-            h = self.cepstrum(x) if self.reads_mel else self.inp(x)
+            h = self.cepstrum(x) if self.kind == "cepstrum" else self.inp(x)
         mu, logvar = self.posterior(self.transformer(h)).chunk(2, dim=-1)
         logvar = logvar.clamp(-10, 5)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if sample else mu

@@ -48,7 +48,7 @@ def codec_readout(codec: Codec) -> Callable[[np.ndarray], dict[str, torch.Tensor
         wav = torch.as_tensor(np.asarray(y, dtype=np.float32))[None]
         out = {"tokens": codec.encode(wav, codec.sample_rate).codes[0]}
         semantic = getattr(getattr(codec, "model", None), "semantic", None)
-        if getattr(semantic, "phones", None) is not None:
+        if getattr(semantic, "kind", None) == "phones":
             m = codec.model
             wav = wav[..., : wav.shape[-1] // m.cfg.samples_per_token * m.cfg.samples_per_token]
             with torch.no_grad():
