@@ -107,7 +107,6 @@ class SemanticProjector(nn.Module):
         super().__init__()
         self.levels = list(cfg.fsq_levels)
         self.kind = kind = cfg.semantic_input.kind
-        self.reads_mel = kind in ("cepstrum", "phones")
         if kind == "cepstrum":
             self.cepstrum = CepstralInput(cfg.mel, cfg.semantic_input, cfg.semantic.dim, cfg.downsample)
         elif kind == "phones":
@@ -116,6 +115,11 @@ class SemanticProjector(nn.Module):
             self.inp = nn.Linear(cfg.latent_dim, cfg.semantic.dim)
         self.transformer = CausalTransformer(cfg.semantic)
         self.posterior = nn.Linear(cfg.semantic.dim, 2 * len(self.levels))
+
+    @property
+    def reads_mel(self) -> bool:
+        """Whether the input is the log-mel (every kind but "latent") rather than the encoder's A."""
+        return self.kind != "latent"
 
     def forward(self, x: torch.Tensor, sample: bool = False) -> SemanticOutput:
         """x: A [B, T, latent_dim], or log-mel [B, n_mels, T·ds] when `reads_mel`."""
