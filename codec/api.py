@@ -26,7 +26,7 @@ from safetensors import safe_open
 from . import config_io
 from .audio import AudioError, to_mono_batch
 from .config import CodecConfig
-from .model import SpeechCodec
+from .model import SemanticOutput, SpeechCodec
 
 DEFAULT_CHECKPOINT = "assets/default_codec.safetensors"
 
@@ -78,6 +78,13 @@ class Codec:
         everything heard up to each frame, as `CodecStream.voice` reports it while streaming (what a
         dialogue model conditions on). The last frame is zero-padded, as `encode_flush` does."""
         return self._frames(to_mono_batch(wav, sample_rate, self.sample_rate))
+
+    @torch.inference_mode()
+    def semantic_output(self, wav, sample_rate: int) -> SemanticOutput:
+        """wav (as `encode`) → the semantic branch's whole output: the tokens (`indices`), their posterior,
+        and for a "phones" input its frame classifier's logits (`unit_logits`), for analysis. The last
+        frame is zero-padded, as `encode` does."""
+        return self.model.tokens_from_mel(self._mel(to_mono_batch(wav, sample_rate, self.sample_rate)))
 
     def _frames(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mel = self._mel(x)

@@ -231,3 +231,12 @@ def test_phone_input_passes_only_the_classifier_decisions():
     m.tokens_from_mel(mel).mu.sum().backward()
     assert m.semantic.phones.classify.weight.grad is None
     assert m.semantic.phones.conv.conv.weight.grad.abs().sum() > 0
+
+
+def test_semantic_output_gives_the_encoded_tokens_and_the_classifier_frames():
+    codec = make_codec("duet_cpu16k", overrides=PHONES)
+    wav = 0.1 * torch.randn(1, 10 * 256 + 100)  # a partial last frame: zero-padded, as encode does
+    out = codec.semantic_output(wav, 16000)
+    assert torch.equal(out.indices, codec.encode(wav, 16000).codes)
+    assert out.unit_logits.shape == (1, 11 * codec.config.downsample, 6)
+    assert make_codec("duet_cpu16k").semantic_output(wav, 16000).unit_logits is None

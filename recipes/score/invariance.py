@@ -45,30 +45,25 @@ def codec_readout(codec: Codec) -> Callable[[np.ndarray], dict[str, torch.Tensor
     """audio → {"tokens": the codec's tokens}; for a "phones" semantic input also {"phone decisions": its frame
     classifier's decisions}, which the tokens are a function of: where they change with the voice, the tokens can."""
     def read(y: np.ndarray) -> dict[str, torch.Tensor]:
-        wav = torch.as_tensor(np.asarray(y, dtype=np.float32))[None]
-        out = {"tokens": codec.encode(wav, codec.sample_rate).codes[0]}
-        semantic = getattr(getattr(codec, "model", None), "semantic", None)
-        if getattr(semantic, "kind", None) == "phones":
-            m = codec.model
-            wav = wav[..., : wav.shape[-1] // m.cfg.samples_per_token * m.cfg.samples_per_token]
-            with torch.no_grad():
-                out["phone decisions"] = m.tokens_from_mel(m.frontend(wav)).unit_logits[0].argmax(-1)
-        return out
+        out = codec.semantic_output(torch.as_tensor(np.asarray(y, dtype=np.float32)), codec.sample_rate)
+        seqs = {"tokens": out.indices[0]}
+        if out.unit_logits is not None:
+            seqs["phone decisions"] = out.unit_logits[0].argmax(-1)
+        return seqs
 
     return read
 
 
-def invariance(codec: Codec, synthesize: Callable[[str, float], np.ndarray], sentences=SENTENCES,
-               pitches=(0.72, 1.35, 1.6), gains_db=(-6.0,), seed: int = 0,
-               readout: Callable[[np.ndarray], dict[str, torch.Tensor]] | None = None) -> dict:
+def invariance(read: Callable[[np.ndarray], dict[str, torch.Tensor]], synthesize: Callable[[str, float], np.ndarray],
+               sentences=SENTENCES, pitches=(0.72, 1.35, 1.6), gains_db=(-6.0,), seed: int = 0) -> dict:
     """{condition: token agreement with the reference rendering, averaged over sentences}.
-    `synthesize(text, pitch_factor)` returns float audio at the codec's sample rate with the same
-    timing for every pitch. Conditions: "pitch x<f>", "level <g> dB", "noise -50 dB". The `readout` (default
-    `codec_readout`) may return more sequences than "tokens"; each gets its own "<condition> (<name>)"."""
+    `read(audio)` gives the sequences to compare (`codec_readout`: a codec's tokens); `synthesize(text,
+    pitch_factor)` returns float audio at the codec's sample rate with the same timing for every pitch.
+    Conditions: "pitch x<f>", "level <g> dB", "noise -50 dB"; a sequence other than "tokens" gets its own
+    "<condition> (<name>)"."""
     if not sentences:
         raise ValueError("invariance: no sentences")
     rng = np.random.default_rng(seed)
-    read = readout or codec_readout(codec)
     scores: dict[str, list[float]] = {}
 
     def score(condition: str, y: np.ndarray, ref: dict[str, torch.Tensor]) -> None:
@@ -116,7 +111,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     codec = load_codec(args.codec)
-    result = invariance(codec, flite_voice(args.voice, codec.sample_rate), pitches=args.pitches, gains_db=args.gains_db)
+    result = invariance(codec_readout(codec), flite_voice(args.voice, codec.sample_rate), pitches=args.pitches, gains_db=args.gains_db)
     print(f"token agreement with the reference rendering ({len(SENTENCES)} sentences, flite {args.voice}, "
           f"codec {codec.codec_id}):")
     for k, v in result.items():
