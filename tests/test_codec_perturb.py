@@ -320,6 +320,17 @@ def test_the_semantic_stage_trains_a_phone_input_on_the_timings_of_the_perturbed
     cfg.weights.phone_consistency = 1.0
     (term,) = task.losses(model, batch, 0)
     assert term.scalars["sem/phone_consistency"] >= 0 and 0 <= term.scalars["sem/phone_view_agreement"] <= 1
+    # the clean view's cross-entropy (the sound heard at inference) adds to the loss only when weighted
+    cfg.weights.phone_consistency = 0.0
+    cfg.weights.phone_recognition_clean = 1.0
+    torch.manual_seed(0)  # the same posterior samples in both
+    (clean_too,) = task.losses(model, batch, 0)
+    cfg.weights.phone_recognition_clean = 0.0
+    cfg.weights.phone_consistency = 1e-9  # computes the clean view, adds nothing measurable
+    torch.manual_seed(0)
+    (perturbed_only,) = task.losses(model, batch, 0)
+    assert 0 <= clean_too.scalars["sem/phone_accuracy_clean"] <= 1
+    assert clean_too.loss.item() > perturbed_only.loss.item()
     cfg.codec_overrides = {**SMALL, "semantic_input": {**phones["semantic_input"], "n_units": 3}}
     with pytest.raises(ValueError, match=r"2 phones, but .*n_units = 3"):
         CodecTask(cfg)

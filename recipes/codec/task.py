@@ -72,6 +72,8 @@ class LossWeights:
     # ... and the symmetric KL between its posteriors for the perturbed and the clean view, on every frame (real
     # speech without a transcript too): correct decisions are not enough, wrong ones must not depend on the voice
     phone_consistency: float = 0.0
+    # ... and its cross-entropy on the clean view as well, the sound it hears at inference (computes that view)
+    phone_recognition_clean: float = 0.0
     wave_mel: float = 15.0
     mrstft: float = 1.0
     adversarial: float = 1.0
@@ -233,7 +235,7 @@ class CodecTask(TrainingTask):
         consistency = agreement = None
         clean = None
         if batch.perturbed_wav is not None and (w.consistency > 0 or w.code_agreement > 0 or w.pitch_adversary > 0
-                                                or (sem.unit_logits is not None and w.phone_consistency > 0)):
+                                                or (sem.unit_logits is not None and (w.phone_consistency > 0 or w.phone_recognition_clean > 0))):
             clean = m.codec.semantic(src)
             mu_clean = clean.mu
             if w.consistency > 0:
@@ -283,6 +285,9 @@ class CodecTask(TrainingTask):
         if clean is not None:
             scalars["sem/phone_view_agreement"] = \
                 (sem.unit_logits.argmax(-1) == clean.unit_logits.argmax(-1)).float().mean().item()
+            clean_recognition, scalars["sem/phone_accuracy_clean"] = phone_recognition_loss(clean.unit_logits, labels)
+            if w.phone_recognition_clean > 0:
+                loss = loss + w.phone_recognition_clean * clean_recognition
             if w.phone_consistency > 0:
                 apart = posterior_consistency(sem.unit_logits, clean.unit_logits)
                 loss = loss + view_ramp * w.phone_consistency * apart
