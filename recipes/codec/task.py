@@ -234,8 +234,9 @@ class CodecTask(TrainingTask):
         sem = m.codec.semantic(src_in, sample=True)
         consistency = agreement = None
         clean = None
+        phone_views = sem.unit_logits is not None and (w.phone_consistency > 0 or w.phone_recognition_clean > 0)
         if batch.perturbed_wav is not None and (w.consistency > 0 or w.code_agreement > 0 or w.pitch_adversary > 0
-                                                or (sem.unit_logits is not None and (w.phone_consistency > 0 or w.phone_recognition_clean > 0))):
+                                                or phone_views):
             clean = m.codec.semantic(src)
             mu_clean = clean.mu
             if w.consistency > 0:

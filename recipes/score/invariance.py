@@ -111,7 +111,8 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     codec = load_codec(args.codec)
-    result = invariance(codec_readout(codec), flite_voice(args.voice, codec.sample_rate), pitches=args.pitches, gains_db=args.gains_db)
+    result = invariance(codec_readout(codec), flite_voice(args.voice, codec.sample_rate), pitches=args.pitches,
+                        gains_db=args.gains_db)
     print(f"token agreement with the reference rendering ({len(SENTENCES)} sentences, flite {args.voice}, "
           f"codec {codec.codec_id}):")
     for k, v in result.items():
