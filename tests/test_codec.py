@@ -235,7 +235,7 @@ def test_phone_input_passes_only_the_classifier_decisions():
 
 def test_semantic_output_gives_the_encoded_tokens_and_the_classifier_frames():
     codec = make_codec("duet_cpu16k", overrides=PHONES)
-    wav = 0.1 * torch.randn(1, 10 * 256 + 100)  # a partial last frame: zero-padded, as encode does
+    wav = 0.1 * torch.randn(1, 10 * codec.config.samples_per_token + 100)  # a partial last frame: zero-padded
     out = codec.semantic_output(wav, 16000)
     assert torch.equal(out.indices, codec.encode(wav, 16000).codes)
     assert out.unit_logits.shape == (1, 11 * codec.config.downsample, 6)
