@@ -1,4 +1,5 @@
 """Information perturbation of the codec's semantic input: what it changes, what it keeps."""
+import dataclasses
 import os
 import subprocess
 import sys
@@ -292,9 +293,11 @@ def test_a_stuck_praat_worker_dies_with_its_trainer(tmp_path):
     assert not still
 
 
-def test_the_semantic_stage_trains_a_phone_input_on_the_timings_of_the_perturbed_view(tmp_path):
-    from recipes.codec.losses import phone_recognition_loss, posterior_consistency
+PHONES = {"semantic_input": {"kind": "phones", "n_units": 2, "recognizer": {"dim": 16, "num_layers": 1, "num_heads": 2}}}
 
+
+def phone_input_config(tmp_path) -> CodecTrainConfig:
+    """A semantic stage with a two-class phones input on four labelled tones at four pitches, perturbed."""
     def labelled(f0):  # the tone is phone 1, the silence either side phone 0 ("sil")
         wav = voiced(f0)
         lab = np.zeros(len(wav) // 256, np.int16)
@@ -304,9 +307,14 @@ def test_the_semantic_stage_trains_a_phone_input_on_the_timings_of_the_perturbed
     utts = [(f"u{i}", f"s{i % 2}", *labelled(f)) for i, f in enumerate((100.0, 150.0, 200.0, 250.0))]
     shard = tmp_path / "train.safetensors"
     build_shard(utts, ["sil", "a"], SR, 256).save(shard)
-    phones = {"semantic_input": {"kind": "phones", "n_units": 2, "recognizer": {"dim": 16, "num_layers": 1, "num_heads": 2}}}
-    cfg = CodecTrainConfig(stage="semantic", shard=str(shard), codec_overrides={**SMALL, **phones}, batch_size=4,
-                           segment_frames=32, ref_frames=32, perturbation=PerturbationConfig(enabled=True))
+    return CodecTrainConfig(stage="semantic", shard=str(shard), codec_overrides={**SMALL, **PHONES}, batch_size=4,
+                            segment_frames=32, ref_frames=32, perturbation=PerturbationConfig(enabled=True))
+
+
+def test_the_semantic_stage_trains_a_phone_input_on_the_timings_of_the_perturbed_view(tmp_path):
+    from recipes.codec.losses import phone_recognition_loss, posterior_consistency
+
+    cfg = phone_input_config(tmp_path)
     task = CodecTask(cfg)
     model = task.build_model()
     batch = next(task.batches(0, 0, 1))
@@ -331,7 +339,7 @@ def test_the_semantic_stage_trains_a_phone_input_on_the_timings_of_the_perturbed
     (perturbed_only,) = task.losses(model, batch, 0)
     assert 0 <= clean_too.scalars["sem/phone_accuracy_clean"] <= 1
     assert clean_too.loss.item() > perturbed_only.loss.item()
-    cfg.codec_overrides = {**SMALL, "semantic_input": {**phones["semantic_input"], "n_units": 3}}
+    cfg.codec_overrides = {**SMALL, "semantic_input": {**PHONES["semantic_input"], "n_units": 3}}
     with pytest.raises(ValueError, match=r"2 phones, but .*n_units = 3"):
         CodecTask(cfg)
 
@@ -348,3 +356,35 @@ def test_the_semantic_stage_trains_a_phone_input_on_the_timings_of_the_perturbed
     assert posterior_consistency(logits, other).item() > 0
     with pytest.raises(ValueError, match="views of shapes"):
         posterior_consistency(logits, other[:, :2])
+
+
+def test_a_pitch_adversary_on_the_phone_decisions_reaches_the_classifier(tmp_path):
+    """On codes, the adversary's gradient stops at the classifier's argmax; on its decisions (straight-through)
+    it reaches the classifier, whose decisions are all the tokens are made of."""
+    from recipes.codec.pitch_adversary import straight_through_decisions
+
+    logits = torch.tensor([[[1.0, 3.0], [2.0, 0.0]]], requires_grad=True)
+    decisions = straight_through_decisions(logits)
+    assert torch.equal(decisions.detach(), torch.tensor([[[0.0, 1.0], [1.0, 0.0]]]))
+    (decisions * torch.tensor([1.0, -1.0])).sum().backward()
+    assert logits.grad.abs().sum() > 0
+
+    cfg = phone_input_config(tmp_path)
+    cfg.weights.phone_recognition, cfg.weights.pitch_adversary = 0.0, 1.0  # the classifier learns only from it
+    grads = {}
+    for reads in ("codes", "decisions"):
+        cfg.weights.pitch_adversary_input = reads
+        task = CodecTask(cfg)
+        model = task.build_model()
+        (term,) = task.losses(model, next(task.batches(0, 0, 1)), 0)
+        term.loss.backward()
+        assert term.scalars["sem/pitch_adversary"] > 0
+        grad = model.codec.semantic.phones.classify.weight.grad
+        grads[reads] = 0.0 if grad is None else grad.abs().sum().item()
+    assert model.pitch_adversary.features[0].in_channels == 2  # one input per phone class
+    assert grads["codes"] == 0.0 and grads["decisions"] > 0
+
+    with pytest.raises(ValueError, match="pitch_adversary_input 'frames'"):
+        dataclasses.replace(cfg.weights, pitch_adversary_input="frames")
+    with pytest.raises(ValueError, match="'decisions' needs a phones semantic input"):
+        dataclasses.replace(cfg, codec_overrides=SMALL)

@@ -1,6 +1,7 @@
-"""A pitch adversary for the semantic stage: a small causal conv net reads the semantic codes and
-predicts log-F0, of each voiced frame and of the whole crop; its gradient reaches the semantic branch reversed (gradient
-reversal, Ganin & Lempitsky 2015), so the tokens lose what tells one pitch from another.
+"""A pitch adversary for the semantic stage: a small causal conv net reads the semantic codes (or a
+phones input's frame decisions, `straight_through_decisions`) and predicts log-F0, of each voiced frame
+and of the whole crop; its gradient reaches the semantic branch reversed (gradient reversal, Ganin &
+Lempitsky 2015), so the tokens lose what tells one pitch from another.
 
 The view losses only ask each crop's tokens to match its own perturbed copy; a downstream model
 still reads pitch from tokens that change *systematically* with it (the style ablation: 91 % of
@@ -65,8 +66,16 @@ def reverse_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
     return _ReverseGradient.apply(x, scale)
 
 
+def straight_through_decisions(logits: torch.Tensor) -> torch.Tensor:
+    """Frame logits [B, T, U] → one-hot decisions [B, T, U] forward, the softmax's gradient backward: the
+    adversary sees what the tokens are made of (the argmax), and the classifier still gets its gradient."""
+    soft = logits.softmax(-1)
+    hard = F.one_hot(logits.argmax(-1), logits.shape[-1]).to(soft.dtype)
+    return hard + soft - soft.detach()
+
+
 class PitchAdversary(nn.Module):
-    """Codes [B, T, L] → normalised log-F0 per frame [B, T] (from a causal window of `context` frames) and
+    """Codes (or decisions) [B, T, L] → normalised log-F0 per frame [B, T] (from a causal window of `context` frames) and
     per crop [B] (from those frames' features averaged over the crop). The crop head matters most: a
     per-frame trace of pitch too weak for the frame head adds up over an utterance, which is how a
     dialogue model told the user's style from the tokens alone."""

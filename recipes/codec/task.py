@@ -32,11 +32,12 @@ from ..trainer import LossTerm, TrainerConfig, TrainingTask
 from .losses import (code_agreement, frame_infonce, hinged_kl, phone_recognition_loss, posterior_consistency,
                      view_consistency, warmup)
 from .perturb import GuardedVoiceChange, PerturbationConfig, perturb
-from .pitch_adversary import PitchAdversary, frame_f0, pitch_adversary_loss
+from .pitch_adversary import PitchAdversary, frame_f0, pitch_adversary_loss, straight_through_decisions
 from .shards import CropBatch, CropSampler, Shard
 from .text_encoder import FrameTextEncoder
 
 STAGES = ("autoencoder", "semantic", "vocoder", "finetune")
+PITCH_ADVERSARY_INPUTS = ("codes", "decisions")
 
 
 @dataclasses.dataclass
@@ -66,6 +67,10 @@ class LossWeights:
     pitch_adversary: float = 0.0
     pitch_reversal: float = 1.0
     pitch_frame: float = 1.0  # the frame head's share (0: only the crop's pitch level is taken, not its contour)
+    # what the adversary reads: "codes" (the semantic codes, token rate), or, for a "phones" input, "decisions" (the
+    # frame classifier's one-hot decisions at the mel frame rate, straight-through: its reversed gradient reaches the
+    # classifier, whose decisions the codes cannot undo; on codes it would stop at the non-differentiable argmax)
+    pitch_adversary_input: str = "codes"
     # a "phones" semantic input: cross-entropy of its frame classifier against the phone timings, on the view the
     # branch hears (the perturbed one, when perturbation is on), so its decisions learn to ignore the voice
     phone_recognition: float = 1.0
@@ -78,6 +83,11 @@ class LossWeights:
     mrstft: float = 1.0
     adversarial: float = 1.0
     feature_matching: float = 2.0
+
+    def __post_init__(self):
+        if self.pitch_adversary_input not in PITCH_ADVERSARY_INPUTS:
+            raise ValueError(f"weights.pitch_adversary_input {self.pitch_adversary_input!r}: expected one of "
+                             f"{PITCH_ADVERSARY_INPUTS}")
 
 
 @dataclasses.dataclass
@@ -102,6 +112,9 @@ class CodecTrainConfig:
     def __post_init__(self):
         if self.stage not in STAGES:
             raise ValueError(f"unknown stage {self.stage!r}; expected one of {STAGES}")
+        if self.weights.pitch_adversary_input == "decisions" and self.codec_config().semantic_input.kind != "phones":
+            raise ValueError("weights.pitch_adversary_input 'decisions' needs a phones semantic input "
+                             "(codec_overrides.semantic_input.kind: phones)")
 
     def codec_config(self) -> CodecConfig:
         return merge(preset(self.codec_preset), self.codec_overrides)
@@ -116,7 +129,9 @@ class CodecTrainingModel(nn.Module):
         self.codec = SpeechCodec(codec_cfg)
         self.text_encoder = FrameTextEncoder(num_phones, out_dim=cfg.contrastive_dim)
         self.speech_head = nn.Linear(len(codec_cfg.fsq_levels), cfg.contrastive_dim)
-        self.pitch_adversary = PitchAdversary(len(codec_cfg.fsq_levels)) \
+        reads_decisions = cfg.weights.pitch_adversary_input == "decisions"
+        self.pitch_adversary = PitchAdversary(codec_cfg.semantic_input.n_units if reads_decisions
+                                              else len(codec_cfg.fsq_levels)) \
             if cfg.stage == "semantic" and cfg.weights.pitch_adversary > 0 else None
         self.discriminator = None
         if cfg.stage in ("vocoder", "finetune"):
@@ -296,21 +311,26 @@ class CodecTask(TrainingTask):
         return loss, scalars
 
     def _pitch_adversary(self, m, batch, sem, clean, reversal):
-        """The adversary's loss over both views' codes (the perturbed crop's and, when there is one, the
-        clean crop's), and the share of log-F0 variance each head explains, averaged over the views."""
+        """The adversary's loss over both views (the perturbed crop's and, when there is one, the clean crop's)
+        and the share of log-F0 variance each head explains, averaged over the views. It reads each view's
+        codes (a token's F0: its last mel frame's) or its classifier's decisions (every mel frame's F0)."""
         mel_cfg, ds = self.codec_cfg.mel, self.codec_cfg.downsample
-        views = [(sem.codes, batch.perturbed_wav if batch.perturbed_wav is not None else batch.wav,
-                  batch.perturbed_history if batch.perturbed_wav is not None else batch.history)]
+        decisions = self.cfg.weights.pitch_adversary_input == "decisions"
+        perturbed = batch.perturbed_wav is not None
+        views = [(sem, batch.perturbed_wav if perturbed else batch.wav,
+                  batch.perturbed_history if perturbed else batch.history)]
         if clean is not None:
-            views.append((clean.codes, batch.wav, batch.history))
+            views.append((clean, batch.wav, batch.history))
         loss, explained = 0.0, {}
-        for codes, wav, history in views:
+        for out, wav, history in views:
             with torch.no_grad():
                 f0, voiced = frame_f0(torch.cat([history, wav], dim=-1), mel_cfg.n_fft, mel_cfg.hop_length,
                                       mel_cfg.sample_rate)
-            # a token's F0: its last mel frame's
-            view_loss, view_explained = pitch_adversary_loss(m.pitch_adversary, codes, f0[:, ds - 1::ds],
-                                                             voiced[:, ds - 1::ds], reversal,
+            if decisions:
+                features = straight_through_decisions(out.unit_logits)
+            else:
+                features, f0, voiced = out.codes, f0[:, ds - 1::ds], voiced[:, ds - 1::ds]
+            view_loss, view_explained = pitch_adversary_loss(m.pitch_adversary, features, f0, voiced, reversal,
                                                              frame_weight=self.cfg.weights.pitch_frame)
             loss = loss + view_loss / len(views)
             for k, v in view_explained.items():
