@@ -710,3 +710,45 @@ def test_trace_stops_reads_the_step_after_a_replys_last_word(tmp_path):
     with pytest.raises(ValueError, match="text_trace"):
         (tmp_path / "text_trace.tsv").write_text("nothing\n")
         stop_probabilities(tmp_path, tmp_path / "data")
+
+
+def test_the_sequence_probe_reads_a_style_that_pooled_tokens_hide(tmp_path):
+    """Styles that differ only in token *order* (the same histogram): the pooled linear probe is at chance, the
+    sequence reader finds them; random tokens stay near chance; a test file of another codec or with a style
+    the training file lacks is named."""
+    from dialogue import StreamConfig
+    from recipes.dialogue.sequence_probe import sequence_probe
+    from recipes.dialogue.style_probe import style_probe
+
+    rng = np.random.default_rng(0)
+    streams = StreamConfig(5, 62.5, 81, 4, 0, 40)
+    (tmp_path / "meta").mkdir()
+
+    class FakeTokens(SimpleNamespace):  # what the probes read of a TokenSet
+        def __len__(self):
+            return len(self.ids)
+
+    def token_set(name, n, ordered, codec_id="c", styles=("calm", "excited")):
+        ids, tokens = [], []
+        for i in range(n):
+            style = styles[i % len(styles)]
+            ids.append(f"{name}-{style}-{i:03d}")
+            (tmp_path / "meta" / f"{ids[-1]}.json").write_text(json.dumps({"style": style}))
+            pairs = rng.integers(1, 41, 25)  # calm says a, a + 40; excited a + 40, a: the same tokens, reordered
+            seq = np.stack([pairs, pairs + 40], 1) if style == "calm" or not ordered else np.stack([pairs + 40, pairs], 1)
+            grid = rng.integers(1, 81, (len(seq.reshape(-1)) // 5, 11))
+            grid[:, 6:] = seq.reshape(-1, 5)  # the user's five columns
+            tokens.append(torch.from_numpy(grid))
+        return FakeTokens(tokens=tokens, ids=ids, streams=streams, data_dir=str(tmp_path), codec_id=codec_id,
+                          path=tmp_path / f"{name}.safetensors", user_voice=[torch.zeros(1, 4)] * n)
+
+    train, test = token_set("train", 160, True), token_set("test", 40, True)
+    assert style_probe(train, levels=None)["tokens"]["acc"] < 0.7  # the pooled histogram cannot tell
+    r = sequence_probe(train, test, epochs=15, progress=False)
+    assert r["acc"] >= 0.9 and r["classes"] == ["calm", "excited"] and r["num_test"] == 40
+    r = sequence_probe(token_set("rtrain", 160, False), token_set("rtest", 40, False), epochs=15, progress=False)
+    assert r["acc"] <= 0.75 and r["chance"] == 0.5
+    with pytest.raises(ValueError, match="tokens of codec c, .* of d"):
+        sequence_probe(train, token_set("other", 8, True, codec_id="d"), progress=False)
+    with pytest.raises(ValueError, match=r"styles \['slow'\] are not in"):
+        sequence_probe(train, token_set("slow", 3, True, styles=("slow",)), progress=False)

@@ -120,3 +120,25 @@ def pitch_adversary_loss(adversary: PitchAdversary, codes: torch.Tensor, f0: tor
         if y.numel() > 1:
             explained[name] = 1.0 - mse.item() / max(y.var().item(), 1e-6)
     return loss, explained
+
+
+def views_pitch_adversary_loss(adversary: PitchAdversary, views: list, codec_cfg, reversal: float,
+                               frame_weight: float, reads_decisions: bool = False) -> tuple[torch.Tensor, dict[str, float]]:
+    """The adversary's loss averaged over views [(SemanticOutput, wav with its left context)] (the perturbed
+    crop's and the clean crop's), and the share of log-F0 variance each head explains, averaged likewise. It
+    reads each view's codes (a token's F0: its last mel frame's) or, with `reads_decisions`, its phone
+    classifier's decisions (every mel frame's F0)."""
+    mel, ds = codec_cfg.mel, codec_cfg.downsample
+    loss, explained = 0.0, {}
+    for out, wav in views:
+        with torch.no_grad():
+            f0, voiced = frame_f0(wav, mel.n_fft, mel.hop_length, mel.sample_rate)
+        if reads_decisions:
+            features = straight_through_decisions(out.unit_logits)
+        else:
+            features, f0, voiced = out.codes, f0[:, ds - 1::ds], voiced[:, ds - 1::ds]
+        view_loss, view_explained = pitch_adversary_loss(adversary, features, f0, voiced, reversal, frame_weight)
+        loss = loss + view_loss / len(views)
+        for k, v in view_explained.items():
+            explained[k] = explained.get(k, 0.0) + v / len(views)
+    return loss, explained

@@ -32,7 +32,7 @@ from ..trainer import LossTerm, TrainerConfig, TrainingTask
 from .losses import (code_agreement, frame_infonce, hinged_kl, phone_recognition_loss, posterior_consistency,
                      view_consistency, warmup)
 from .perturb import GuardedVoiceChange, PerturbationConfig, perturb
-from .pitch_adversary import PitchAdversary, frame_f0, pitch_adversary_loss, straight_through_decisions
+from .pitch_adversary import PitchAdversary, views_pitch_adversary_loss
 from .shards import CropBatch, CropSampler, Shard
 from .text_encoder import FrameTextEncoder
 
@@ -279,7 +279,14 @@ class CodecTask(TrainingTask):
             loss = loss + units
             scalars.update(unit_scalars)
         if w.pitch_adversary > 0:
-            adversary, explained = self._pitch_adversary(m, batch, sem, clean, w.pitch_reversal * view_ramp)
+            perturbed = batch.perturbed_wav is not None
+            views = [(sem, torch.cat([batch.perturbed_history, batch.perturbed_wav], -1) if perturbed
+                      else torch.cat([batch.history, batch.wav], -1))]
+            if clean is not None:
+                views.append((clean, torch.cat([batch.history, batch.wav], -1)))
+            adversary, explained = views_pitch_adversary_loss(
+                m.pitch_adversary, views, self.codec_cfg, w.pitch_reversal * view_ramp, w.pitch_frame,
+                reads_decisions=w.pitch_adversary_input == "decisions")
             loss = loss + w.pitch_adversary * adversary
             scalars["sem/pitch_adversary"] = adversary.item()
             scalars.update({f"sem/pitch_explained_{k}": v for k, v in explained.items()})
@@ -309,33 +316,6 @@ class CodecTask(TrainingTask):
                 loss = loss + view_ramp * w.phone_consistency * apart
                 scalars["sem/phone_consistency"] = apart.item()
         return loss, scalars
-
-    def _pitch_adversary(self, m, batch, sem, clean, reversal):
-        """The adversary's loss over both views (the perturbed crop's and, when there is one, the clean crop's)
-        and the share of log-F0 variance each head explains, averaged over the views. It reads each view's
-        codes (a token's F0: its last mel frame's) or its classifier's decisions (every mel frame's F0)."""
-        mel_cfg, ds = self.codec_cfg.mel, self.codec_cfg.downsample
-        decisions = self.cfg.weights.pitch_adversary_input == "decisions"
-        perturbed = batch.perturbed_wav is not None
-        views = [(sem, batch.perturbed_wav if perturbed else batch.wav,
-                  batch.perturbed_history if perturbed else batch.history)]
-        if clean is not None:
-            views.append((clean, batch.wav, batch.history))
-        loss, explained = 0.0, {}
-        for out, wav, history in views:
-            with torch.no_grad():
-                f0, voiced = frame_f0(torch.cat([history, wav], dim=-1), mel_cfg.n_fft, mel_cfg.hop_length,
-                                      mel_cfg.sample_rate)
-            if decisions:
-                features = straight_through_decisions(out.unit_logits)
-            else:
-                features, f0, voiced = out.codes, f0[:, ds - 1::ds], voiced[:, ds - 1::ds]
-            view_loss, view_explained = pitch_adversary_loss(m.pitch_adversary, features, f0, voiced, reversal,
-                                                             frame_weight=self.cfg.weights.pitch_frame)
-            loss = loss + view_loss / len(views)
-            for k, v in view_explained.items():
-                explained[k] = explained.get(k, 0.0) + v / len(views)
-        return loss, explained
 
     def _waveform(self, m, mel, batch, step):
         w, c = self.cfg.weights, self.codec_cfg

@@ -35,6 +35,15 @@ from ..score.tokens import pooled_token_features, probe_accuracy, probe_levels
 from .prepare import TokenSet
 
 
+def conversation_styles(data: TokenSet) -> list[str]:
+    """Each conversation's style, from the corpus metadata of the data dir the token file was made from."""
+    meta_dir = Path(data.data_dir) / "meta"
+    if not meta_dir.is_dir():
+        raise ValueError(f"{data.path}: its data dir {data.data_dir} has no meta/ (the corpus metadata with "
+                         f"each conversation's style)")
+    return [json.loads((meta_dir / f"{cid}.json").read_text())["style"] for cid in data.ids]
+
+
 def style_probe(data: TokenSet, levels: list[int] | None, max_conversations: int = 0) -> dict:
     """{"tokens": probe result, "voice": probe result, "conversations": n} (probe results as
     `probe_accuracy` returns them: acc, chance, num_classes, num_test). With a maximum, the
@@ -43,14 +52,11 @@ def style_probe(data: TokenSet, levels: list[int] | None, max_conversations: int
     picks = np.linspace(0, len(data) - 1, n).round().astype(int).tolist() if n else []
     if n == 0:
         raise ValueError(f"{data.path}: no conversations")
-    meta_dir = Path(data.data_dir) / "meta"
-    if not meta_dir.is_dir():
-        raise ValueError(f"{data.path}: its data dir {data.data_dir} has no meta/ (the corpus metadata with "
-                         f"each conversation's style)")
+    all_styles = conversation_styles(data)
     cols = Columns(data.streams.frames_per_step)
     styles, token_feats, voices = [], [], []
     for i in picks:
-        styles.append(json.loads((meta_dir / f"{data.ids[i]}.json").read_text())["style"])
+        styles.append(all_styles[i])
         user = data.tokens[i][:, cols.user].reshape(-1).numpy()
         speech = user[user != data.streams.silence_token]
         token_feats.append(pooled_token_features(speech if len(speech) else user, data.streams.codebook_size, levels))

@@ -129,6 +129,9 @@ if run_stage 5 score; then
   # is the user's style in the tokens or in the voice vector? (bounds what the style ablation can show)
   python -m recipes.dialogue.style_probe --tokens "$exp/tokens/train.safetensors" --codec "$exp/codec.safetensors" \
     --out "$exp/style_probe.json"
+  # ... and read by a sequence model (the pooled probe misses what a dialogue model reads in order; minutes)
+  [ "$tiny" = true ] || python -m recipes.dialogue.sequence_probe --train "$exp/tokens/train.safetensors" \
+    --test "$exp/tokens/test.safetensors" --out "$exp/sequence_probe.json" --no-progress
   for m in "${models[@]}"; do
     python -m recipes.dialogue.score --data "$data/test" --model "$exp/$(final "$m")/model.safetensors" \
       --codec "$exp/codec.safetensors" --out "$exp/$(final "$m")/score" --max-conversations $n --runs "$score_runs" \
