@@ -1,0 +1,137 @@
+"""Where in a phones codec's frame decisions is the user's style? (analysis for RESULTS.md)
+
+    python local/decision_probe.py --codec PHONES_CODEC --phones PHONES_TXT --train DATA_DIR --test DATA_DIR \
+        --out DIR
+
+The sequence probe (`recipes.dialogue.sequence_probe`) reads the style from a codec's tokens. A phones
+codec's tokens are a function of its frame classifier's decisions, so this asks the decisions
+directly, and views of them that keep only part: classes merged (voicing pairs, reduced vowels), runs
+collapsed (the recognised phone string without durations), run lengths only (durations without
+phones), only runs of a minimum length, and the phone string in shuffled order. Each view gets the same
+reader, trained on the user channels of --train (a tenth held out to pick the epoch), scored on --test.
+The decisions are cached in DIR/decisions.npz (minutes to compute, once).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from codec import load_codec
+from recipes.dialogue.sequence_probe import SequenceReader, _accuracy, _batch
+
+MERGED = {"t": "d", "p": "b", "k": "g", "s": "z", "f": "v", "th": "dh", "ch": "jh", "sh": "zh", "ax": "ah", "ih": "ah"}
+MAX_RUN = 40  # run lengths are read as ids 1..MAX_RUN
+
+
+def user_decisions(codec, data_dir: Path) -> dict[str, np.ndarray]:
+    """{"<style>/<id>": the classifier's decision per frame of the user channel} for every conversation."""
+    out = {}
+    ids = [line.split()[0] for line in (data_dir / "wav.scp").read_text().splitlines() if line.strip()]
+    for cid in tqdm(ids, desc=data_dir.name, mininterval=30):
+        meta = json.loads((data_dir / "meta" / f"{cid}.json").read_text())
+        wav, sr = sf.read(data_dir / "wav" / f"{cid}.wav", dtype="float32", always_2d=True)
+        with torch.inference_mode():
+            logits = codec.semantic_output(torch.from_numpy(wav[:, meta["channels"]["user"]]), sr).unit_logits
+        if logits is None:
+            raise SystemExit("--codec: not a phones codec (its semantic branch has no frame classifier)")
+        out[f"{meta['style']}/{cid}"] = logits[0].argmax(-1).numpy().astype(np.int16)
+    return out
+
+
+def runs(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Run-length encoding: (the class of each run, its length in frames)."""
+    starts = np.r_[0, np.flatnonzero(np.diff(x)) + 1]
+    return x[starts], np.diff(np.r_[starts, len(x)])
+
+
+def views(phones: list[str]) -> dict:
+    sil = phones.index("sil")
+    merged = np.array([phones.index(MERGED.get(p, p)) for p in phones])
+
+    def speech(x):
+        kept = x[x != sil]
+        return kept if len(kept) else x
+
+    def long_runs(x, n):
+        ids, lens = runs(speech(x))
+        kept = ids[lens >= n]
+        return runs(kept)[0] if len(kept) else ids[:1]
+
+    def shuffled(x):
+        ids = runs(speech(x))[0].copy()
+        np.random.default_rng(len(ids)).shuffle(ids)
+        return ids
+
+    return {"decisions": speech, "voicing pairs and reduced vowels merged": lambda x: merged[speech(x)],
+            "phone string (runs collapsed)": lambda x: runs(speech(x))[0],
+            "run lengths only": lambda x: np.minimum(runs(speech(x))[1], MAX_RUN),
+            "runs of >= 3 frames, collapsed": lambda x: long_runs(x, 3),
+            "runs of >= 6 frames, collapsed": lambda x: long_runs(x, 6),
+            "phone string, order shuffled": shuffled}
+
+
+def read(train: list[torch.Tensor], train_y: torch.Tensor, test: list[torch.Tensor], test_y: torch.Tensor,
+         vocab: int, classes: int, epochs: int = 12, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(train), generator=g).tolist()
+    val, fit = order[:len(train) // 10], order[len(train) // 10:]
+    torch.manual_seed(seed)
+    model = SequenceReader(vocab, classes)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-2)
+    best = (-1.0, 0, None)
+    for epoch in range(1, epochs + 1):
+        perm = torch.randperm(len(fit), generator=g).tolist()
+        for i in range(0, len(fit), 32):
+            picks = [fit[j] for j in perm[i:i + 32]]
+            loss = F.cross_entropy(model(_batch([train[j] for j in picks], model.pad)), train_y[picks])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        acc = _accuracy(model, [train[j] for j in val], train_y[val])
+        if acc > best[0]:
+            best = (acc, epoch, {k: v.clone() for k, v in model.state_dict().items()})
+    model.load_state_dict(best[2])
+    return {"test": _accuracy(model, test, test_y), "val": best[0], "epoch": best[1],
+            "mean_len": float(np.mean([len(s) for s in test]))}
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--codec", type=Path, required=True)
+    p.add_argument("--phones", type=Path, required=True, help="the codec shard's phones.txt (class names in order)")
+    p.add_argument("--train", type=Path, required=True)
+    p.add_argument("--test", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args(argv)
+    phones = [line.split()[0] for line in args.phones.read_text().splitlines() if line.strip()]
+    args.out.mkdir(parents=True, exist_ok=True)
+    cache = args.out / "decisions.npz"
+    if not cache.exists():
+        codec = load_codec(args.codec)
+        arrays = {f"train/{k}": v for k, v in user_decisions(codec, args.train).items()}
+        arrays.update({f"test/{k}": v for k, v in user_decisions(codec, args.test).items()})
+        np.savez(cache, **arrays)
+    z = np.load(cache)
+    styles = sorted({k.split("/")[1] for k in z.files})
+    vocab = max(len(phones), MAX_RUN + 1)
+    results = {}
+    for name, view in views(phones).items():
+        split = {}
+        for part in ("train", "test"):
+            keys = [k for k in z.files if k.startswith(part + "/")]
+            split[part] = ([torch.from_numpy(view(z[k].astype(np.int64)).astype(np.int64))[:1500] for k in keys],
+                           torch.tensor([styles.index(k.split("/")[1]) for k in keys]))
+        results[name] = read(*split["train"], *split["test"], vocab=vocab, classes=len(styles))
+        print(f"{name}: {results[name]['test']:.1%} (mean length {results[name]['mean_len']:.0f})", flush=True)
+    (args.out / "decision_probe.json").write_text(json.dumps({"styles": styles, "views": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
