@@ -748,6 +748,8 @@ def test_the_sequence_probe_reads_a_style_that_pooled_tokens_hide(tmp_path):
     assert r["acc"] >= 0.9 and r["classes"] == ["calm", "excited"] and r["num_test"] == 40
     r = sequence_probe(token_set("rtrain", 160, False), token_set("rtest", 40, False), epochs=15, progress=False)
     assert r["acc"] <= 0.75 and r["chance"] == 0.5
+    with pytest.raises(ValueError, match="epochs must be >= 1"):
+        sequence_probe(train, test, epochs=0, progress=False)
     with pytest.raises(ValueError, match="tokens of codec c, .* of d"):
         sequence_probe(train, token_set("other", 8, True, codec_id="d"), progress=False)
     with pytest.raises(ValueError, match=r"styles \['slow'\] are not in"):

@@ -75,6 +75,8 @@ def sequence_probe(train: TokenSet, test: TokenSet, epochs: int = 12, batch: int
     on `test` → {acc, chance, val_acc, best_epoch, num_train, num_test, classes}."""
     if train.codec_id != test.codec_id:
         raise ValueError(f"{train.path} holds tokens of codec {train.codec_id}, {test.path} of {test.codec_id}")
+    if epochs < 1:
+        raise ValueError(f"sequence_probe: epochs must be >= 1, got {epochs}")
     if len(train) < 10 or len(test) == 0:
         raise ValueError(f"sequence_probe: {len(train)} training and {len(test)} test conversations are too few")
     styles, test_styles = conversation_styles(train), conversation_styles(test)
