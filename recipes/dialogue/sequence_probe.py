@@ -26,18 +26,13 @@ from tqdm import tqdm
 from dialogue import Columns
 
 from .prepare import TokenSet
-from .style_probe import conversation_styles
+from .style_probe import conversation_styles, speech_only
 
 
 def user_speech_tokens(data: TokenSet, max_len: int) -> list[torch.Tensor]:
     """Per conversation: the user channel's tokens in time order, silence left out, the first `max_len`."""
     cols = Columns(data.streams.frames_per_step)
-    out = []
-    for grid in data.tokens:
-        user = grid[:, cols.user].reshape(-1)
-        speech = user[user != data.streams.silence_token]
-        out.append((speech if len(speech) else user)[:max_len])
-    return out
+    return [speech_only(grid[:, cols.user].reshape(-1), data.streams.silence_token)[:max_len] for grid in data.tokens]
 
 
 class SequenceReader(nn.Module):
@@ -61,12 +56,40 @@ def _batch(seqs: list[torch.Tensor], pad: int) -> torch.Tensor:
     return nn.utils.rnn.pad_sequence(seqs, batch_first=True, padding_value=pad)
 
 
-def _accuracy(model: SequenceReader, seqs: list[torch.Tensor], labels: torch.Tensor, batch: int = 64) -> float:
+def reader_accuracy(model: SequenceReader, seqs: list[torch.Tensor], labels: torch.Tensor, batch: int = 64) -> float:
     model.eval()
     with torch.no_grad():
         pred = torch.cat([model(_batch(seqs[i:i + batch], model.pad)).argmax(-1) for i in range(0, len(seqs), batch)])
     model.train()
     return float((pred == labels).float().mean())
+
+
+def fit_reader(seqs: list[torch.Tensor], labels: torch.Tensor, vocab: int, num_classes: int, epochs: int = 12,
+               batch: int = 32, lr: float = 3e-3, seed: int = 0, progress: bool = False
+               ) -> tuple[SequenceReader, float, int, int]:
+    """Train a `SequenceReader` on id sequences with class labels, a tenth held out: → (the model at the epoch
+    with the best held-out accuracy, that accuracy, that epoch, the number of sequences trained on)."""
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(seqs), generator=g).tolist()
+    n_val = max(1, len(seqs) // 10)
+    val, fit = order[:n_val], order[n_val:]
+    torch.manual_seed(seed)
+    model = SequenceReader(vocab, num_classes)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
+    best = (-1.0, 0, None)
+    for epoch in tqdm(range(1, epochs + 1), desc="sequence probe", disable=not progress):
+        perm = torch.randperm(len(fit), generator=g).tolist()
+        for i in range(0, len(fit), batch):
+            picks = [fit[j] for j in perm[i:i + batch]]
+            loss = F.cross_entropy(model(_batch([seqs[j] for j in picks], model.pad)), labels[picks])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        val_acc = reader_accuracy(model, [seqs[j] for j in val], labels[val])
+        if val_acc > best[0]:
+            best = (val_acc, epoch, {k: v.clone() for k, v in model.state_dict().items()})
+    model.load_state_dict(best[2])
+    return model, best[0], best[1], len(fit)
 
 
 def sequence_probe(train: TokenSet, test: TokenSet, epochs: int = 12, batch: int = 32, lr: float = 3e-3,
@@ -89,29 +112,11 @@ def sequence_probe(train: TokenSet, test: TokenSet, epochs: int = 12, batch: int
     cid = {c: k for k, c in enumerate(classes)}
     seqs, labels = user_speech_tokens(train, max_len), torch.tensor([cid[s] for s in styles])
     test_seqs, test_labels = user_speech_tokens(test, max_len), torch.tensor([cid[s] for s in test_styles])
-    g = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(seqs), generator=g).tolist()
-    n_val = max(1, len(seqs) // 10)
-    val, fit = order[:n_val], order[n_val:]
-    torch.manual_seed(seed)
-    model = SequenceReader(train.streams.codebook_size, len(classes))
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
-    best = (-1.0, 0, None)
-    for epoch in tqdm(range(1, epochs + 1), desc="sequence probe", disable=not progress):
-        perm = torch.randperm(len(fit), generator=g).tolist()
-        for i in range(0, len(fit), batch):
-            picks = [fit[j] for j in perm[i:i + batch]]
-            loss = F.cross_entropy(model(_batch([seqs[j] for j in picks], model.pad)), labels[picks])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        val_acc = _accuracy(model, [seqs[j] for j in val], labels[val])
-        if val_acc > best[0]:
-            best = (val_acc, epoch, {k: v.clone() for k, v in model.state_dict().items()})
-    model.load_state_dict(best[2])
+    model, val_acc, best_epoch, num_fit = fit_reader(seqs, labels, train.streams.codebook_size, len(classes),
+                                                     epochs=epochs, batch=batch, lr=lr, seed=seed, progress=progress)
     counts = np.bincount(test_labels.numpy(), minlength=len(classes))
-    return {"acc": _accuracy(model, test_seqs, test_labels), "chance": float(counts.max() / len(test_labels)),
-            "val_acc": best[0], "best_epoch": best[1], "num_train": len(fit), "num_test": len(test_seqs),
+    return {"acc": reader_accuracy(model, test_seqs, test_labels), "chance": float(counts.max() / len(test_labels)),
+            "val_acc": val_acc, "best_epoch": best_epoch, "num_train": num_fit, "num_test": len(test_seqs),
             "classes": classes}
 
 

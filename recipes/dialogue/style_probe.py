@@ -35,6 +35,12 @@ from ..score.tokens import pooled_token_features, probe_accuracy, probe_levels
 from .prepare import TokenSet
 
 
+def speech_only(tokens, silence: int):
+    """A token sequence (array or tensor) without its silence tokens; the whole of it if nothing else is left."""
+    speech = tokens[tokens != silence]
+    return speech if len(speech) else tokens
+
+
 def conversation_styles(data: TokenSet) -> list[str]:
     """Each conversation's style, from the corpus metadata of the data dir the token file was made from."""
     meta_dir = Path(data.data_dir) / "meta"
@@ -57,9 +63,8 @@ def style_probe(data: TokenSet, levels: list[int] | None, max_conversations: int
     styles, token_feats, voices = [], [], []
     for i in picks:
         styles.append(all_styles[i])
-        user = data.tokens[i][:, cols.user].reshape(-1).numpy()
-        speech = user[user != data.streams.silence_token]
-        token_feats.append(pooled_token_features(speech if len(speech) else user, data.streams.codebook_size, levels))
+        speech = speech_only(data.tokens[i][:, cols.user].reshape(-1).numpy(), data.streams.silence_token)
+        token_feats.append(pooled_token_features(speech, data.streams.codebook_size, levels))
         voices.append(data.user_voice[i][-1].numpy())
     return _probes(token_feats, voices, styles, [data.ids[i] for i in picks], levels)
 
@@ -88,9 +93,8 @@ def gain_probe(codec: Codec, data_dir: Path, gains: list[float], max_conversatio
         audio, sr = sf.read(d.wav_path(utt), dtype="float32", always_2d=True)
         gain = gains[k % len(gains)]
         enc = codec.encode(torch.from_numpy(audio[:, 0] * gain).clamp(-1, 1), sr)
-        codes = enc.codes.reshape(-1).numpy()
-        speech = codes[codes != silence]
-        token_feats.append(pooled_token_features(speech if len(speech) else codes, codec.config.codebook_size, levels))
+        speech = speech_only(enc.codes.reshape(-1).numpy(), silence)
+        token_feats.append(pooled_token_features(speech, codec.config.codebook_size, levels))
         voices.append(enc.voice[0].numpy())
         labels.append(f"gain {gain:g}")
     return {**_probes(token_feats, voices, labels, utts, levels), "gains": gains}

@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from codec import load_codec
-from recipes.dialogue.sequence_probe import SequenceReader, _accuracy, _batch
+from recipes.dialogue.sequence_probe import fit_reader, reader_accuracy
+from recipes.dialogue.style_probe import speech_only
 
 MERGED = {"t": "d", "p": "b", "k": "g", "s": "z", "f": "v", "th": "dh", "ch": "jh", "sh": "zh", "ax": "ah", "ih": "ah"}
 MAX_RUN = 40  # run lengths are read as ids 1..MAX_RUN
@@ -56,8 +56,7 @@ def views(phones: list[str]) -> dict:
     merged = np.array([phones.index(MERGED.get(p, p)) for p in phones])
 
     def speech(x):
-        kept = x[x != sil]
-        return kept if len(kept) else x
+        return speech_only(x, sil)
 
     def long_runs(x, n):
         ids, lens = runs(speech(x))
@@ -78,27 +77,9 @@ def views(phones: list[str]) -> dict:
 
 
 def read(train: list[torch.Tensor], train_y: torch.Tensor, test: list[torch.Tensor], test_y: torch.Tensor,
-         vocab: int, classes: int, epochs: int = 12, seed: int = 0) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(train), generator=g).tolist()
-    val, fit = order[:len(train) // 10], order[len(train) // 10:]
-    torch.manual_seed(seed)
-    model = SequenceReader(vocab, classes)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-2)
-    best = (-1.0, 0, None)
-    for epoch in range(1, epochs + 1):
-        perm = torch.randperm(len(fit), generator=g).tolist()
-        for i in range(0, len(fit), 32):
-            picks = [fit[j] for j in perm[i:i + 32]]
-            loss = F.cross_entropy(model(_batch([train[j] for j in picks], model.pad)), train_y[picks])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        acc = _accuracy(model, [train[j] for j in val], train_y[val])
-        if acc > best[0]:
-            best = (acc, epoch, {k: v.clone() for k, v in model.state_dict().items()})
-    model.load_state_dict(best[2])
-    return {"test": _accuracy(model, test, test_y), "val": best[0], "epoch": best[1],
+         vocab: int, classes: int) -> dict:
+    model, val_acc, epoch, _ = fit_reader(train, train_y, vocab, classes)
+    return {"test": reader_accuracy(model, test, test_y), "val": val_acc, "epoch": epoch,
             "mean_len": float(np.mean([len(s) for s in test]))}
 
 
