@@ -1,0 +1,227 @@
+"""Can a frame phone classifier hear the same phones at every style pitch? (analysis for RESULTS.md)
+
+    python local/aligned_phones.py --train DATA_DIR --test DATA_DIR --out DIR [--utts 4000] [--steps 2000]
+
+A phones codec's tokens are a function of its frame classifier's decisions, and a reader of those
+decisions tells the pitch-only styles apart (local/decision_probe.py: 97 % on `ph2`). This asks whether
+the classifier's training can take that out, before a codec is trained again. User utterances drawn with
+--train's corpus settings (questions, interruption prefixes, backchannels) are spoken by flite at each
+style's pitch. flite keeps the timing when only the pitch changes, so the three renderings share one
+phone labelling. A classifier of the codec's shape (`codec.model.PhoneInput`) is trained on them in arms:
+
+    one_pitch       each utterance at one of the pitches, cross-entropy (what a corpus gives)
+    three_pitches   all three renderings, cross-entropy on each
+    consistent      the same, plus the divergence of each rendering's posteriors from their mean
+
+Each arm is scored on held-out utterances (frame accuracy, decisions kept across pitches), then by
+decision_probe's reader on its decisions of the user channel of the --train and --test conversations.
+The classifier trains on the test's exact nuisance (the three style pitches) and its templates (other
+draws): an upper bound on what invariance training can do for this corpus. Everything is cached in DIR.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from codec.config import SemanticInputConfig, preset
+from codec.frontend import MelFrontend
+from codec.model import PhoneInput
+from decision_probe import read, views
+from recipes.dialogue.synth import corpus_config, synthesize
+from recipes.dialogue.tasks import BACKCHANNELS, INTERRUPTIONS, STYLES, Utterance, draw_exchange
+from recipes.synth.phones import PHONE_IDS, PHONES, SILENCE
+
+ARMS = ("one_pitch", "three_pitches", "consistent")
+IGNORE = -100
+VIEWS = ("decisions", "phone string (runs collapsed)")
+
+
+def draw_utterances(data_dir: Path, n: int, seed: int) -> list[Utterance]:
+    """What the corpus's user says, drawn with its settings: questions (a fifth after an interruption
+    word) and, one in seven, a backchannel."""
+    cfg, rng = corpus_config(data_dir), random.Random(seed)
+    out = []
+    for _ in range(n):
+        if rng.random() < 1 / 7:
+            out.append(Utterance.plain(rng.choice(BACKCHANNELS)))
+            continue
+        q = draw_exchange(rng.choice(cfg.tasks), rng, cfg.arithmetic_entries, cfg.counting_reply,
+                          cfg.count_lengths).question
+        out.append(Utterance.plain(rng.choice(INTERRUPTIONS)) + q if rng.random() < 0.2 else q)
+    return out
+
+
+def render_aligned(utt: Utterance, voice: str, rms: float, frontend: MelFrontend) -> tuple[np.ndarray, np.ndarray]:
+    """(log-mel [pitches, n_mels, T] float16, frame labels [T]) of one utterance at every style pitch, cut at
+    its first word as the corpus cuts it, and cut to the shortest (the tail after the last phone differs by
+    a few pitch periods). The labels are the renderings' shared phones: flite's timing does not change with
+    the pitch, and that is checked here."""
+    hop, sr = frontend.cfg.hop_length, frontend.cfg.sample_rate
+    audio, phones = [], None
+    for style in STYLES.values():
+        syn = synthesize(utt.tts_text, voice, 1.0, style.pitch)
+        cut = int(round(syn.words[0].start * sr))
+        a = syn.audio[cut:]
+        audio.append(np.clip(a * (rms / max(1e-6, float(np.sqrt(np.mean(a ** 2))))), -0.99, 0.99))
+        these = [(p.label, p.start - cut / sr, p.end - cut / sr) for p in syn.phones]
+        if phones is not None and [(p, round(a, 3), round(b, 3)) for p, a, b in these] != \
+                [(p, round(a, 3), round(b, 3)) for p, a, b in phones]:
+            raise ValueError(f"flite {voice}: {utt.tts_text!r} at pitch {style.pitch} has other phone times")
+        phones = these
+    n = min(len(a) for a in audio) // hop * hop
+    centres = (np.arange(n // hop) + 0.5) * hop / sr
+    labels = np.full(len(centres), PHONE_IDS[SILENCE], dtype=np.int64)
+    for label, start, end in phones:
+        labels[(centres >= start) & (centres < end)] = PHONE_IDS[label]
+    with torch.no_grad():
+        mel = frontend(torch.from_numpy(np.stack([a[:n] for a in audio])).float())
+    return mel.numpy().astype(np.float16), labels
+
+
+def build_set(path: Path, utts: list[Utterance], voice: str, rms: float, frontend: MelFrontend) -> list:
+    if not path.exists():
+        rendered = [render_aligned(u, voice, rms, frontend) for u in tqdm(utts, desc="flite x3", mininterval=30)]
+        np.savez(path, **{f"mel{i}": m for i, (m, _) in enumerate(rendered)},
+                 **{f"lab{i}": lab for i, (_, lab) in enumerate(rendered)})
+    z = np.load(path)
+    return [(torch.from_numpy(z[f"mel{i}"].astype(np.float32)), torch.from_numpy(z[f"lab{i}"]))
+            for i in range(len(z.files) // 2)]
+
+
+def classifier(mel_cfg) -> PhoneInput:
+    return PhoneInput(mel_cfg, SemanticInputConfig(kind="phones", n_units=len(PHONES)), 128, 4)
+
+
+def collate(items: list, silence: float, rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
+    """→ log-mel [B, pitches, n_mels, T], labels [B, T]; each utterance after 0–30 frames of silence (the
+    classifier hears turns inside a conversation), padded with silence that is not scored."""
+    lead = [rng.randint(0, 30) for _ in items]
+    t = max(ld + lab.shape[0] for ld, (_, lab) in zip(lead, items))
+    mel = torch.full((len(items), *items[0][0].shape[:2], t), silence)
+    lab = torch.full((len(items), t), IGNORE)
+    for b, (ld, (m, y)) in enumerate(zip(lead, items)):
+        mel[b, ..., ld:ld + y.shape[0]] = m
+        lab[b, :ld] = PHONE_IDS[SILENCE]
+        lab[b, ld:ld + y.shape[0]] = y
+    return mel, lab
+
+
+def logits_of(model: PhoneInput, mel: torch.Tensor) -> torch.Tensor:
+    """log-mel [B, n_mels, T] → frame logits [B, T, n_units]: the classifier alone, without the codec's conv."""
+    return model.classify(model.transformer(F.gelu(model.inp(mel)).transpose(1, 2)))
+
+
+def train_arm(arm: str, train: list, mel_cfg, steps: int, batch: int, consistency: float, seed: int) -> PhoneInput:
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    model = classifier(mel_cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 100) * max(0.05, 1 - s / steps))
+    silence = float(np.log(1e-5))
+    bar = tqdm(range(steps), desc=arm, mininterval=30)
+    for _ in bar:
+        mel, lab = collate(rng.sample(train, batch), silence, rng)
+        if arm == "one_pitch":
+            pick = torch.tensor([rng.randrange(mel.shape[1]) for _ in range(batch)])
+            mel = mel[torch.arange(batch), pick][:, None]
+        b, p = mel.shape[:2]
+        logits = logits_of(model, mel.flatten(0, 1)).unflatten(0, (b, p))  # [B, P, T, C]
+        loss = F.cross_entropy(logits.flatten(0, 2), lab[:, None].expand(b, p, -1).flatten(), ignore_index=IGNORE)
+        if arm == "consistent":
+            logp = logits.log_softmax(-1)
+            mean = logp.exp().mean(1, keepdim=True).clamp_min(1e-8).log()
+            js = (logp.exp() * (logp - mean)).sum(-1).mean(1)  # [B, T]: the divergence of each rendering from the mean
+            loss = loss + consistency * js[lab != IGNORE].mean()
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    return model.eval()
+
+
+def heldout_scores(model: PhoneInput, held: list) -> dict:
+    """Frame accuracy per style pitch and the share of frames decided the same as at the calm pitch."""
+    names = list(STYLES)
+    correct, same, frames = np.zeros(len(names)), np.zeros(len(names)), 0
+    with torch.no_grad():
+        for mel, lab in held:
+            dec = logits_of(model, mel).argmax(-1)  # [P, T]
+            correct += (dec == lab).float().sum(-1).numpy()
+            same += (dec == dec[0]).float().sum(-1).numpy()
+            frames += lab.numel()
+    return {"accuracy": dict(zip(names, (correct / frames).round(4).tolist())),
+            "kept_from_calm": dict(zip(names[1:], (same[1:] / frames).round(4).tolist()))}
+
+
+def user_decisions(model: PhoneInput, frontend: MelFrontend, data_dir: Path) -> dict[str, np.ndarray]:
+    """{"<style>/<id>": the classifier's decision per frame of the user channel} for every conversation."""
+    out, hop = {}, frontend.cfg.hop_length
+    ids = [line.split()[0] for line in (data_dir / "wav.scp").read_text().splitlines() if line.strip()]
+    for cid in tqdm(ids, desc=data_dir.name, mininterval=30):
+        meta = json.loads((data_dir / "meta" / f"{cid}.json").read_text())
+        wav, _ = sf.read(data_dir / "wav" / f"{cid}.wav", dtype="float32", always_2d=True)
+        user = torch.from_numpy(wav[: wav.shape[0] // hop * hop, meta["channels"]["user"]])
+        with torch.no_grad():
+            out[f"{meta['style']}/{cid}"] = logits_of(model, frontend(user[None]))[0].argmax(-1).numpy().astype(np.int16)
+    return out
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--train", type=Path, required=True, help="pitch-only training conversations (and their settings)")
+    p.add_argument("--test", type=Path, required=True, help="pitch-only test conversations")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--utts", type=int, default=4000, help="utterances rendered at the three pitches (a tenth held out)")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--consistency", type=float, default=5.0)
+    p.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    mel_cfg = preset("duet_cpu16k").mel
+    frontend = MelFrontend(mel_cfg)
+    cfg = corpus_config(args.train)
+    data = build_set(args.out / "aligned.npz", draw_utterances(args.train, args.utts, args.seed + 1000), cfg.user_voice,
+                     cfg.rms, frontend)
+    n_held = len(data) // 10
+    held, train = data[:n_held], data[n_held:]
+    sil = PHONES.index(SILENCE)
+    for arm in args.arms:
+        arm_dir = args.out / arm
+        arm_dir.mkdir(exist_ok=True)
+        if (arm_dir / "result.json").exists():
+            print(arm, json.loads((arm_dir / "result.json").read_text()), flush=True)
+            continue
+        model = train_arm(arm, train, mel_cfg, args.steps, args.batch, args.consistency, args.seed)
+        result = {"arm": arm, "steps": args.steps, "utterances": len(train), **heldout_scores(model, held)}
+        print(arm, result, flush=True)
+        arrays = {f"train/{k}": v for k, v in user_decisions(model, frontend, args.train).items()}
+        arrays.update({f"test/{k}": v for k, v in user_decisions(model, frontend, args.test).items()})
+        styles = sorted({k.split("/")[1] for k in arrays})
+        result["reader"] = {}
+        for name in VIEWS:
+            view = views(list(PHONES))[name]
+            split = {}
+            for part in ("train", "test"):
+                keys = [k for k in arrays if k.startswith(part + "/")]
+                split[part] = ([torch.from_numpy(view(arrays[k].astype(np.int64)).astype(np.int64))[:1500] for k in keys],
+                               torch.tensor([styles.index(k.split("/")[1]) for k in keys]))
+            result["reader"][name] = read(*split["train"], *split["test"], vocab=len(PHONES), classes=len(styles))
+            print(f"{arm} / {name}: {result['reader'][name]['test']:.1%}", flush=True)
+        result["silence_frames_test"] = float(np.mean([np.mean(arrays[k] == sil) for k in arrays if k.startswith("test/")]))
+        (arm_dir / "result.json").write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
