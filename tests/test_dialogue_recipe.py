@@ -560,6 +560,22 @@ def test_styles_without_rates_differ_in_pitch_only():
     assert high == low and not np.allclose(high_audio[:n], low_audio[:n])
 
 
+def test_a_conversations_pitch_twin_changes_only_the_users_pitch():
+    """build_conversation(user_pitch=...): the same conversation (style, words, timings, the system's audio)
+    with the user spoken at another F0 factor."""
+    from recipes.dialogue.synth import build_conversation
+
+    cfg = CorpusConfig(style_rates=False, min_turns=2, max_turns=2, p_pause=1.0, p_backchannel=1.0)
+    audio, meta, words = build_conversation(cfg, seed=7)
+    twin_audio, twin_meta, twin_words = build_conversation(cfg, seed=7, user_pitch=1.3)
+    assert twin_meta == meta and twin_words == words
+    n = min(audio.shape[1], twin_audio.shape[1])
+    assert np.array_equal(audio[1, :n], twin_audio[1, :n])
+    assert not np.allclose(audio[0, :n], twin_audio[0, :n], atol=1e-3)
+    user = np.abs(audio[0]) > 1e-4  # where the user speaks does not move by more than a pitch period
+    assert abs(int(user.sum()) - int((np.abs(twin_audio[0]) > 1e-4).sum())) < 0.02 * user.sum()
+
+
 def test_own_predictions_replace_only_what_is_named(tmp_path):
     """`evaluate --predicted` and training's `own_audio_sampled` read back the model's own teacher-forced
     predictions: the system audio (argmax at temperature 0) and/or the transcript (the listening head,

@@ -165,13 +165,17 @@ def _truncate(clip: Clip, stop: float, sr: int) -> None:
     clip.words = [(w, s, min(e, stop)) for w, s, e in clip.words if s < stop - 0.05]
 
 
-def build_conversation(cfg: CorpusConfig, seed: int) -> tuple[np.ndarray, dict, dict[str, list]]:
-    """One conversation → (stereo audio [2, N], metadata, {channel: [(word, start, end)]})."""
+def build_conversation(cfg: CorpusConfig, seed: int, user_pitch: float | None = None
+                       ) -> tuple[np.ndarray, dict, dict[str, list]]:
+    """One conversation → (stereo audio [2, N], metadata, {channel: [(word, start, end)]}).
+    `user_pitch`: speak the user at this F0 factor instead of the style's, all else the same (flite keeps
+    its timing): the conversation's pitch twin, to ask what of a style is the pitch alone."""
     rng = random.Random(seed)
     b = ConversationBuilder(cfg, rng)
     u = lambda a, c: rng.uniform(a, c)  # noqa: E731
     style = STYLES[rng.choice(cfg.styles)]
     rate = style.rate if cfg.style_rates else 1.0
+    pitch = style.pitch if user_pitch is None else user_pitch
     voice_u, voice_s = cfg.user_voice, cfg.system_voice
     events = {"pauses": [], "backchannels": [], "interruptions": [], "overlaps": []}
     turns = []
@@ -185,14 +189,13 @@ def build_conversation(cfg: CorpusConfig, seed: int) -> tuple[np.ndarray, dict, 
         q_start = t
         if prefix is None and len(q.words) >= 3 and rng.random() < cfg.p_pause:
             cut = rng.randint(2, len(q.words) - 1)
-            first = b.say(USER_CHANNEL, Utterance(q.words[:cut], q.spoken[:cut]), t, voice_u, rate, style.pitch)
+            first = b.say(USER_CHANNEL, Utterance(q.words[:cut], q.spoken[:cut]), t, voice_u, rate, pitch)
             pause_start = first.words[-1][2]
             resume = pause_start + u(*cfg.pause)
             events["pauses"].append({"start": pause_start, "end": resume})
-            last = b.say(USER_CHANNEL, Utterance(q.words[cut:], q.spoken[cut:]), resume, voice_u, rate,
-                         style.pitch)
+            last = b.say(USER_CHANNEL, Utterance(q.words[cut:], q.spoken[cut:]), resume, voice_u, rate, pitch)
         else:
-            last = b.say(USER_CHANNEL, q, t, voice_u, rate, style.pitch)
+            last = b.say(USER_CHANNEL, q, t, voice_u, rate, pitch)
         q_end = last.words[-1][2]
         gap = u(*cfg.response_gap)
         if rng.random() < cfg.p_overlap:
@@ -216,7 +219,7 @@ def build_conversation(cfg: CorpusConfig, seed: int) -> tuple[np.ndarray, dict, 
             end = words[-1][2]
             if len(words) >= 3 and rng.random() < cfg.p_backchannel:
                 bc = b.say(USER_CHANNEL, Utterance.plain(rng.choice(BACKCHANNELS)),
-                           u(words[1][1], max(words[1][1], words[-2][1])), voice_u, rate, style.pitch)
+                           u(words[1][1], max(words[1][1], words[-2][1])), voice_u, rate, pitch)
                 events["backchannels"].append({"start": bc.words[0][1], "end": bc.words[-1][2],
                                                "word": " ".join(w[0] for w in bc.words)})
                 end = max(end, bc.words[-1][2])

@@ -14,7 +14,10 @@ phone labelling. A classifier of the codec's shape (`codec.model.PhoneInput`) is
     consistent      the same, plus the divergence of each rendering's posteriors from their mean
 
 Each arm is scored on held-out utterances (frame accuracy, decisions kept across pitches), then by
-decision_probe's reader on its decisions of the user channel of the --train and --test conversations.
+decision_probe's reader, trained on its decisions of the user channel of the --train conversations and
+scored on the --test conversations, and on the first --twins of them built again with every user at one
+style's pitch (`build_conversation(user_pitch=...)`). At one pitch for all, the reader has only what is
+not the pitch: chance, unless the corpus gives the style away some other way.
 The classifier trains on the test's exact nuisance (the three style pitches) and its templates (other
 draws): an upper bound on what invariance training can do for this corpus. Everything is cached in DIR.
 """
@@ -34,8 +37,10 @@ from tqdm import tqdm
 from codec.config import SemanticInputConfig, preset
 from codec.frontend import MelFrontend
 from codec.model import PhoneInput
-from decision_probe import read, views
-from recipes.dialogue.synth import corpus_config, synthesize
+from decision_probe import views
+from safetensors.torch import load_file, save_file
+from recipes.dialogue.sequence_probe import fit_reader, reader_accuracy
+from recipes.dialogue.synth import build_conversation, corpus_config, synthesize
 from recipes.dialogue.tasks import BACKCHANNELS, INTERRUPTIONS, STYLES, Utterance, draw_exchange
 from recipes.synth.phones import PHONE_IDS, PHONES, SILENCE
 
@@ -176,6 +181,43 @@ def user_decisions(model: PhoneInput, frontend: MelFrontend, data_dir: Path) -> 
     return out
 
 
+def twin_decisions(model: PhoneInput, frontend: MelFrontend, data_dir: Path, n: int, pitch: float) -> dict[str, np.ndarray]:
+    """The first n conversations of data_dir built again with the user at F0 factor `pitch` (their pitch
+    twins: same words, timings and system audio), → decisions keyed as `user_decisions`'."""
+    cfg, hop = corpus_config(data_dir), frontend.cfg.hop_length
+    ids = [line.split()[0] for line in (data_dir / "wav.scp").read_text().splitlines() if line.strip()][:n]
+    out = {}
+    for cid in tqdm(ids, desc=f"{data_dir.name} at x{pitch}", mininterval=30):
+        style, seed, i = cid.split("-")
+        audio, meta, _ = build_conversation(cfg, int(seed) * 1_000_003 + int(i), user_pitch=pitch)
+        if meta["style"] != style:
+            raise ValueError(f"{data_dir}: {cid} rebuilt as a {meta['style']} conversation (not this corpus's settings?)")
+        user = torch.from_numpy(audio[meta["channels"]["user"], : audio.shape[1] // hop * hop].copy())
+        with torch.no_grad():
+            out[f"{style}/{cid}"] = logits_of(model, frontend(user[None]))[0].argmax(-1).numpy().astype(np.int16)
+    return out
+
+
+def cached(path: Path, make) -> dict[str, np.ndarray]:
+    if not path.exists():
+        np.savez(path.with_suffix(".tmp.npz"), **make())
+        path.with_suffix(".tmp.npz").rename(path)
+    z = np.load(path)
+    return {k: z[k] for k in z.files}
+
+
+def kept(a: dict[str, np.ndarray], b: dict[str, np.ndarray], sil: int) -> float:
+    """Share of frames decided alike in two renderings of the same conversations, over the frames where
+    either hears speech."""
+    same = total = 0
+    for k in a:
+        x, y = a[k], b[k][: len(a[k])]
+        speech = (x[: len(y)] != sil) | (y != sil)
+        same += int((x[: len(y)] == y)[speech].sum())
+        total += int(speech.sum())
+    return same / max(1, total)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--train", type=Path, required=True, help="pitch-only training conversations (and their settings)")
@@ -185,6 +227,7 @@ def main(argv=None) -> None:
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--consistency", type=float, default=5.0)
+    p.add_argument("--twins", type=int, default=600, help="test conversations built again at each style's pitch")
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
@@ -200,27 +243,46 @@ def main(argv=None) -> None:
     for arm in args.arms:
         arm_dir = args.out / arm
         arm_dir.mkdir(exist_ok=True)
-        if (arm_dir / "result.json").exists():
-            print(arm, json.loads((arm_dir / "result.json").read_text()), flush=True)
+        weights = arm_dir / "classifier.safetensors"
+        if weights.exists():
+            model = classifier(mel_cfg)
+            model.load_state_dict(load_file(weights))
+            model.eval()
+        else:
+            model = train_arm(arm, train, mel_cfg, args.steps, args.batch, args.consistency, args.seed)
+            save_file(model.state_dict(), arm_dir / "classifier.tmp.safetensors")
+            (arm_dir / "classifier.tmp.safetensors").rename(weights)
+        result_path = arm_dir / "result.json"
+        if result_path.exists() and "twins" in json.loads(result_path.read_text()):
+            print(arm, json.loads(result_path.read_text()), flush=True)
             continue
-        model = train_arm(arm, train, mel_cfg, args.steps, args.batch, args.consistency, args.seed)
         result = {"arm": arm, "steps": args.steps, "utterances": len(train), **heldout_scores(model, held)}
         print(arm, result, flush=True)
-        arrays = {f"train/{k}": v for k, v in user_decisions(model, frontend, args.train).items()}
-        arrays.update({f"test/{k}": v for k, v in user_decisions(model, frontend, args.test).items()})
+        arrays = cached(arm_dir / "decisions.npz", lambda: {
+            **{f"train/{k}": v for k, v in user_decisions(model, frontend, args.train).items()},
+            **{f"test/{k}": v for k, v in user_decisions(model, frontend, args.test).items()}})
+        twins = {name: cached(arm_dir / f"twins_{name}.npz",
+                              lambda s=style: twin_decisions(model, frontend, args.test, args.twins, s.pitch))
+                 for name, style in STYLES.items()}
+        result["twins"] = {"conversations": args.twins,
+                           "kept_from_calm": {n: kept(twins["calm"], t, sil) for n, t in twins.items() if n != "calm"}}
         styles = sorted({k.split("/")[1] for k in arrays})
         result["reader"] = {}
         for name in VIEWS:
             view = views(list(PHONES))[name]
-            split = {}
-            for part in ("train", "test"):
-                keys = [k for k in arrays if k.startswith(part + "/")]
-                split[part] = ([torch.from_numpy(view(arrays[k].astype(np.int64)).astype(np.int64))[:1500] for k in keys],
-                               torch.tensor([styles.index(k.split("/")[1]) for k in keys]))
-            result["reader"][name] = read(*split["train"], *split["test"], vocab=len(PHONES), classes=len(styles))
-            print(f"{arm} / {name}: {result['reader'][name]['test']:.1%}", flush=True)
+
+            def split(d: dict, prefix: str = ""):
+                keys = [k for k in d if k.startswith(prefix)]
+                return ([torch.from_numpy(view(d[k].astype(np.int64)).astype(np.int64))[:1500] for k in keys],
+                        torch.tensor([styles.index(k.removeprefix(prefix).split("/")[0]) for k in keys]))
+
+            reader, val, epoch, _ = fit_reader(*split(arrays, "train/"), len(PHONES), len(styles))
+            scores = {"test": reader_accuracy(reader, *split(arrays, "test/")), "val": val, "epoch": epoch}
+            scores.update({f"test, every user at the {n} pitch": reader_accuracy(reader, *split(t)) for n, t in twins.items()})
+            result["reader"][name] = scores
+            print(f"{arm} / {name}: {scores}", flush=True)
         result["silence_frames_test"] = float(np.mean([np.mean(arrays[k] == sil) for k in arrays if k.startswith("test/")]))
-        (arm_dir / "result.json").write_text(json.dumps(result, indent=1))
+        result_path.write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":
