@@ -49,27 +49,31 @@ IGNORE = -100
 VIEWS = ("decisions", "phone string (runs collapsed)")
 
 
-def draw_utterances(data_dir: Path, n: int, seed: int) -> list[Utterance]:
+def draw_utterances(data_dir: Path, n: int, seed: int, fragments: bool = False) -> list[Utterance]:
     """What the corpus's user says, drawn with its settings: questions (a fifth after an interruption
-    word) and, one in seven, a backchannel."""
+    word) and, one in seven, a backchannel. `fragments`: a question is cut in two where the corpus would
+    put a pause in it (as often as its p_pause), and both parts are kept, each spoken on its own."""
     cfg, rng = corpus_config(data_dir), random.Random(seed)
     out = []
-    for _ in range(n):
+    while len(out) < n:
         if rng.random() < 1 / 7:
             out.append(Utterance.plain(rng.choice(BACKCHANNELS)))
             continue
         q = draw_exchange(rng.choice(cfg.tasks), rng, cfg.arithmetic_entries, cfg.counting_reply,
                           cfg.count_lengths).question
-        out.append(Utterance.plain(rng.choice(INTERRUPTIONS)) + q if rng.random() < 0.2 else q)
-    return out
+        if fragments and len(q.words) >= 3 and rng.random() < cfg.p_pause:
+            cut = rng.randint(2, len(q.words) - 1)
+            out += [Utterance(q.words[:cut], q.spoken[:cut]), Utterance(q.words[cut:], q.spoken[cut:])]
+        else:
+            out.append(Utterance.plain(rng.choice(INTERRUPTIONS)) + q if rng.random() < 0.2 else q)
+    return out[:n]
 
 
-def render_aligned(utt: Utterance, voice: str, rms: float, frontend: MelFrontend) -> tuple[np.ndarray, np.ndarray]:
-    """(log-mel [pitches, n_mels, T] float16, frame labels [T]) of one utterance at every style pitch, cut at
-    its first word as the corpus cuts it, and cut to the shortest (the tail after the last phone differs by
-    a few pitch periods). The labels are the renderings' shared phones: flite's timing does not change with
+def render_aligned(utt: Utterance, voice: str, rms: float, sr: int) -> tuple[np.ndarray, np.ndarray]:
+    """(audio [pitches, N] at every style pitch, a phone id per sample [N]) of one utterance, cut at its
+    first word as the corpus cuts it, and cut to the shortest (the tail after the last phone differs by a
+    few pitch periods). The phones are the renderings' shared ones: flite's timing does not change with
     the pitch, and that is checked here."""
-    hop, sr = frontend.cfg.hop_length, frontend.cfg.sample_rate
     audio, phones = [], None
     for style in STYLES.values():
         syn = synthesize(utt.tts_text, voice, 1.0, style.pitch)
@@ -81,23 +85,23 @@ def render_aligned(utt: Utterance, voice: str, rms: float, frontend: MelFrontend
                 [(p, round(a, 3), round(b, 3)) for p, a, b in phones]:
             raise ValueError(f"flite {voice}: {utt.tts_text!r} at pitch {style.pitch} has other phone times")
         phones = these
-    n = min(len(a) for a in audio) // hop * hop
-    centres = (np.arange(n // hop) + 0.5) * hop / sr
-    labels = np.full(len(centres), PHONE_IDS[SILENCE], dtype=np.int64)
+    n = min(len(a) for a in audio)
+    t = np.arange(n) / sr
+    labels = np.full(n, PHONE_IDS[SILENCE], dtype=np.int8)
     for label, start, end in phones:
-        labels[(centres >= start) & (centres < end)] = PHONE_IDS[label]
-    with torch.no_grad():
-        mel = frontend(torch.from_numpy(np.stack([a[:n] for a in audio])).float())
-    return mel.numpy().astype(np.float16), labels
+        labels[(t >= start) & (t < end)] = PHONE_IDS[label]
+    return np.stack([a[:n] for a in audio]), labels
 
 
-def build_set(path: Path, utts: list[Utterance], voice: str, rms: float, frontend: MelFrontend) -> list:
+def build_set(path: Path, utts: list[Utterance], voice: str, rms: float, sr: int) -> list:
+    """[(audio [pitches, N] float32, phone id per sample [N])], rendered once and cached in `path` (int16)."""
     if not path.exists():
-        rendered = [render_aligned(u, voice, rms, frontend) for u in tqdm(utts, desc="flite x3", mininterval=30)]
-        np.savez(path, **{f"mel{i}": m for i, (m, _) in enumerate(rendered)},
+        rendered = [render_aligned(u, voice, rms, sr) for u in tqdm(utts, desc="flite x3", mininterval=30)]
+        np.savez(path.with_suffix(".tmp.npz"), **{f"audio{i}": (a * 32767).astype(np.int16) for i, (a, _) in enumerate(rendered)},
                  **{f"lab{i}": lab for i, (_, lab) in enumerate(rendered)})
+        path.with_suffix(".tmp.npz").rename(path)
     z = np.load(path)
-    return [(torch.from_numpy(z[f"mel{i}"].astype(np.float32)), torch.from_numpy(z[f"lab{i}"]))
+    return [(torch.from_numpy(z[f"audio{i}"].astype(np.float32) / 32767), torch.from_numpy(z[f"lab{i}"].astype(np.int64)))
             for i in range(len(z.files) // 2)]
 
 
@@ -105,18 +109,41 @@ def classifier(mel_cfg) -> PhoneInput:
     return PhoneInput(mel_cfg, SemanticInputConfig(kind="phones", n_units=len(PHONES)), 128, 4)
 
 
-def collate(items: list, silence: float, rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
-    """→ log-mel [B, pitches, n_mels, T], labels [B, T]; each utterance after 0–30 frames of silence (the
-    classifier hears turns inside a conversation), padded with silence that is not scored."""
-    lead = [rng.randint(0, 30) for _ in items]
-    t = max(ld + lab.shape[0] for ld, (_, lab) in zip(lead, items))
-    mel = torch.full((len(items), *items[0][0].shape[:2], t), silence)
-    lab = torch.full((len(items), t), IGNORE)
-    for b, (ld, (m, y)) in enumerate(zip(lead, items)):
-        mel[b, ..., ld:ld + y.shape[0]] = m
-        lab[b, :ld] = PHONE_IDS[SILENCE]
-        lab[b, ld:ld + y.shape[0]] = y
-    return mel, lab
+def layout_utterance(items: list, rng: random.Random, hop: int) -> list[tuple[int, int]]:
+    """One utterance per crop, after 0–30 frames of silence, on the frame grid: [(item, start sample)]."""
+    return [(rng.randrange(len(items)), rng.randint(0, 30) * hop)]
+
+
+def layout_conversation(items: list, rng: random.Random, hop: int, max_len: int = 6 * 16000) -> list[tuple[int, int]]:
+    """One to three utterances per crop as a user channel holds them: 0–0.5 s of silence first, 0.1–1.5 s
+    between, anywhere on the sample grid (a conversation does not start its turns on frame boundaries)."""
+    out, t = [], rng.randint(0, 8000)
+    for _ in range(rng.choice((1, 2, 3))):
+        i = rng.randrange(len(items))
+        if out and t + items[i][1].shape[0] > max_len:
+            break
+        out.append((i, t))
+        t += items[i][1].shape[0] + rng.randint(1600, 24000)
+    return out
+
+
+def collate(items: list, layouts: list, frontend: MelFrontend) -> tuple[torch.Tensor, torch.Tensor]:
+    """→ log-mel [B, pitches, n_mels, T], frame labels [B, T] (the phone at each frame's centre; the padding
+    after a crop's last utterance is not scored)."""
+    hop = frontend.cfg.hop_length
+    ends = [max(t + items[i][1].shape[0] for i, t in lay) for lay in layouts]
+    n = -(-max(ends) // hop) * hop
+    audio = torch.zeros(len(layouts), items[0][0].shape[0], n)
+    labels = torch.full((len(layouts), n), PHONE_IDS[SILENCE])
+    for b, lay in enumerate(layouts):
+        for i, t in lay:
+            a, y = items[i]
+            audio[b, :, t:t + y.shape[0]] = a
+            labels[b, t:t + y.shape[0]] = y
+        labels[b, ends[b]:] = IGNORE
+    with torch.no_grad():
+        mel = frontend(audio.flatten(0, 1)).unflatten(0, audio.shape[:2])
+    return mel, labels[:, hop // 2::hop]
 
 
 def logits_of(model: PhoneInput, mel: torch.Tensor) -> torch.Tensor:
@@ -124,16 +151,16 @@ def logits_of(model: PhoneInput, mel: torch.Tensor) -> torch.Tensor:
     return model.classify(model.transformer(F.gelu(model.inp(mel)).transpose(1, 2)))
 
 
-def train_arm(arm: str, train: list, mel_cfg, steps: int, batch: int, consistency: float, seed: int) -> PhoneInput:
+def train_arm(arm: str, train: list, frontend: MelFrontend, layout, steps: int, batch: int, consistency: float,
+              seed: int) -> PhoneInput:
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    model = classifier(mel_cfg)
+    model = classifier(frontend.cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 100) * max(0.05, 1 - s / steps))
-    silence = float(np.log(1e-5))
     bar = tqdm(range(steps), desc=arm, mininterval=30)
     for _ in bar:
-        mel, lab = collate(rng.sample(train, batch), silence, rng)
+        mel, lab = collate(train, [layout(train, rng, frontend.cfg.hop_length) for _ in range(batch)], frontend)
         if arm == "one_pitch":
             pick = torch.tensor([rng.randrange(mel.shape[1]) for _ in range(batch)])
             mel = mel[torch.arange(batch), pick][:, None]
@@ -154,16 +181,19 @@ def train_arm(arm: str, train: list, mel_cfg, steps: int, batch: int, consistenc
     return model.eval()
 
 
-def heldout_scores(model: PhoneInput, held: list) -> dict:
-    """Frame accuracy per style pitch and the share of frames decided the same as at the calm pitch."""
+def heldout_scores(model: PhoneInput, held: list, frontend: MelFrontend) -> dict:
+    """Frame accuracy per style pitch and the share of frames decided the same as at the calm pitch, on
+    held-out utterances alone, each from the first sample."""
     names = list(STYLES)
     correct, same, frames = np.zeros(len(names)), np.zeros(len(names)), 0
     with torch.no_grad():
-        for mel, lab in held:
-            dec = logits_of(model, mel).argmax(-1)  # [P, T]
-            correct += (dec == lab).float().sum(-1).numpy()
+        for i in range(len(held)):
+            mel, lab = collate(held, [[(i, 0)]], frontend)
+            scored = lab[0] != IGNORE
+            dec = logits_of(model, mel[0]).argmax(-1)[:, scored]  # [P, T]
+            correct += (dec == lab[0, scored]).float().sum(-1).numpy()
             same += (dec == dec[0]).float().sum(-1).numpy()
-            frames += lab.numel()
+            frames += int(scored.sum())
     return {"accuracy": dict(zip(names, (correct / frames).round(4).tolist())),
             "kept_from_calm": dict(zip(names[1:], (same[1:] / frames).round(4).tolist()))}
 
@@ -228,6 +258,9 @@ def main(argv=None) -> None:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--consistency", type=float, default=5.0)
     p.add_argument("--twins", type=int, default=600, help="test conversations built again at each style's pitch")
+    p.add_argument("--crops", choices=("utterance", "conversation"), default="utterance",
+                   help="what a training crop holds: one utterance on the frame grid, or one to three (pause "
+                        "fragments too) anywhere on the sample grid, as a user channel holds them")
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
@@ -235,8 +268,9 @@ def main(argv=None) -> None:
     mel_cfg = preset("duet_cpu16k").mel
     frontend = MelFrontend(mel_cfg)
     cfg = corpus_config(args.train)
-    data = build_set(args.out / "aligned.npz", draw_utterances(args.train, args.utts, args.seed + 1000), cfg.user_voice,
-                     cfg.rms, frontend)
+    utts = draw_utterances(args.train, args.utts, args.seed + 1000, fragments=args.crops == "conversation")
+    data = build_set(args.out / "aligned_audio.npz", utts, cfg.user_voice, cfg.rms, mel_cfg.sample_rate)
+    layout = {"utterance": layout_utterance, "conversation": layout_conversation}[args.crops]
     n_held = len(data) // 10
     held, train = data[:n_held], data[n_held:]
     sil = PHONES.index(SILENCE)
@@ -249,14 +283,15 @@ def main(argv=None) -> None:
             model.load_state_dict(load_file(weights))
             model.eval()
         else:
-            model = train_arm(arm, train, mel_cfg, args.steps, args.batch, args.consistency, args.seed)
+            model = train_arm(arm, train, frontend, layout, args.steps, args.batch, args.consistency, args.seed)
             save_file(model.state_dict(), arm_dir / "classifier.tmp.safetensors")
             (arm_dir / "classifier.tmp.safetensors").rename(weights)
         result_path = arm_dir / "result.json"
         if result_path.exists() and "twins" in json.loads(result_path.read_text()):
             print(arm, json.loads(result_path.read_text()), flush=True)
             continue
-        result = {"arm": arm, "steps": args.steps, "utterances": len(train), **heldout_scores(model, held)}
+        result = {"arm": arm, "crops": args.crops, "steps": args.steps, "batch": args.batch, "utterances": len(train),
+                  **heldout_scores(model, held, frontend)}
         print(arm, result, flush=True)
         arrays = cached(arm_dir / "decisions.npz", lambda: {
             **{f"train/{k}": v for k, v in user_decisions(model, frontend, args.train).items()},
