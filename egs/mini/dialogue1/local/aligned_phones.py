@@ -42,30 +42,38 @@ from safetensors.torch import load_file, save_file
 from recipes.dialogue.sequence_probe import fit_reader, reader_accuracy
 from recipes.dialogue.synth import build_conversation, corpus_config, synthesize
 from recipes.dialogue.tasks import BACKCHANNELS, INTERRUPTIONS, STYLES, Utterance, draw_exchange
+from recipes.synth.base import SynthError
 from recipes.synth.phones import PHONE_IDS, PHONES, SILENCE
+from recipes.synth.text import fortune_sentences
 
 ARMS = ("one_pitch", "three_pitches", "consistent")
 IGNORE = -100
 VIEWS = ("decisions", "phone string (runs collapsed)")
 
 
-def draw_utterances(data_dir: Path, n: int, seed: int, fragments: bool = False) -> list[Utterance]:
+def draw_utterances(data_dir: Path, n: int, seed: int, fragments: bool = False, fortune: bool = False
+                    ) -> list[Utterance]:
     """What the corpus's user says, drawn with its settings: questions (a fifth after an interruption
     word) and, one in seven, a backchannel. `fragments`: a question is cut in two where the corpus would
-    put a pause in it (as often as its p_pause), and both parts are kept, each spoken on its own."""
+    put a pause in it (as often as its p_pause), and both parts are kept, each spoken on its own.
+    `fortune`: sentences of the codec corpus's pool (recipes.synth.text) instead: none of the dialogue's words."""
     cfg, rng = corpus_config(data_dir), random.Random(seed)
+    pool = fortune_sentences() if fortune else None
     out = []
     while len(out) < n:
-        if rng.random() < 1 / 7:
+        if pool is not None:
+            q = Utterance.plain(rng.choice(pool).spoken)
+        elif rng.random() < 1 / 7:
             out.append(Utterance.plain(rng.choice(BACKCHANNELS)))
             continue
-        q = draw_exchange(rng.choice(cfg.tasks), rng, cfg.arithmetic_entries, cfg.counting_reply,
-                          cfg.count_lengths).question
+        else:
+            q = draw_exchange(rng.choice(cfg.tasks), rng, cfg.arithmetic_entries, cfg.counting_reply,
+                              cfg.count_lengths).question
         if fragments and len(q.words) >= 3 and rng.random() < cfg.p_pause:
             cut = rng.randint(2, len(q.words) - 1)
             out += [Utterance(q.words[:cut], q.spoken[:cut]), Utterance(q.words[cut:], q.spoken[cut:])]
         else:
-            out.append(Utterance.plain(rng.choice(INTERRUPTIONS)) + q if rng.random() < 0.2 else q)
+            out.append(Utterance.plain(rng.choice(INTERRUPTIONS)) + q if pool is None and rng.random() < 0.2 else q)
     return out[:n]
 
 
@@ -77,6 +85,8 @@ def render_aligned(utt: Utterance, voice: str, rms: float, sr: int) -> tuple[np.
     audio, phones = [], None
     for style in STYLES.values():
         syn = synthesize(utt.tts_text, voice, 1.0, style.pitch)
+        if not syn.words:
+            raise ValueError(f"flite {voice}: no word times for {utt.tts_text!r}")
         cut = int(round(syn.words[0].start * sr))
         a = syn.audio[cut:]
         audio.append(np.clip(a * (rms / max(1e-6, float(np.sqrt(np.mean(a ** 2))))), -0.99, 0.99))
@@ -96,7 +106,12 @@ def render_aligned(utt: Utterance, voice: str, rms: float, sr: int) -> tuple[np.
 def build_set(path: Path, utts: list[Utterance], voice: str, rms: float, sr: int) -> list:
     """[(audio [pitches, N] float32, phone id per sample [N])], rendered once and cached in `path` (int16)."""
     if not path.exists():
-        rendered = [render_aligned(u, voice, rms, sr) for u in tqdm(utts, desc="flite x3", mininterval=30)]
+        rendered = []
+        for u in tqdm(utts, desc="flite x3", mininterval=30):
+            try:
+                rendered.append(render_aligned(u, voice, rms, sr))
+            except (ValueError, SynthError) as e:  # no word times, or timing that moved with the pitch
+                print(f"skipped: {e}", flush=True)
         np.savez(path.with_suffix(".tmp.npz"), **{f"audio{i}": (a * 32767).astype(np.int16) for i, (a, _) in enumerate(rendered)},
                  **{f"lab{i}": lab for i, (_, lab) in enumerate(rendered)})
         path.with_suffix(".tmp.npz").rename(path)
@@ -261,6 +276,8 @@ def main(argv=None) -> None:
     p.add_argument("--crops", choices=("utterance", "conversation"), default="utterance",
                    help="what a training crop holds: one utterance on the frame grid, or one to three (pause "
                         "fragments too) anywhere on the sample grid, as a user channel holds them")
+    p.add_argument("--sentences", choices=("dialogue", "fortune"), default="dialogue",
+                   help="what is rendered: the corpus's own user utterances, or the codec corpus's sentences")
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
@@ -268,7 +285,8 @@ def main(argv=None) -> None:
     mel_cfg = preset("duet_cpu16k").mel
     frontend = MelFrontend(mel_cfg)
     cfg = corpus_config(args.train)
-    utts = draw_utterances(args.train, args.utts, args.seed + 1000, fragments=args.crops == "conversation")
+    utts = draw_utterances(args.train, args.utts, args.seed + 1000, fragments=args.crops == "conversation",
+                           fortune=args.sentences == "fortune")
     data = build_set(args.out / "aligned_audio.npz", utts, cfg.user_voice, cfg.rms, mel_cfg.sample_rate)
     layout = {"utterance": layout_utterance, "conversation": layout_conversation}[args.crops]
     n_held = len(data) // 10
@@ -290,7 +308,7 @@ def main(argv=None) -> None:
         if result_path.exists() and "twins" in json.loads(result_path.read_text()):
             print(arm, json.loads(result_path.read_text()), flush=True)
             continue
-        result = {"arm": arm, "crops": args.crops, "steps": args.steps, "batch": args.batch, "utterances": len(train),
+        result = {"arm": arm, "crops": args.crops, "sentences": args.sentences, "steps": args.steps, "batch": args.batch, "utterances": len(train),
                   **heldout_scores(model, held, frontend)}
         print(arm, result, flush=True)
         arrays = cached(arm_dir / "decisions.npz", lambda: {
