@@ -93,8 +93,12 @@ class PhoneInput(nn.Module):
         self.classify = nn.Linear(inp.recognizer.dim, inp.n_units)
         self.conv = StreamingConv1d(inp.n_units, dim, downsample + 2, stride=downsample)
 
+    def frame_logits(self, mel: torch.Tensor) -> torch.Tensor:
+        """log-mel [B, n_mels, T·ds] → the classifier's frame logits [B, T·ds, n_units]."""
+        return self.classify(self.transformer(F.gelu(self.inp(mel)).transpose(1, 2)))
+
     def forward(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.classify(self.transformer(F.gelu(self.inp(mel)).transpose(1, 2)))
+        logits = self.frame_logits(mel)
         decisions = F.one_hot(logits.detach().argmax(-1), self.n_units).to(mel.dtype).transpose(1, 2)
         return self.conv(decisions).transpose(1, 2), logits
 

@@ -161,11 +161,6 @@ def collate(items: list, layouts: list, frontend: MelFrontend) -> tuple[torch.Te
     return mel, labels[:, hop // 2::hop]
 
 
-def logits_of(model: PhoneInput, mel: torch.Tensor) -> torch.Tensor:
-    """log-mel [B, n_mels, T] → frame logits [B, T, n_units]: the classifier alone, without the codec's conv."""
-    return model.classify(model.transformer(F.gelu(model.inp(mel)).transpose(1, 2)))
-
-
 def train_arm(arm: str, train: list, frontend: MelFrontend, layout, steps: int, batch: int, consistency: float,
               seed: int) -> PhoneInput:
     torch.manual_seed(seed)
@@ -180,7 +175,7 @@ def train_arm(arm: str, train: list, frontend: MelFrontend, layout, steps: int, 
             pick = torch.tensor([rng.randrange(mel.shape[1]) for _ in range(batch)])
             mel = mel[torch.arange(batch), pick][:, None]
         b, p = mel.shape[:2]
-        logits = logits_of(model, mel.flatten(0, 1)).unflatten(0, (b, p))  # [B, P, T, C]
+        logits = model.frame_logits(mel.flatten(0, 1)).unflatten(0, (b, p))  # [B, P, T, C]
         loss = F.cross_entropy(logits.flatten(0, 2), lab[:, None].expand(b, p, -1).flatten(), ignore_index=IGNORE)
         if arm == "consistent":
             logp = logits.log_softmax(-1)
@@ -205,7 +200,7 @@ def heldout_scores(model: PhoneInput, held: list, frontend: MelFrontend) -> dict
         for i in range(len(held)):
             mel, lab = collate(held, [[(i, 0)]], frontend)
             scored = lab[0] != IGNORE
-            dec = logits_of(model, mel[0]).argmax(-1)[:, scored]  # [P, T]
+            dec = model.frame_logits(mel[0]).argmax(-1)[:, scored]  # [P, T]
             correct += (dec == lab[0, scored]).float().sum(-1).numpy()
             same += (dec == dec[0]).float().sum(-1).numpy()
             frames += int(scored.sum())
@@ -222,7 +217,7 @@ def user_decisions(model: PhoneInput, frontend: MelFrontend, data_dir: Path) -> 
         wav, _ = sf.read(data_dir / "wav" / f"{cid}.wav", dtype="float32", always_2d=True)
         user = torch.from_numpy(wav[: wav.shape[0] // hop * hop, meta["channels"]["user"]])
         with torch.no_grad():
-            out[f"{meta['style']}/{cid}"] = logits_of(model, frontend(user[None]))[0].argmax(-1).numpy().astype(np.int16)
+            out[f"{meta['style']}/{cid}"] = model.frame_logits(frontend(user[None]))[0].argmax(-1).numpy().astype(np.int16)
     return out
 
 
@@ -239,7 +234,7 @@ def twin_decisions(model: PhoneInput, frontend: MelFrontend, data_dir: Path, n: 
             raise ValueError(f"{data_dir}: {cid} rebuilt as a {meta['style']} conversation (not this corpus's settings?)")
         user = torch.from_numpy(audio[meta["channels"]["user"], : audio.shape[1] // hop * hop].copy())
         with torch.no_grad():
-            out[f"{style}/{cid}"] = logits_of(model, frontend(user[None]))[0].argmax(-1).numpy().astype(np.int16)
+            out[f"{style}/{cid}"] = model.frame_logits(frontend(user[None]))[0].argmax(-1).numpy().astype(np.int16)
     return out
 
 
