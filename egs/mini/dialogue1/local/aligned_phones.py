@@ -5,9 +5,12 @@
 A phones codec's tokens are a function of its frame classifier's decisions, and a reader of those
 decisions tells the pitch-only styles apart (local/decision_probe.py: 97 % on `ph2`). This asks whether
 the classifier's training can take that out, before a codec is trained again. User utterances drawn with
---train's corpus settings (questions, interruption prefixes, backchannels) are spoken by flite at each
-style's pitch. flite keeps the timing when only the pitch changes, so the three renderings share one
-phone labelling. A classifier of the codec's shape (`codec.model.PhoneInput`) is trained on them in arms:
+--train's corpus settings (questions, interruption prefixes, backchannels; with `--sentences fortune`, the
+codec corpus's sentences instead) are spoken by flite at each style's pitch. flite keeps the timing when
+only the pitch changes, so the three renderings share one phone labelling. A classifier of the codec's
+shape (`codec.model.PhoneInput`) is trained on crops of them (`--crops utterance`: one utterance on the
+frame grid, as the codec's sampler cuts; `conversation`: one to three, pause fragments too, anywhere on
+the sample grid, as a user channel holds them) in arms:
 
     one_pitch       each utterance at one of the pitches, cross-entropy (what a corpus gives)
     three_pitches   all three renderings, cross-entropy on each
@@ -18,8 +21,9 @@ decision_probe's reader, trained on its decisions of the user channel of the --t
 scored on the --test conversations, and on the first --twins of them built again with every user at one
 style's pitch (`build_conversation(user_pitch=...)`). At one pitch for all, the reader has only what is
 not the pitch: chance, unless the corpus gives the style away some other way.
-The classifier trains on the test's exact nuisance (the three style pitches) and its templates (other
-draws): an upper bound on what invariance training can do for this corpus. Everything is cached in DIR.
+The classifier trains on the test's exact nuisance (the three style pitches) and, with the dialogue's
+sentences, its templates (other draws): the most favourable case for this corpus. Everything is cached
+in DIR, per arm. Findings: egs/mini/dialogue1/RESULTS.md, second session of 2026-12-02.
 """
 from __future__ import annotations
 
