@@ -107,6 +107,13 @@ class Clip:
     words: list[tuple[str, float, float]]
 
 
+def speech_from_first_word(syn, rms: float) -> np.ndarray:
+    """A clip's audio as the corpus places it: from its first word's onset (the engine's near-silent leading
+    pause cut), scaled to loudness `rms`, clipped to ±0.99."""
+    audio = syn.audio[int(round(syn.words[0].start * syn.sample_rate)):]
+    return np.clip(audio * (rms / max(1e-6, float(np.sqrt(np.mean(audio ** 2))))), -0.99, 0.99)
+
+
 class ConversationBuilder:
     def __init__(self, cfg: CorpusConfig, rng: random.Random) -> None:
         self.cfg, self.rng = cfg, rng
@@ -124,11 +131,8 @@ class ConversationBuilder:
         # The engine's leading pause is near-silent, not zero (flite here: -55 to -75 dB, 160-220 ms), and the codec
         # hears it: its sound changes with the speaker's pitch, and its length with the first word (162 ms before
         # "sure", 222 ms before "wow"). Kept, it told a model the user's style, and reached the grid before a
-        # reply's first text token (text_lead steps ahead of the onset) to tell it the word. Cut it: every clip
-        # starts at its first word's onset.
-        audio = syn.audio[int(round(words[0][1] * self.cfg.sample_rate)):]
-        audio = audio * (self.cfg.rms / max(1e-6, float(np.sqrt(np.mean(audio ** 2)))))
-        clip = Clip(np.clip(audio, -0.99, 0.99), onset, [(w, s + shift, e + shift) for w, s, e in words])
+        # reply's first text token (text_lead steps ahead of the onset) to tell it the word. Cut it.
+        clip = Clip(speech_from_first_word(syn, self.cfg.rms), onset, [(w, s + shift, e + shift) for w, s, e in words])
         self.clips[channel].append(clip)
         return clip
 

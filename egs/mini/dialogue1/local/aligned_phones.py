@@ -33,7 +33,6 @@ import random
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
@@ -41,10 +40,10 @@ from tqdm import tqdm
 from codec.config import SemanticInputConfig, preset
 from codec.frontend import MelFrontend
 from codec.model import PhoneInput
-from decision_probe import views
+from decision_probe import cached, sequences, user_decisions, views
 from safetensors.torch import load_file, save_file
 from recipes.dialogue.sequence_probe import fit_reader, reader_accuracy
-from recipes.dialogue.synth import build_conversation, corpus_config, synthesize
+from recipes.dialogue.synth import build_conversation, corpus_config, speech_from_first_word, synthesize
 from recipes.dialogue.tasks import BACKCHANNELS, INTERRUPTIONS, STYLES, Utterance, draw_exchange
 from recipes.synth.base import SynthError
 from recipes.synth.phones import PHONE_IDS, PHONES, SILENCE
@@ -92,8 +91,7 @@ def render_aligned(utt: Utterance, voice: str, rms: float, sr: int) -> tuple[np.
         if not syn.words:
             raise ValueError(f"flite {voice}: no word times for {utt.tts_text!r}")
         cut = int(round(syn.words[0].start * sr))
-        a = syn.audio[cut:]
-        audio.append(np.clip(a * (rms / max(1e-6, float(np.sqrt(np.mean(a ** 2))))), -0.99, 0.99))
+        audio.append(speech_from_first_word(syn, rms))
         these = [(p.label, p.start - cut / sr, p.end - cut / sr) for p in syn.phones]
         if phones is not None and [(p, round(a, 3), round(b, 3)) for p, a, b in these] != \
                 [(p, round(a, 3), round(b, 3)) for p, a, b in phones]:
@@ -212,23 +210,23 @@ def heldout_scores(model: PhoneInput, held: list, frontend: MelFrontend) -> dict
             "kept_from_calm": dict(zip(names[1:], (same[1:] / frames).round(4).tolist()))}
 
 
-def user_decisions(model: PhoneInput, frontend: MelFrontend, data_dir: Path) -> dict[str, np.ndarray]:
-    """{"<style>/<id>": the classifier's decision per frame of the user channel} for every conversation."""
-    out, hop = {}, frontend.cfg.hop_length
-    ids = [line.split()[0] for line in (data_dir / "wav.scp").read_text().splitlines() if line.strip()]
-    for cid in tqdm(ids, desc=data_dir.name, mininterval=30):
-        meta = json.loads((data_dir / "meta" / f"{cid}.json").read_text())
-        wav, _ = sf.read(data_dir / "wav" / f"{cid}.wav", dtype="float32", always_2d=True)
-        user = torch.from_numpy(wav[: wav.shape[0] // hop * hop, meta["channels"]["user"]])
+def classifier_decisions(model: PhoneInput, frontend: MelFrontend):
+    """The classifier as a `decision_probe.user_decisions` decider (the channel cut to whole frames)."""
+    hop = frontend.cfg.hop_length
+
+    def decide(user: np.ndarray, sr: int) -> np.ndarray:
+        if sr != frontend.cfg.sample_rate:
+            raise ValueError(f"{sr} Hz audio, the classifier's mel is at {frontend.cfg.sample_rate} Hz")
+        wav = torch.from_numpy(np.ascontiguousarray(user[: len(user) // hop * hop]))
         with torch.no_grad():
-            out[f"{meta['style']}/{cid}"] = model.frame_logits(frontend(user[None]))[0].argmax(-1).numpy().astype(np.int16)
-    return out
+            return model.frame_logits(frontend(wav[None]))[0].argmax(-1).numpy().astype(np.int16)
+    return decide
 
 
-def twin_decisions(model: PhoneInput, frontend: MelFrontend, data_dir: Path, n: int, pitch: float) -> dict[str, np.ndarray]:
+def twin_decisions(decide, data_dir: Path, n: int, pitch: float) -> dict[str, np.ndarray]:
     """The first n conversations of data_dir built again with the user at F0 factor `pitch` (their pitch
     twins: same words, timings and system audio), → decisions keyed as `user_decisions`'."""
-    cfg, hop = corpus_config(data_dir), frontend.cfg.hop_length
+    cfg = corpus_config(data_dir)
     ids = [line.split()[0] for line in (data_dir / "wav.scp").read_text().splitlines() if line.strip()][:n]
     out = {}
     for cid in tqdm(ids, desc=f"{data_dir.name} at x{pitch}", mininterval=30):
@@ -236,18 +234,8 @@ def twin_decisions(model: PhoneInput, frontend: MelFrontend, data_dir: Path, n: 
         audio, meta, _ = build_conversation(cfg, int(seed) * 1_000_003 + int(i), user_pitch=pitch)
         if meta["style"] != style:
             raise ValueError(f"{data_dir}: {cid} rebuilt as a {meta['style']} conversation (not this corpus's settings?)")
-        user = torch.from_numpy(audio[meta["channels"]["user"], : audio.shape[1] // hop * hop].copy())
-        with torch.no_grad():
-            out[f"{style}/{cid}"] = model.frame_logits(frontend(user[None]))[0].argmax(-1).numpy().astype(np.int16)
+        out[f"{style}/{cid}"] = decide(audio[meta["channels"]["user"]], cfg.sample_rate)
     return out
-
-
-def cached(path: Path, make) -> dict[str, np.ndarray]:
-    if not path.exists():
-        np.savez(path.with_suffix(".tmp.npz"), **make())
-        path.with_suffix(".tmp.npz").rename(path)
-    z = np.load(path)
-    return {k: z[k] for k in z.files}
 
 
 def kept(a: dict[str, np.ndarray], b: dict[str, np.ndarray], sil: int) -> float:
@@ -310,11 +298,12 @@ def main(argv=None) -> None:
         result = {"arm": arm, "crops": args.crops, "sentences": args.sentences, "steps": args.steps, "batch": args.batch, "utterances": len(train),
                   **heldout_scores(model, held, frontend)}
         print(arm, result, flush=True)
+        decide = classifier_decisions(model, frontend)
         arrays = cached(arm_dir / "decisions.npz", lambda: {
-            **{f"train/{k}": v for k, v in user_decisions(model, frontend, args.train).items()},
-            **{f"test/{k}": v for k, v in user_decisions(model, frontend, args.test).items()}})
+            **{f"train/{k}": v for k, v in user_decisions(decide, args.train).items()},
+            **{f"test/{k}": v for k, v in user_decisions(decide, args.test).items()}})
         twins = {name: cached(arm_dir / f"twins_{name}.npz",
-                              lambda s=style: twin_decisions(model, frontend, args.test, args.twins, s.pitch))
+                              lambda s=style: twin_decisions(decide, args.test, args.twins, s.pitch))
                  for name, style in STYLES.items()}
         result["twins"] = {"conversations": args.twins,
                            "kept_from_calm": {n: kept(twins["calm"], t, sil) for n, t in twins.items() if n != "calm"}}
@@ -322,15 +311,10 @@ def main(argv=None) -> None:
         result["reader"] = {}
         for name in VIEWS:
             view = views(list(PHONES))[name]
-
-            def split(d: dict, prefix: str = ""):
-                keys = [k for k in d if k.startswith(prefix)]
-                return ([torch.from_numpy(view(d[k].astype(np.int64)).astype(np.int64))[:1500] for k in keys],
-                        torch.tensor([styles.index(k.removeprefix(prefix).split("/")[0]) for k in keys]))
-
-            reader, val, epoch, _ = fit_reader(*split(arrays, "train/"), len(PHONES), len(styles))
-            scores = {"test": reader_accuracy(reader, *split(arrays, "test/")), "val": val, "epoch": epoch}
-            scores.update({f"test, every user at the {n} pitch": reader_accuracy(reader, *split(t)) for n, t in twins.items()})
+            reader, val, epoch, _ = fit_reader(*sequences(arrays, "train/", view, styles), len(PHONES), len(styles))
+            scores = {"test": reader_accuracy(reader, *sequences(arrays, "test/", view, styles)), "val": val, "epoch": epoch}
+            scores.update({f"test, every user at the {n} pitch": reader_accuracy(reader, *sequences(t, "", view, styles))
+                           for n, t in twins.items()})
             result["reader"][name] = scores
             print(f"{arm} / {name}: {scores}", flush=True)
         result["silence_frames_test"] = float(np.mean([np.mean(arrays[k] == sil) for k in arrays if k.startswith("test/")]))

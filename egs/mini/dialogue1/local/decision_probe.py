@@ -30,19 +30,47 @@ MERGED = {"t": "d", "p": "b", "k": "g", "s": "z", "f": "v", "th": "dh", "ch": "j
 MAX_RUN = 40  # run lengths are read as ids 1..MAX_RUN
 
 
-def user_decisions(codec, data_dir: Path) -> dict[str, np.ndarray]:
-    """{"<style>/<id>": the classifier's decision per frame of the user channel} for every conversation."""
+MAX_LEN = 1500  # decisions per conversation the reader reads
+
+
+def user_decisions(decide, data_dir: Path) -> dict[str, np.ndarray]:
+    """{"<style>/<id>": decide(the user channel [N] float32, sample rate), a decision per frame} for every
+    conversation of data_dir."""
     out = {}
     ids = [line.split()[0] for line in (data_dir / "wav.scp").read_text().splitlines() if line.strip()]
     for cid in tqdm(ids, desc=data_dir.name, mininterval=30):
         meta = json.loads((data_dir / "meta" / f"{cid}.json").read_text())
         wav, sr = sf.read(data_dir / "wav" / f"{cid}.wav", dtype="float32", always_2d=True)
+        out[f"{meta['style']}/{cid}"] = decide(wav[:, meta["channels"]["user"]], sr)
+    return out
+
+
+def codec_decisions(codec):
+    """A phones codec's frame classifier as a `user_decisions` decider."""
+    def decide(user: np.ndarray, sr: int) -> np.ndarray:
         with torch.inference_mode():
-            logits = codec.semantic_output(torch.from_numpy(wav[:, meta["channels"]["user"]]), sr).unit_logits
+            logits = codec.semantic_output(torch.from_numpy(user), sr).unit_logits
         if logits is None:
             raise SystemExit("--codec: not a phones codec (its semantic branch has no frame classifier)")
-        out[f"{meta['style']}/{cid}"] = logits[0].argmax(-1).numpy().astype(np.int16)
-    return out
+        return logits[0].argmax(-1).numpy().astype(np.int16)
+    return decide
+
+
+def cached(path: Path, make) -> dict[str, np.ndarray]:
+    """The arrays in the npz at `path`, made by make() and written atomically the first time."""
+    if not path.exists():
+        np.savez(path.with_suffix(".tmp.npz"), **make())
+        path.with_suffix(".tmp.npz").rename(path)
+    z = np.load(path)
+    return {k: z[k] for k in z.files}
+
+
+def sequences(decisions: dict[str, np.ndarray], prefix: str, view, styles: list[str]
+              ) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The reader's input and labels: `view` of each conversation's decisions keyed "<prefix><style>/<id>"."""
+    keys = [k for k in decisions if k.startswith(prefix)]
+    return ([torch.from_numpy(view(decisions[k].astype(np.int64)).astype(np.int64))[:MAX_LEN] for k in keys],
+            torch.tensor([styles.index(k.removeprefix(prefix).split("/")[0]) for k in keys]))
 
 
 def runs(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -93,23 +121,18 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     phones = [line.split()[0] for line in args.phones.read_text().splitlines() if line.strip()]
     args.out.mkdir(parents=True, exist_ok=True)
-    cache = args.out / "decisions.npz"
-    if not cache.exists():
-        codec = load_codec(args.codec)
-        arrays = {f"train/{k}": v for k, v in user_decisions(codec, args.train).items()}
-        arrays.update({f"test/{k}": v for k, v in user_decisions(codec, args.test).items()})
-        np.savez(cache, **arrays)
-    z = np.load(cache)
-    styles = sorted({k.split("/")[1] for k in z.files})
+    def decide_all() -> dict[str, np.ndarray]:
+        decide = codec_decisions(load_codec(args.codec))
+        return {**{f"train/{k}": v for k, v in user_decisions(decide, args.train).items()},
+                **{f"test/{k}": v for k, v in user_decisions(decide, args.test).items()}}
+
+    arrays = cached(args.out / "decisions.npz", decide_all)
+    styles = sorted({k.split("/")[1] for k in arrays})
     vocab = max(len(phones), MAX_RUN + 1)
     results = {}
     for name, view in views(phones).items():
-        split = {}
-        for part in ("train", "test"):
-            keys = [k for k in z.files if k.startswith(part + "/")]
-            split[part] = ([torch.from_numpy(view(z[k].astype(np.int64)).astype(np.int64))[:1500] for k in keys],
-                           torch.tensor([styles.index(k.split("/")[1]) for k in keys]))
-        results[name] = read(*split["train"], *split["test"], vocab=vocab, classes=len(styles))
+        results[name] = read(*sequences(arrays, "train/", view, styles), *sequences(arrays, "test/", view, styles),
+                             vocab=vocab, classes=len(styles))
         print(f"{name}: {results[name]['test']:.1%} (mean length {results[name]['mean_len']:.0f})", flush=True)
     (args.out / "decision_probe.json").write_text(json.dumps({"styles": styles, "views": results}, indent=1))
 
