@@ -70,3 +70,48 @@ def test_tiny_recipe_runs_end_to_end(tmp_path):
     n_phones = sum(1 for line in (tmp_path / "data" / "synth_train" / "phones.txt").read_text().splitlines() if line.strip())
     semantic_cfg = yaml.safe_load((phones / "semantic" / "config.yaml").read_text())
     assert semantic_cfg["codec_overrides"]["semantic_input"] == {"kind": "phones", "n_units": n_phones}
+    # ... of a classifier trained apart (a PhoneInput state dict), loaded into the seed and kept frozen
+    from codec.config import SemanticInputConfig, preset
+    from codec.model import PhoneInput
+    from safetensors.torch import load_file, save_file
+    torch.manual_seed(0)
+    trained_apart = PhoneInput(preset("duet_cpu16k").mel, SemanticInputConfig(kind="phones", n_units=n_phones), 16, 4)
+    save_file(trained_apart.state_dict(), str(tmp_path / "classifier.safetensors"))
+    frozen = tmp_path / "exp_phones_frozen"
+    proc = subprocess.run(["bash", str(RECIPE / "run.sh"), "--tiny", "true", "--stage", "4", "--stop_stage", "7",
+                           "--init_codec", str(tmp_path / "exp" / "codec.safetensors"), "--semantic_input", "phones",
+                           "--phone_classifier", str(tmp_path / "classifier.safetensors"),
+                           "--data", str(tmp_path / "data"), "--exp", str(frozen)],
+                          cwd=RECIPE, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert yaml.safe_load((frozen / "semantic" / "config.yaml").read_text())["freeze_phone_classifier"] is True
+    trained = load_file(str(next((frozen / "semantic").glob("step-*")) / "model.safetensors"))
+    exported = load_codec(frozen / "codec.safetensors").model.state_dict()  # stored in half precision
+    for k, v in trained_apart.state_dict().items():
+        if k.startswith("conv."):  # the branch's conv over the decisions is the codec's own, trained
+            assert trained[f"codec.semantic.phones.{k}"].shape != v.shape
+        else:
+            assert torch.equal(trained[f"codec.semantic.phones.{k}"], v), k
+            assert torch.allclose(exported[f"semantic.phones.{k}"], v, atol=1e-3), k
+    seed = load_file(str(frozen / "init_codec" / "step-0" / "model.safetensors"))
+    assert not torch.equal(trained["codec.semantic.posterior.weight"], seed["codec.semantic.posterior.weight"])
+    # the flag without the rest is refused before anything runs
+    proc = subprocess.run(["bash", str(RECIPE / "run.sh"), "--tiny", "true", "--stage", "4", "--stop_stage", "4",
+                           "--phone_classifier", str(tmp_path / "classifier.safetensors"),
+                           "--data", str(tmp_path / "data"), "--exp", str(tmp_path / "exp_refused")],
+                          cwd=RECIPE, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "--phone_classifier needs --init_codec" in proc.stderr
+
+
+def test_a_frozen_phone_classifier_refuses_the_losses_that_would_train_it():
+    from recipes.codec.train_config import CodecTrainConfig, LossWeights
+
+    phones = {"semantic_input": {"kind": "phones", "n_units": 42}}
+    CodecTrainConfig(stage="semantic", codec_overrides=phones, freeze_phone_classifier=True)
+    with pytest.raises(ValueError, match="needs a phones semantic input"):
+        CodecTrainConfig(stage="semantic", freeze_phone_classifier=True)
+    for weights in ({"phone_consistency": 1.0}, {"phone_recognition_clean": 1.0},
+                    {"pitch_adversary": 1.0, "pitch_adversary_input": "decisions"}):
+        with pytest.raises(ValueError, match="train the classifier"):
+            CodecTrainConfig(stage="semantic", codec_overrides=phones, freeze_phone_classifier=True,
+                             weights=LossWeights(**weights))

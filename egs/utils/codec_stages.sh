@@ -9,7 +9,8 @@
 # (--set overrides for every training stage, array: shard=... etc.) nj torchrun_opts finetune
 # vocoder_parallel export_desc export_to score_sets score_max_utts score_name score_opts baselines
 # results_md title, and optionally init_codec: an exported codec whose encoder, mel decoder and vocoder
-# are kept (the autoencoder and vocoder stages are skipped) and whose weights seed the semantic stage.
+# are kept (the autoencoder and vocoder stages are skipped) and whose weights seed the semantic stage, and
+# phone_classifier: a frame phone classifier trained apart, put into that seed (`assemble --phone-classifier`).
 
 codec_launch() {  # module args...: one process needs no launcher (the trainer treats both alike)
   if [ "$nj" -eq 1 ] && [ "$torchrun_opts" = "--standalone" ]; then python -m "$@"
@@ -38,7 +39,8 @@ codec_stages() {  # FIRST: the stage number of the autoencoder
   run() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
   if [ -n "${init_codec:-}" ]; then
     [ -f "$exp/init_codec/step-0/model.safetensors" ] || \
-      python -m recipes.codec.assemble --from-codec "$init_codec" --out "$exp/init_codec/step-0"
+      python -m recipes.codec.assemble --from-codec "$init_codec" --out "$exp/init_codec/step-0" \
+        ${phone_classifier:+--phone-classifier "$phone_classifier"}
     echo "stages $s and $((s + 2)): encoder, mel decoder and vocoder kept from $init_codec"
   elif [ "$vocoder_parallel" = true ] && run $((s + 2)); then  # independent of the autoencoder/semantic stages
     echo "stage $((s + 2)) (background): vocoder"

@@ -4,7 +4,8 @@
         --out exp/codec.safetensors [--vocoder exp/vocoder/step-4000]
     python -m recipes.codec.assemble --semantic exp/semantic/step-4000 --vocoder exp/vocoder/step-4000 \
         --out exp/assembled/step-0
-    python -m recipes.codec.assemble --from-codec codec/assets/default_codec.safetensors --out exp/init_codec/step-0
+    python -m recipes.codec.assemble --from-codec codec/assets/default_codec.safetensors --out exp/init_codec/step-0 \
+        [--phone-classifier classifier.safetensors]
 """
 from __future__ import annotations
 
@@ -45,6 +46,27 @@ def checkpoint_from_codec(codec_path: Path, out: Path) -> Path:
     return _write_step0(state, out, {"from_codec": str(codec_path), "codec_id": codec.codec_id})
 
 
+PHONE_CLASSIFIER_PARTS = ("inp.", "transformer.", "classify.")  # PhoneInput's frame classifier, not its conv
+
+
+def add_phone_classifier(step0: Path, classifier: Path) -> Path:
+    """Put a separately trained frame phone classifier (a `codec.model.PhoneInput` state dict, e.g. from
+    egs/mini/dialogue1/local/aligned_phones.py) into a step-0 checkpoint, for a semantic stage with
+    `semantic_input.kind: phones` and `freeze_phone_classifier: true`. The branch's conv over its
+    decisions is left to that stage."""
+    weights = load_file(str(classifier))
+    parts = {k: v for k, v in weights.items() if k.startswith(PHONE_CLASSIFIER_PARTS)}
+    if "classify.weight" not in parts:
+        raise ValueError(f"{classifier}: not a PhoneInput state dict (no classify.weight among {sorted(weights)[:5]}...)")
+    state = load_file(str(step0 / "model.safetensors"))
+    state = {k: v for k, v in state.items() if not k.startswith("codec.semantic.phones.")}
+    state.update({f"codec.semantic.phones.{k}": v.contiguous() for k, v in parts.items()})
+    meta = json.loads((step0 / "trainer.json").read_text())
+    extra = {**meta.get("extra", {}), "phone_classifier": str(classifier),
+             "phone_classes": int(parts["classify.weight"].shape[0])}
+    return _write_step0(state, step0, extra)
+
+
 def main_export(argv=None) -> None:
     p = argparse.ArgumentParser(description="export a codec from stage checkpoints")
     p.add_argument("--checkpoint", type=Path, required=True)
@@ -64,16 +86,21 @@ def main_assemble(argv=None) -> None:
     p.add_argument("--semantic", type=Path)
     p.add_argument("--vocoder", type=Path)
     p.add_argument("--from-codec", type=Path, help="an exported codec file (instead of --semantic/--vocoder)")
+    p.add_argument("--phone-classifier", type=Path,
+                   help="also a trained frame phone classifier (PhoneInput state dict) for a phones semantic input")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     if args.from_codec is not None:
         if args.semantic or args.vocoder:
             p.error("--from-codec replaces --semantic and --vocoder")
-        print(checkpoint_from_codec(args.from_codec, args.out))
+        out = checkpoint_from_codec(args.from_codec, args.out)
     elif args.semantic is None or args.vocoder is None:
         p.error("--semantic and --vocoder are both needed (or --from-codec)")
     else:
-        print(assemble(args.semantic, args.vocoder, args.out))
+        out = assemble(args.semantic, args.vocoder, args.out)
+    if args.phone_classifier is not None:
+        add_phone_classifier(out, args.phone_classifier)
+    print(out)
 
 
 if __name__ == "__main__":

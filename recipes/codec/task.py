@@ -1,4 +1,4 @@
-"""The codec's multi-stage training task (DESIGN.md, "Training is multi-stage").
+"""The codec's multi-stage training task (DESIGN.md, "Training is multi-stage"; its config: train_config.py).
 
     autoencoder  encoder + mel decoder on A: log-mel L1/L2
     semantic     (encoder/decoder frozen) semantic projector (VAE→FSQ) + paralinguistic encoder +
@@ -24,101 +24,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from codec.config import CodecConfig, preset
-from codec.config_io import merge
 from codec.model import SpeechCodec
 
-from ..trainer import LossTerm, TrainerConfig, TrainingTask
+from ..trainer import LossTerm, TrainingTask
 from .losses import (code_agreement, frame_infonce, hinged_kl, phone_recognition_loss, posterior_consistency,
                      view_consistency, warmup)
-from .perturb import GuardedVoiceChange, PerturbationConfig, perturb
+from .perturb import GuardedVoiceChange, perturb
 from .pitch_adversary import PitchAdversary, views_pitch_adversary_loss
 from .shards import CropBatch, CropSampler, Shard
 from .text_encoder import FrameTextEncoder
-
-STAGES = ("autoencoder", "semantic", "vocoder", "finetune")
-PITCH_ADVERSARY_INPUTS = ("codes", "decisions")
-
-
-@dataclasses.dataclass
-class LossWeights:
-    mel: float = 1.0
-    latent_mse: float = 1.0
-    decoded_mel: float = 0.5
-    infonce: float = 0.5
-    kl_semantic: float = 0.01
-    kl_voice: float = 0.01
-    free_nats: float = 0.05
-    kl_warmup: int = 500
-    # with a perturbed semantic input: the posterior means of the perturbed and the clean crop pulled together,
-    # frame by frame (scaled by their spread, so shrinking the latent does not pay): invariance, not only disuse
-    consistency: float = 0.0
-    # with a perturbed semantic input: both views' FSQ inputs held inside the clean view's bin, `code_margin` from
-    # its edges (losses.code_agreement), so the *tokens* agree and do not sit on bin boundaries
-    code_agreement: float = 0.0
-    code_margin: float = 0.25
-    # the view losses join at `view_start` and ramp in over `view_warmup` steps: a semantic branch with a fresh
-    # input layer must first learn content, or pulling the views together from step 0 collapses it to one token
-    view_start: int = 0
-    view_warmup: int = 0
-    # a pitch adversary (recipes/codec/pitch_adversary.py) reads the semantic codes of both views and predicts
-    # log-F0 per voiced frame and per crop; its loss has this weight, and reaches the semantic branch reversed, times
-    # `pitch_reversal` (ramped in with the view losses)
-    pitch_adversary: float = 0.0
-    pitch_reversal: float = 1.0
-    pitch_frame: float = 1.0  # the frame head's share (0: only the crop's pitch level is taken, not its contour)
-    # what the adversary reads: "codes" (the semantic codes, token rate), or, for a "phones" input, "decisions" (the
-    # frame classifier's one-hot decisions at the mel frame rate, straight-through: its reversed gradient reaches the
-    # classifier, whose decisions the codes cannot undo; on codes it would stop at the non-differentiable argmax)
-    pitch_adversary_input: str = "codes"
-    # a "phones" semantic input: cross-entropy of its frame classifier against the phone timings, on the view the
-    # branch hears (the perturbed one, when perturbation is on), so its decisions learn to ignore the voice
-    phone_recognition: float = 1.0
-    # ... and the symmetric KL between its posteriors for the perturbed and the clean view, on every frame (real
-    # speech without a transcript too): correct decisions are not enough, wrong ones must not depend on the voice
-    phone_consistency: float = 0.0
-    # ... and its cross-entropy on the clean view as well, the sound it hears at inference (computes that view)
-    phone_recognition_clean: float = 0.0
-    wave_mel: float = 15.0
-    mrstft: float = 1.0
-    adversarial: float = 1.0
-    feature_matching: float = 2.0
-
-    def __post_init__(self):
-        if self.pitch_adversary_input not in PITCH_ADVERSARY_INPUTS:
-            raise ValueError(f"weights.pitch_adversary_input {self.pitch_adversary_input!r}: expected one of "
-                             f"{PITCH_ADVERSARY_INPUTS}")
-
-
-@dataclasses.dataclass
-class CodecTrainConfig:
-    stage: str = "autoencoder"
-    codec_preset: str = "duet_cpu16k"
-    codec_overrides: dict = dataclasses.field(default_factory=dict)
-    shard: str = "data/train.safetensors"
-    init_from: str | None = None  # a previous stage's checkpoint dir (step-N)
-    batch_size: int = 8
-    segment_frames: int = 96  # mel frames per crop
-    ref_frames: int = 96
-    contrastive_dim: int = 64
-    contrastive_temperature: float = 0.1
-    disc_filters: int = 16
-    adversarial_start: int = 0  # step at which the discriminator joins (vocoder / finetune)
-    weights: LossWeights = dataclasses.field(default_factory=LossWeights)
-    # semantic stage: the semantic branch hears a perturbed copy of the crop (pitch, formants, level, EQ)
-    perturbation: PerturbationConfig = dataclasses.field(default_factory=PerturbationConfig)
-    trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
-
-    def __post_init__(self):
-        if self.stage not in STAGES:
-            raise ValueError(f"unknown stage {self.stage!r}; expected one of {STAGES}")
-        if self.weights.pitch_adversary_input == "decisions" and self.codec_config().semantic_input.kind != "phones":
-            raise ValueError("weights.pitch_adversary_input 'decisions' needs a phones semantic input "
-                             "(codec_overrides.semantic_input.kind: phones)")
-
-    def codec_config(self) -> CodecConfig:
-        return merge(preset(self.codec_preset), self.codec_overrides)
-
+from .train_config import CodecTrainConfig
 
 class CodecTrainingModel(nn.Module):
     """The codec plus what only training needs (text encoder, contrastive head, discriminator)."""
@@ -177,12 +92,16 @@ class CodecTask(TrainingTask):
         model.requires_grad_(False)
         for m in _trainable(model, self.cfg.stage):
             m.requires_grad_(True)
+        if self.cfg.freeze_phone_classifier and self.cfg.stage == "semantic":
+            phones = model.codec.semantic.phones
+            for m in (phones.inp, phones.transformer, phones.classify):
+                m.requires_grad_(False)
         if model.discriminator is not None:
             model.discriminator.requires_grad_(True)
         return model
 
     def parameter_groups(self, model):
-        groups = {"main": [p for m in _trainable(model, self.cfg.stage) for p in m.parameters()]}
+        groups = {"main": [p for m in _trainable(model, self.cfg.stage) for p in m.parameters() if p.requires_grad]}
         if model.discriminator is not None:
             groups["disc"] = list(model.discriminator.parameters())
         return groups
@@ -303,7 +222,7 @@ class CodecTask(TrainingTask):
         view) the symmetric KL between the views' posteriors, ramped in with the other view losses."""
         w = self.cfg.weights
         recognition, accuracy = phone_recognition_loss(sem.unit_logits, labels)
-        loss = w.phone_recognition * recognition
+        loss = (0.0 if self.cfg.freeze_phone_classifier else w.phone_recognition) * recognition
         scalars = {"sem/phone_ce": recognition.item(), "sem/phone_accuracy": accuracy}
         if clean is not None:
             scalars["sem/phone_view_agreement"] = \

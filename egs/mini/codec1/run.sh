@@ -11,6 +11,7 @@
 #   ./run.sh ... --perturb true --twins true   # ... with pitch twins from the TTS engines as well
 #   ./run.sh ... --semantic_input cepstrum     # ... the semantic branch reading the cepstrum, not the latent
 #   ./run.sh ... --semantic_input phones       # ... hearing only a frame phone classifier's decisions
+#   ./run.sh ... --semantic_input phones --phone_classifier CLS   # ... of a classifier trained apart, kept frozen
 set -euo pipefail
 cd "$(dirname "$0")"
 . ./path.sh
@@ -34,6 +35,8 @@ perturb=false             # the semantic stage hears pitch/formant/level/EQ-pert
 twins=false               # with --perturb: also the synthetic utterances spoken again at other pitches (recipes.codec.twins)
 semantic_input=latent     # cepstrum: the semantic branch reads the log-mel's cepstrum (conf/semantic_cepstrum.yaml);
                           # phones: a frame phone classifier's one-hot decisions (conf/semantic_phones.yaml)
+phone_classifier=""       # with --init_codec and --semantic_input phones: a classifier trained apart (a PhoneInput
+                          # state dict, ../dialogue1/local/aligned_phones.py), loaded into the branch and frozen
 export_to=""              # also copy the final codec here (e.g. ../../../codec/assets/default_codec.safetensors)
 cmdline="$0 $*"
 . utils/parse_options.sh
@@ -95,6 +98,12 @@ if [ "$twins" = true ] && [ $stage -le 4 ] && [ $stop_stage -ge 2 ] && [ ! -f "$
   echo "stage 2: pitch twins of the training shard"
   python -m recipes.codec.twins --shard "$data/train.safetensors" --data "$data/synth_train" \
     --out "$data/twins.safetensors"
+fi
+if [ -n "$phone_classifier" ]; then
+  { [ -n "$init_codec" ] && [ "$semantic_input" = phones ]; } || \
+    { echo "run.sh: --phone_classifier needs --init_codec and --semantic_input phones" >&2; exit 1; }
+  train_sets+=("freeze_phone_classifier=true")
+  export_desc+=" (classifier $phone_classifier, frozen)"
 fi
 if [ "$semantic_input" = phones ]; then  # the classifier's classes: the shard's phone inventory (stage 1 writes it)
   train_sets+=("codec_overrides.semantic_input.n_units=$(grep -c . "$data/synth_train/phones.txt")")
