@@ -103,7 +103,10 @@ def test_tiny_recipe_runs_end_to_end(tmp_path):
     assert proc.returncode != 0 and "--phone_classifier needs --init_codec" in proc.stderr
 
 
-def test_a_frozen_phone_classifier_refuses_the_losses_that_would_train_it():
+def test_a_frozen_phone_classifier_refuses_the_losses_that_would_train_it(tmp_path):
+    from safetensors.torch import save_file
+
+    from recipes.codec.task import _check_holds_phone_classifier
     from recipes.codec.train_config import CodecTrainConfig, LossWeights
 
     phones = {"semantic_input": {"kind": "phones", "n_units": 42}}
@@ -115,3 +118,13 @@ def test_a_frozen_phone_classifier_refuses_the_losses_that_would_train_it():
         with pytest.raises(ValueError, match="train the classifier"):
             CodecTrainConfig(stage="semantic", codec_overrides=phones, freeze_phone_classifier=True,
                              weights=LossWeights(**weights))
+    # ... and a seed without a classifier, which the non-strict init_from load would leave random
+    seed = tmp_path / "step-0"
+    seed.mkdir()
+    save_file({"codec.semantic.posterior.weight": torch.zeros(2, 2)}, str(seed / "model.safetensors"))
+    with pytest.raises(ValueError, match="holds no phone classifier"):
+        _check_holds_phone_classifier(str(seed))
+    with pytest.raises(ValueError, match="none is set"):
+        _check_holds_phone_classifier(None)
+    save_file({"codec.semantic.phones.classify.weight": torch.zeros(2, 2)}, str(seed / "model.safetensors"))
+    _check_holds_phone_classifier(str(seed))

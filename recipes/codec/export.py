@@ -20,51 +20,46 @@ from codec.config_io import load
 from .task import CodecTrainConfig, export_codec
 
 
-def assemble(semantic: Path, vocoder: Path, out: Path) -> Path:
+PHONE_CLASSIFIER_PARTS = ("inp.", "transformer.", "classify.")  # PhoneInput's frame classifier, not its conv
+
+
+def assemble(semantic: Path, vocoder: Path, out: Path, phone_classifier: Path | None = None) -> Path:
     """A checkpoint dir whose codec weights come from `semantic`, except the vocoder's from `vocoder`."""
     state = load_file(str(Path(semantic) / "model.safetensors"))
     voc = load_file(str(Path(vocoder) / "model.safetensors"))
     state = {k: v for k, v in state.items() if not k.startswith("codec.vocoder.")}
     state.update({k: v for k, v in voc.items() if k.startswith("codec.vocoder.")})
-    return _write_step0(state, out, {"assembled_from": [str(semantic), str(vocoder)]})
+    return _write_step0(state, out, {"assembled_from": [str(semantic), str(vocoder)]}, phone_classifier)
 
 
-def _write_step0(state: dict, out: Path, extra: dict) -> Path:
+def _write_step0(state: dict, out: Path, extra: dict, phone_classifier: Path | None = None) -> Path:
+    """`phone_classifier`: a separately trained frame phone classifier (a `codec.model.PhoneInput` state dict,
+    e.g. from egs/mini/dialogue1/local/aligned_phones.py) put in place of the phones input's, for a semantic
+    stage with `freeze_phone_classifier: true`. The branch's conv over its decisions is left to that stage."""
+    if phone_classifier is not None:
+        weights = load_file(str(phone_classifier))
+        parts = {k: v for k, v in weights.items() if k.startswith(PHONE_CLASSIFIER_PARTS)}
+        if "classify.weight" not in parts:
+            raise ValueError(f"{phone_classifier}: not a PhoneInput state dict "
+                             f"(no classify.weight among {sorted(weights)[:5]}...)")
+        state = {k: v for k, v in state.items() if not k.startswith("codec.semantic.phones.")}
+        state.update({f"codec.semantic.phones.{k}": v.contiguous() for k, v in parts.items()})
+        extra = {**extra, "phone_classifier": str(phone_classifier),
+                 "phone_classes": int(parts["classify.weight"].shape[0])}
     out.mkdir(parents=True, exist_ok=True)
     save_file(state, str(out / "model.safetensors"))
     (out / "trainer.json").write_text(json.dumps({"step": 0, "optimizers": {}, "extra": extra}))
     return out
 
 
-def checkpoint_from_codec(codec_path: Path, out: Path) -> Path:
+def checkpoint_from_codec(codec_path: Path, out: Path, phone_classifier: Path | None = None) -> Path:
     """A checkpoint dir holding an exported codec's weights (float32), to start stages from a trained
     codec instead of from stage 1 (`init_codec` in the recipes' codec stages)."""
     from codec.api import load_codec
 
     codec = load_codec(codec_path)
     state = {f"codec.{k}": v.contiguous() for k, v in codec.model.state_dict().items()}
-    return _write_step0(state, out, {"from_codec": str(codec_path), "codec_id": codec.codec_id})
-
-
-PHONE_CLASSIFIER_PARTS = ("inp.", "transformer.", "classify.")  # PhoneInput's frame classifier, not its conv
-
-
-def add_phone_classifier(step0: Path, classifier: Path) -> Path:
-    """Put a separately trained frame phone classifier (a `codec.model.PhoneInput` state dict, e.g. from
-    egs/mini/dialogue1/local/aligned_phones.py) into a step-0 checkpoint, for a semantic stage with
-    `semantic_input.kind: phones` and `freeze_phone_classifier: true`. The branch's conv over its
-    decisions is left to that stage."""
-    weights = load_file(str(classifier))
-    parts = {k: v for k, v in weights.items() if k.startswith(PHONE_CLASSIFIER_PARTS)}
-    if "classify.weight" not in parts:
-        raise ValueError(f"{classifier}: not a PhoneInput state dict (no classify.weight among {sorted(weights)[:5]}...)")
-    state = load_file(str(step0 / "model.safetensors"))
-    state = {k: v for k, v in state.items() if not k.startswith("codec.semantic.phones.")}
-    state.update({f"codec.semantic.phones.{k}": v.contiguous() for k, v in parts.items()})
-    meta = json.loads((step0 / "trainer.json").read_text())
-    extra = {**meta.get("extra", {}), "phone_classifier": str(classifier),
-             "phone_classes": int(parts["classify.weight"].shape[0])}
-    return _write_step0(state, step0, extra)
+    return _write_step0(state, out, {"from_codec": str(codec_path), "codec_id": codec.codec_id}, phone_classifier)
 
 
 def main_export(argv=None) -> None:
@@ -93,14 +88,11 @@ def main_assemble(argv=None) -> None:
     if args.from_codec is not None:
         if args.semantic or args.vocoder:
             p.error("--from-codec replaces --semantic and --vocoder")
-        out = checkpoint_from_codec(args.from_codec, args.out)
+        print(checkpoint_from_codec(args.from_codec, args.out, args.phone_classifier))
     elif args.semantic is None or args.vocoder is None:
         p.error("--semantic and --vocoder are both needed (or --from-codec)")
     else:
-        out = assemble(args.semantic, args.vocoder, args.out)
-    if args.phone_classifier is not None:
-        add_phone_classifier(out, args.phone_classifier)
-    print(out)
+        print(assemble(args.semantic, args.vocoder, args.out, args.phone_classifier))
 
 
 if __name__ == "__main__":

@@ -58,6 +58,20 @@ class CodecTrainingModel(nn.Module):
                 win_lengths=[4 * hop, 2 * hop, hop])
 
 
+def _check_holds_phone_classifier(init_from: str | None) -> None:
+    """A frozen classifier must be a trained one: from `init_from` (`assemble --phone-classifier`), which the
+    trainer loads without strictness, so a seed without it would leave the classifier random and frozen."""
+    key = "codec.semantic.phones.classify.weight"
+    if init_from is None:
+        raise ValueError("freeze_phone_classifier: the classifier comes from init_from, and none is set")
+    from safetensors import safe_open
+
+    with safe_open(str(Path(init_from) / "model.safetensors"), framework="pt") as f:
+        if key not in f.keys():
+            raise ValueError(f"freeze_phone_classifier: {init_from} holds no phone classifier ({key}); make it with "
+                             "`python -m recipes.codec.assemble ... --phone-classifier CLASSIFIER`")
+
+
 def _trainable(model: CodecTrainingModel, stage: str) -> list[nn.Module]:
     c = model.codec
     semantic = [c.semantic, c.paralinguistic, c.connector, model.text_encoder, model.speech_head]
@@ -84,6 +98,8 @@ class CodecTask(TrainingTask):
         if units.kind == "phones" and units.n_units != len(self.shard.phones):
             raise ValueError(f"{cfg.shard}: {len(self.shard.phones)} phones, but the codec's phone classifier has "
                              f"semantic_input.n_units = {units.n_units}")
+        if cfg.freeze_phone_classifier and cfg.stage == "semantic":  # init_from loads non-strictly: check it here
+            _check_holds_phone_classifier(cfg.init_from)
         self.codec_cfg = codec_cfg
         self.mrstft = None
 
