@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from codec import load_codec
 from dialogue import DialogueConfig, TextTokenizer, Word, load_dialogue, text_stream_words
+from dialogue.demo import untrained_codec
 from recipes.ctm import CtmEntry, group_by_utt, read_ctm, write_ctm
 from recipes.dialogue.prepare import TokenSet
 from recipes.dialogue.synth import CorpusConfig, build_conversation, corpus_config, synthesize_corpus
@@ -191,6 +193,26 @@ def test_tiny_recipe_end_to_end(tmp_path):
     assert wav.shape[1] == 2 and np.abs(wav[:, 0]).max() > 0.01
     again = subprocess.run(cmd + ["--stage", "4"], capture_output=True, text=True, env=env, timeout=60)
     assert again.returncode == 0 and "done already" in again.stdout
+    # --adapt_from: that model moved to another codec's tokens (the stand-in codec of another seed), its
+    # tokenizer kept, on the pitch-only corpus; the ablation drops the voice input; both scored on the pitch test
+    other = tmp_path / "other_codec.safetensors"
+    untrained_codec(seed=1).save(other, "another stand-in")
+    exp2, data2 = tmp_path / "exp_adapt", tmp_path / "data_adapt"
+    adapt = ["bash", str(ROOT / "egs/mini/dialogue1/run.sh"), "--tiny", "true", "--exp", str(exp2), "--data", str(data2),
+             "--ablation", "true", "--codec", str(other), "--stop_stage", "5",
+             "--adapt_from", str(exp / "dialogue_excited" / "model.safetensors")]
+    res = subprocess.run(adapt, capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert (exp2 / "tokenizer.model").read_bytes() == (exp / "tokenizer.model").read_bytes()
+    assert not (data2 / "train").exists() and not corpus_config(data2 / "train_pitch").style_rates
+    moved = load_dialogue(exp2 / "dialogue_adapted" / "model.safetensors")
+    assert moved.codec_id == load_codec(other).codec_id != load_dialogue(exp / "dialogue_excited" / "model.safetensors").codec_id
+    assert "[codec changed]" in moved.description and "train_pitch.safetensors" in moved.description
+    ablated = load_dialogue(exp2 / "dialogue_no_voice_adapted" / "model.safetensors")
+    assert not ablated.model.cfg.user_voice and "[codec, user_voice changed]" in ablated.description
+    for m in ("dialogue_adapted", "dialogue_no_voice_adapted"):
+        rows = json.loads((exp2 / m / "score" / "teacher_forced_pitch.json").read_text())
+        assert len(rows) == 2 and any("user audio swapped (+1)" in k for k in rows)
 
 
 def test_parallel_synthesis_and_tokens_equal_serial(tmp_path):

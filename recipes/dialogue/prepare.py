@@ -1,11 +1,12 @@
 """Turn a synthetic dialogue data dir into what the dialogue model trains on.
 
     python -m recipes.dialogue.prepare tokenizer --data data/train --out exp/tokenizer.model --vocab 256
+    python -m recipes.dialogue.prepare tokenizer --from-model dialogue/assets/dialogue.safetensors --out exp/tokenizer.model
     python -m recipes.dialogue.prepare tokens --data data/train --codec exp/codec.safetensors \
         --tokenizer exp/tokenizer.model --out exp/tokens/train.safetensors
 
 `tokenizer` trains the sentencepiece model on the corpus text (both channels' words plus the task
-vocabulary). `tokens` encodes both channels with the codec (tokens and the user's running voice
+vocabulary), or writes out the one a trained model holds. `tokens` encodes both channels with the codec (tokens and the user's running voice
 vector per frame, as the streaming encoder reports them), lays out the undelayed grid per
 conversation (`dialogue.build_grid`) with the user's words as a text stream beside it (the listening
 head's targets), takes the system voice G_sys from the system channel's speech,
@@ -27,6 +28,7 @@ from tqdm import tqdm
 from codec import load_codec
 from codec.audio import load_audio, to_mono_batch
 from dialogue import StreamConfig, TextTokenizer, Word, build_grid, text_stream, train_tokenizer
+from dialogue.checkpoint import load_dialogue
 from dialogue.features import silence_token
 
 from ..ctm import group_by_utt, read_ctm
@@ -160,7 +162,10 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     a = sub.add_parser("tokenizer")
-    a.add_argument("--data", type=Path, required=True)
+    src = a.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", type=Path, help="train a sentencepiece model on this corpus's words")
+    src.add_argument("--from-model", type=Path,
+                     help="write the one a trained dialogue model holds (a run that fine-tunes it needs its words)")
     a.add_argument("--out", type=Path, required=True)
     a.add_argument("--vocab", type=int, default=256)
     b = sub.add_parser("tokens")
@@ -175,7 +180,12 @@ def main(argv=None) -> None:
     b.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    if args.cmd == "tokenizer":
+    if args.cmd == "tokenizer" and args.from_model:
+        tok = load_dialogue(args.from_model, codec_id=None).tokenizer
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tok.save(args.out)
+        print(f"{args.out}: sentencepiece of {args.from_model}, {tok.vocab_size} pieces")
+    elif args.cmd == "tokenizer":
         tok = make_tokenizer(args.data, args.out, args.vocab)
         print(f"{args.out}: sentencepiece, {tok.vocab_size} pieces")
     else:

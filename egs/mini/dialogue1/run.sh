@@ -7,6 +7,7 @@
 #                 [--text-lead N]  (inner-monologue words N steps ahead of their audio)
 #                 [--score-runs N]  (stage 5: free-running passes over the test set, pooled; default 3)
 #                 [--arith true|false]  (stage 4's phases 3-7 on the arithmetic corpora; default true)
+#                 [--adapt_from MODEL]  (instead of the lineage: move a trained model to this run's codec, below)
 # Long runs: --exp ~/duet-runs/dialogue1/exp --data ~/duet-runs/dialogue1/data (resumable: every stage
 # leaves a .done marker, training resumes from its last checkpoint).
 set -euo pipefail
@@ -26,6 +27,12 @@ ablation=auto   # auto: true, false with --tiny
 score_runs=3    # stage 5: passes over the test set with other sampling seeds (one pass of 120 is noisy)
 arith=true      # phases 3-7 of stage 4: the arithmetic corpora (conf/corpus_arith.yaml, + corpus_long_counts.yaml, + corpus_excited.yaml), as the bundled model
 bundle=false    # stage 7: copy the trained model into dialogue/assets/ (the demo's --bundled)
+adapt_from=     # an exported dialogue model trained on another codec's tokens (e.g. the bundled one): stage 2 takes
+                # its tokenizer, stage 4 fine-tunes it onto this run's codec (init_adapt=[codec]; the ablation model
+                # drops its voice input too) with the seventh phase's settings on the pitch-only corpus
+                # (conf/corpus_pitch_only.yaml), instead of training the lineage; stage 5 also scores the style
+                # ablation on the pitch-only test (conf/corpus_pitch_test.yaml)
+adapt_steps=1800
 . ./path.sh
 . utils/parse_options.sh
 
@@ -33,18 +40,21 @@ corpus_conf=(conf/corpus.yaml); arith_corpus_conf=(conf/corpus.yaml conf/corpus_
 # stage 4's later phases: each resumes the one before from its last checkpoint, its config a delta on theirs
 finetune_conf=(conf/finetune_epad.yaml); arith_conf=(conf/finetune_arith.yaml); arith_long_conf=(conf/finetune_arith_long.yaml)
 sampled_conf=(conf/finetune_sampled.yaml); export_conf=(conf/finetune_from_export.yaml)
+pitch_corpus_conf=(conf/corpus.yaml conf/corpus_arith.yaml conf/corpus_long_counts.yaml conf/corpus_pitch_only.yaml)
+pitch_test_conf=(conf/corpus.yaml conf/corpus_test.yaml conf/corpus_pitch_test.yaml)
 if [ "$tiny" = true ]; then
   corpus_conf+=(conf/tiny/corpus.yaml); test_conf+=(conf/tiny/corpus_test.yaml); train_conf+=(conf/tiny/train.yaml)
   arith_corpus_conf+=(conf/tiny/corpus.yaml); finetune_conf+=(conf/tiny/finetune.yaml)
   arith_conf+=(conf/tiny/finetune_arith.yaml); arith_long_conf+=(conf/tiny/finetune_arith_long.yaml)
   sampled_conf+=(conf/tiny/finetune_sampled.yaml); export_conf+=(conf/tiny/finetune_from_export.yaml)
-  vocab=128; score_runs=2
+  pitch_corpus_conf+=(conf/tiny/corpus.yaml); pitch_test_conf+=(conf/tiny/corpus_test.yaml)
+  vocab=128; score_runs=2; adapt_steps=3
 fi
 [ "$ablation" = auto ] && { [ "$tiny" = true ] && ablation=false || ablation=true; }
 models=(dialogue); [ "$ablation" = true ] && models+=(dialogue_no_voice)
 model_opts() { case $1 in dialogue_no_voice*) echo model.user_voice=false;; esac; }  # and its later phases' directories
 # the model stages 5-7 use: phases 6 and 7 (arithmetic) fine-tune the exported model before them, each in a directory of its own
-final() { [ "$arith" = true ] && echo "$1_excited" || echo "$1"; }
+final() { if [ -n "$adapt_from" ]; then echo "$1_adapted"; elif [ "$arith" = true ]; then echo "$1_excited"; else echo "$1"; fi; }
 mkdir -p "$exp"
 log() { echo "$(date +%H:%M:%S) [dialogue1] $*"; }
 run_stage() {  # run_stage N name: true when stage N should run now (in range, not yet done)
@@ -65,9 +75,12 @@ if run_stage 0 codec; then
 fi
 
 if run_stage 1 corpus; then
-  python -m recipes.dialogue.synth --config "${corpus_conf[@]}" --out "$data/train" --nj "$nj"
+  [ -n "$adapt_from" ] || python -m recipes.dialogue.synth --config "${corpus_conf[@]}" --out "$data/train" --nj "$nj"
   python -m recipes.dialogue.synth --config "${test_conf[@]}" --out "$data/test" --nj "$nj"
-  if [ "$arith" = true ]; then
+  if [ -n "$adapt_from" ]; then
+    python -m recipes.dialogue.synth --config "${pitch_corpus_conf[@]}" --out "$data/train_pitch" --nj "$nj"
+    python -m recipes.dialogue.synth --config "${pitch_test_conf[@]}" --out "$data/test_pitch" --nj "$nj"
+  elif [ "$arith" = true ]; then
     python -m recipes.dialogue.synth --config "${arith_corpus_conf[@]}" --out "$data/train_arith" --nj "$nj"
     python -m recipes.dialogue.synth --config "${arith_corpus_conf[@]}" "${counts_corpus_conf[@]}" \
       --out "$data/train_arith_long_counts" --nj "$nj"
@@ -78,12 +91,14 @@ if run_stage 1 corpus; then
 fi
 
 if run_stage 2 tokenizer; then
-  python -m recipes.dialogue.prepare tokenizer --data "$data/train" --out "$exp/tokenizer.model" --vocab "$vocab"
+  if [ -n "$adapt_from" ]; then python -m recipes.dialogue.prepare tokenizer --from-model "$adapt_from" --out "$exp/tokenizer.model"
+  else python -m recipes.dialogue.prepare tokenizer --data "$data/train" --out "$exp/tokenizer.model" --vocab "$vocab"; fi
   done_stage 2 tokenizer
 fi
 
 if run_stage 3 tokens; then
   parts=(train test); [ "$arith" = true ] && parts+=(train_arith train_arith_long_counts train_arith_excited)
+  [ -n "$adapt_from" ] && parts=(train_pitch test_pitch test)
   for part in "${parts[@]}"; do
     python -m recipes.dialogue.prepare tokens --data "$data/$part" --codec "$exp/codec.safetensors" \
       --tokenizer "$exp/tokenizer.model" --out "$exp/tokens/$part.safetensors" --nj "$nj" --text-lead "$text_lead"
@@ -116,8 +131,14 @@ if run_stage 4 train; then
       train_phase "$1_counts" train_arith_long_counts "${from_export[@]}" -- init_from="$exp/$1/model.safetensors" &&
       train_phase "$1_excited" train_arith_excited "${from_export[@]}" -- init_from="$exp/$1_counts/model.safetensors"
   }
+  adapt() {  # the model adapt_from onto this codec: the seventh phase's settings, adapt_steps of its own
+    local what="[codec]"; [ "$(model_opts "$1")" ] && what="[codec,user_voice]"
+    train_phase "$(final "$1")" train_pitch "${train_conf[@]}" "${finetune_conf[@]}" "${arith_conf[@]}" \
+      "${arith_long_conf[@]}" "${sampled_conf[@]}" "${export_conf[@]}" -- init_from="$adapt_from" "init_adapt=$what" \
+      trainer.max_steps="$adapt_steps"
+  }
   for m in "${models[@]}"; do  # in parallel: one process (OMP_NUM_THREADS=1) per model, its phases in turn
-    phases "$m" &
+    if [ -n "$adapt_from" ]; then adapt "$m" & else phases "$m" & fi
     pids+=($!)
   done
   for pid in "${pids[@]}"; do wait "$pid" || { log "training failed, see $exp/train_*.log"; exit 1; }; done
@@ -126,18 +147,25 @@ fi
 
 if run_stage 5 score; then
   n=0; asr_opt=--asr; [ "$tiny" = true ] && n=2 && asr_opt=
+  train=train; probe_test=test; [ -n "$adapt_from" ] && train=train_pitch && probe_test=test_pitch
   # is the user's style in the tokens or in the voice vector? (bounds what the style ablation can show)
-  python -m recipes.dialogue.style_probe --tokens "$exp/tokens/train.safetensors" --codec "$exp/codec.safetensors" \
+  python -m recipes.dialogue.style_probe --tokens "$exp/tokens/$train.safetensors" --codec "$exp/codec.safetensors" \
     --out "$exp/style_probe.json"
   # ... and read by a sequence model (the pooled probe misses what a dialogue model reads in order; minutes)
-  [ "$tiny" = true ] || python -m recipes.dialogue.sequence_probe --train "$exp/tokens/train.safetensors" \
-    --test "$exp/tokens/test.safetensors" --out "$exp/sequence_probe.json" --no-progress
+  [ "$tiny" = true ] || python -m recipes.dialogue.sequence_probe --train "$exp/tokens/$train.safetensors" \
+    --test "$exp/tokens/$probe_test.safetensors" --out "$exp/sequence_probe.json" --no-progress
   for m in "${models[@]}"; do
     python -m recipes.dialogue.score --data "$data/test" --model "$exp/$(final "$m")/model.safetensors" \
       --codec "$exp/codec.safetensors" --out "$exp/$(final "$m")/score" --max-conversations $n --runs "$score_runs" \
-      --token-vad "$exp/tokens/train.safetensors" --text-trace $asr_opt
+      --token-vad "$exp/tokens/$train.safetensors" --text-trace $asr_opt
     python -m recipes.dialogue.evaluate --model "$exp/$(final "$m")/model.safetensors" --max-conversations 200 \
-      --tokens "$exp/tokens/test.safetensors" "$exp/tokens/train.safetensors" --out "$exp/$(final "$m")/score/teacher_forced.json"
+      --tokens "$exp/tokens/test.safetensors" "$exp/tokens/$train.safetensors" --out "$exp/$(final "$m")/score/teacher_forced.json"
+    if [ -n "$adapt_from" ]; then  # the style ablation: pitch-only styles, and another style's user audio (a third on)
+      third=$(( $(grep -c . "$data/test_pitch/wav.scp") / 3 ))
+      python -m recipes.dialogue.evaluate --model "$exp/$(final "$m")/model.safetensors" \
+        --tokens "$exp/tokens/test_pitch.safetensors" --swap-audio user --swap-offset $(( third > 0 ? third : 1 )) \
+        --out "$exp/$(final "$m")/score/teacher_forced_pitch.json"
+    fi
   done
   log "score tables: $exp/<model>/score/RESULTS.md (copy the figures into RESULTS.md with the commands)"
   done_stage 5 score

@@ -1,6 +1,7 @@
 """Can a frame phone classifier hear the same phones at every style pitch? (analysis for RESULTS.md)
 
     python local/aligned_phones.py --train DATA_DIR --test DATA_DIR --out DIR [--utts 4000] [--steps 2000]
+        [--codec-data CODEC_DATA_DIR ... --codec-heldout CODEC_DATA_DIR]
 
 A phones codec's tokens are a function of its frame classifier's decisions, and a reader of those
 decisions tells the pitch-only styles apart (local/decision_probe.py: 97 % on `ph2`). This asks whether
@@ -15,6 +16,12 @@ the sample grid, as a user channel holds them) in arms:
     one_pitch       each utterance at one of the pitches, cross-entropy (what a corpus gives)
     three_pitches   all three renderings, cross-entropy on each
     consistent      the same, plus the divergence of each rendering's posteriors from their mean
+
+With `--codec-data` the classifier also learns the codec corpus (69 voices of three engines, one rendering
+each): each utterance of a crop is one of its utterances with probability `--codec-share`, and
+`--codec-heldout` scores it on the corpus's held-out voices. That is the classifier a general codec can
+freeze (`recipes.codec.assemble --phone-classifier`): it must recognise other voices and still leave the
+dialogue user's style out.
 
 Each arm is scored on held-out utterances (frame accuracy, decisions kept across pitches), then by
 decision_probe's reader, trained on its decisions of the user channel of the --train conversations and
@@ -42,6 +49,9 @@ from codec.frontend import MelFrontend
 from codec.model import PhoneInput
 from decision_probe import cached, sequences, user_decisions, views
 from safetensors.torch import load_file, save_file
+from recipes.codec.prepare import load_utterance
+from recipes.ctm import frame_labels, group_by_utt, read_ctm
+from recipes.datadir import DataDir
 from recipes.dialogue.sequence_probe import fit_reader, reader_accuracy
 from recipes.dialogue.synth import build_conversation, corpus_config, speech_from_first_word, synthesize
 from recipes.dialogue.tasks import BACKCHANNELS, INTERRUPTIONS, STYLES, Utterance, draw_exchange
@@ -122,21 +132,47 @@ def build_set(path: Path, utts: list[Utterance], voice: str, rms: float, sr: int
             for i in range(len(z.files) // 2)]
 
 
+def load_codec_corpus(path: Path, data_dirs: list[Path], sr: int) -> list:
+    """[(audio [1, N], phone id per sample [N])] of codec-corpus data dirs (wav.scp + phones.ctm: many
+    voices, one rendering each), cached in `path` (int16) as `build_set`'s renderings are."""
+    if not path.exists():
+        arrays = {}
+        for d in data_dirs:
+            data = DataDir.load(d)
+            ctm = group_by_utt(read_ctm(d / "phones.ctm"))
+            for utt in tqdm(data.utts, desc=f"load {d.name}", mininterval=30):
+                if utt not in ctm:
+                    raise ValueError(f"{d}: {utt} has no phones in phones.ctm")
+                wav = load_utterance(data, utt, sr)
+                i = len(arrays) // 2
+                arrays[f"audio{i}"] = (np.clip(wav, -1, 1)[None] * 32767).astype(np.int16)
+                arrays[f"lab{i}"] = frame_labels(ctm[utt], sr, len(wav), list(PHONES)).astype(np.int8)
+        if not arrays:
+            raise ValueError(f"no utterances in {[str(d) for d in data_dirs]}")
+        np.savez(path.with_suffix(".tmp.npz"), **arrays)
+        path.with_suffix(".tmp.npz").rename(path)
+    z = np.load(path)
+    return [(torch.from_numpy(z[f"audio{i}"].astype(np.float32) / 32767), torch.from_numpy(z[f"lab{i}"].astype(np.int64)))
+            for i in range(len(z.files) // 2)]
+
+
 def classifier(mel_cfg) -> PhoneInput:
     return PhoneInput(mel_cfg, SemanticInputConfig(kind="phones", n_units=len(PHONES)), 128, 4)
 
 
-def layout_utterance(items: list, rng: random.Random, hop: int) -> list[tuple[int, int]]:
-    """One utterance per crop, after 0–30 frames of silence, on the frame grid: [(item, start sample)]."""
-    return [(rng.randrange(len(items)), rng.randint(0, 30) * hop)]
+def layout_utterance(items: list, rng: random.Random, hop: int, pick) -> list[tuple[int, int]]:
+    """One utterance per crop (item `pick(rng)`), after 0–30 frames of silence, on the frame grid:
+    [(item, start sample)]."""
+    return [(pick(rng), rng.randint(0, 30) * hop)]
 
 
-def layout_conversation(items: list, rng: random.Random, hop: int, max_len: int = 6 * 16000) -> list[tuple[int, int]]:
+def layout_conversation(items: list, rng: random.Random, hop: int, pick, max_len: int = 6 * 16000
+                        ) -> list[tuple[int, int]]:
     """One to three utterances per crop as a user channel holds them: 0–0.5 s of silence first, 0.1–1.5 s
     between, anywhere on the sample grid (a conversation does not start its turns on frame boundaries)."""
     out, t = [], rng.randint(0, 8000)
     for _ in range(rng.choice((1, 2, 3))):
-        i = rng.randrange(len(items))
+        i = pick(rng)
         if out and t + items[i][1].shape[0] > max_len:
             break
         out.append((i, t))
@@ -146,11 +182,11 @@ def layout_conversation(items: list, rng: random.Random, hop: int, max_len: int 
 
 def collate(items: list, layouts: list, frontend: MelFrontend) -> tuple[torch.Tensor, torch.Tensor]:
     """→ log-mel [B, pitches, n_mels, T], frame labels [B, T] (the phone at each frame's centre; the padding
-    after a crop's last utterance is not scored)."""
+    after a crop's last utterance is not scored). An item with one rendering fills every pitch's row."""
     hop = frontend.cfg.hop_length
     ends = [max(t + items[i][1].shape[0] for i, t in lay) for lay in layouts]
     n = -(-max(ends) // hop) * hop
-    audio = torch.zeros(len(layouts), items[0][0].shape[0], n)
+    audio = torch.zeros(len(layouts), max(items[i][0].shape[0] for lay in layouts for i, _ in lay), n)
     labels = torch.full((len(layouts), n), PHONE_IDS[SILENCE])
     for b, lay in enumerate(layouts):
         for i, t in lay:
@@ -164,18 +200,24 @@ def collate(items: list, layouts: list, frontend: MelFrontend) -> tuple[torch.Te
 
 
 def train_arm(arm: str, train: list, frontend: MelFrontend, layout, steps: int, batch: int, consistency: float,
-              seed: int) -> PhoneInput:
+              seed: int, n_codec: int = 0, codec_share: float = 0.0) -> PhoneInput:
+    """`train`'s last `n_codec` items are codec-corpus utterances: each utterance slot of a crop is one of
+    them with probability `codec_share`."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
+    n_own = len(train) - n_codec
+
+    def pick(r: random.Random) -> int:
+        return n_own + r.randrange(n_codec) if n_codec and r.random() < codec_share else r.randrange(n_own)
     model = classifier(frontend.cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 100) * max(0.05, 1 - s / steps))
     bar = tqdm(range(steps), desc=arm, mininterval=30)
     for _ in bar:
-        mel, lab = collate(train, [layout(train, rng, frontend.cfg.hop_length) for _ in range(batch)], frontend)
+        mel, lab = collate(train, [layout(train, rng, frontend.cfg.hop_length, pick) for _ in range(batch)], frontend)
         if arm == "one_pitch":
-            pick = torch.tensor([rng.randrange(mel.shape[1]) for _ in range(batch)])
-            mel = mel[torch.arange(batch), pick][:, None]
+            row = torch.tensor([rng.randrange(mel.shape[1]) for _ in range(batch)])
+            mel = mel[torch.arange(batch), row][:, None]
         b, p = mel.shape[:2]
         logits = model.frame_logits(mel.flatten(0, 1)).unflatten(0, (b, p))  # [B, P, T, C]
         loss = F.cross_entropy(logits.flatten(0, 2), lab[:, None].expand(b, p, -1).flatten(), ignore_index=IGNORE)
@@ -265,6 +307,12 @@ def main(argv=None) -> None:
                         "fragments too) anywhere on the sample grid, as a user channel holds them")
     p.add_argument("--sentences", choices=("dialogue", "fortune"), default="dialogue",
                    help="what is rendered: the corpus's own user utterances, or the codec corpus's sentences")
+    p.add_argument("--codec-data", type=Path, nargs="+", default=[],
+                   help="codec-corpus data dirs (wav.scp, phones.ctm) trained on too: many voices, one rendering each")
+    p.add_argument("--codec-heldout", type=Path, nargs="*", default=[],
+                   help="codec-corpus data dirs scored: frame accuracy on other voices and sentences")
+    p.add_argument("--codec-share", type=float, default=0.5,
+                   help="with --codec-data: the share of a crop's utterances drawn from it")
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
@@ -278,6 +326,10 @@ def main(argv=None) -> None:
     layout = {"utterance": layout_utterance, "conversation": layout_conversation}[args.crops]
     n_held = len(data) // 10
     held, train = data[:n_held], data[n_held:]
+    codec_train = load_codec_corpus(args.out / "codec_train.npz", args.codec_data, mel_cfg.sample_rate) \
+        if args.codec_data else []
+    codec_held = load_codec_corpus(args.out / "codec_heldout.npz", args.codec_heldout, mel_cfg.sample_rate) \
+        if args.codec_heldout else []
     sil = PHONES.index(SILENCE)
     for arm in args.arms:
         arm_dir = args.out / arm
@@ -288,7 +340,8 @@ def main(argv=None) -> None:
             model.load_state_dict(load_file(weights))
             model.eval()
         else:
-            model = train_arm(arm, train, frontend, layout, args.steps, args.batch, args.consistency, args.seed)
+            model = train_arm(arm, train + codec_train, frontend, layout, args.steps, args.batch, args.consistency,
+                              args.seed, len(codec_train), args.codec_share)
             save_file(model.state_dict(), arm_dir / "classifier.tmp.safetensors")
             (arm_dir / "classifier.tmp.safetensors").rename(weights)
         result_path = arm_dir / "result.json"
@@ -296,7 +349,10 @@ def main(argv=None) -> None:
             print(arm, json.loads(result_path.read_text()), flush=True)
             continue
         result = {"arm": arm, "crops": args.crops, "sentences": args.sentences, "steps": args.steps, "batch": args.batch, "utterances": len(train),
+                  "codec_utterances": len(codec_train), "codec_share": args.codec_share if codec_train else 0.0,
                   **heldout_scores(model, held, frontend)}
+        if codec_held:
+            result["codec_heldout_accuracy"] = heldout_scores(model, codec_held, frontend)["accuracy"]["calm"]
         print(arm, result, flush=True)
         decide = classifier_decisions(model, frontend)
         arrays = cached(arm_dir / "decisions.npz", lambda: {
