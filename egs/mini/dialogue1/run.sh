@@ -135,7 +135,7 @@ if run_stage 4 train; then
     local what="[codec]"; [ "$(model_opts "$1")" ] && what="[codec,user_voice]"
     train_phase "$(final "$1")" train_pitch "${train_conf[@]}" "${finetune_conf[@]}" "${arith_conf[@]}" \
       "${arith_long_conf[@]}" "${sampled_conf[@]}" "${export_conf[@]}" -- init_from="$adapt_from" "init_adapt=$what" \
-      trainer.max_steps="$adapt_steps"
+      trainer.max_steps="$adapt_steps" trainer.num_threads=$(( ${#models[@]} > 1 ? 1 : 2 ))  # side by side: a core each
   }
   for m in "${models[@]}"; do  # in parallel: one process (OMP_NUM_THREADS=1) per model, its phases in turn
     if [ -n "$adapt_from" ]; then adapt "$m" & else phases "$m" & fi
