@@ -316,6 +316,8 @@ def main(argv=None) -> None:
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    if not 0 <= args.codec_share <= 1:
+        p.error(f"--codec-share is a share of a crop's utterances, in [0, 1], not {args.codec_share}")
     args.out.mkdir(parents=True, exist_ok=True)
     mel_cfg = preset("duet_cpu16k").mel
     frontend = MelFrontend(mel_cfg)
