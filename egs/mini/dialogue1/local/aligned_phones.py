@@ -47,6 +47,7 @@ from tqdm import tqdm
 from codec.config import SemanticInputConfig, preset
 from codec.frontend import MelFrontend
 from codec.model import PhoneInput
+from codec.transformer import TransformerConfig
 from decision_probe import cached, sequences, user_decisions, views
 from safetensors.torch import load_file, save_file
 from recipes.codec.prepare import load_utterance
@@ -115,6 +116,19 @@ def render_aligned(utt: Utterance, voice: str, rms: float, sr: int) -> tuple[np.
     return np.stack([a[:n] for a in audio]), labels
 
 
+def write_cached(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """audio{i} (int16, [pitches, N]) and lab{i} (phone id per sample) arrays, written atomically to `path`."""
+    np.savez(path.with_suffix(".tmp.npz"), **arrays)
+    path.with_suffix(".tmp.npz").rename(path)
+
+
+def read_cached(path: Path) -> list:
+    """`write_cached`'s arrays → [(audio [pitches, N] float32, phone id per sample [N] int64)]."""
+    z = np.load(path)
+    return [(torch.from_numpy(z[f"audio{i}"].astype(np.float32) / 32767), torch.from_numpy(z[f"lab{i}"].astype(np.int64)))
+            for i in range(len(z.files) // 2)]
+
+
 def build_set(path: Path, utts: list[Utterance], voice: str, rms: float, sr: int) -> list:
     """[(audio [pitches, N] float32, phone id per sample [N])], rendered once and cached in `path` (int16)."""
     if not path.exists():
@@ -124,12 +138,9 @@ def build_set(path: Path, utts: list[Utterance], voice: str, rms: float, sr: int
                 rendered.append(render_aligned(u, voice, rms, sr))
             except (ValueError, SynthError) as e:  # no word times, or timing that moved with the pitch
                 print(f"skipped: {e}", flush=True)
-        np.savez(path.with_suffix(".tmp.npz"), **{f"audio{i}": (a * 32767).astype(np.int16) for i, (a, _) in enumerate(rendered)},
-                 **{f"lab{i}": lab for i, (_, lab) in enumerate(rendered)})
-        path.with_suffix(".tmp.npz").rename(path)
-    z = np.load(path)
-    return [(torch.from_numpy(z[f"audio{i}"].astype(np.float32) / 32767), torch.from_numpy(z[f"lab{i}"].astype(np.int64)))
-            for i in range(len(z.files) // 2)]
+        write_cached(path, {**{f"audio{i}": (a * 32767).astype(np.int16) for i, (a, _) in enumerate(rendered)},
+                            **{f"lab{i}": lab for i, (_, lab) in enumerate(rendered)}})
+    return read_cached(path)
 
 
 def load_codec_corpus(path: Path, data_dirs: list[Path], sr: int) -> list:
@@ -149,15 +160,15 @@ def load_codec_corpus(path: Path, data_dirs: list[Path], sr: int) -> list:
                 arrays[f"lab{i}"] = frame_labels(ctm[utt], sr, len(wav), list(PHONES)).astype(np.int8)
         if not arrays:
             raise ValueError(f"no utterances in {[str(d) for d in data_dirs]}")
-        np.savez(path.with_suffix(".tmp.npz"), **arrays)
-        path.with_suffix(".tmp.npz").rename(path)
-    z = np.load(path)
-    return [(torch.from_numpy(z[f"audio{i}"].astype(np.float32) / 32767), torch.from_numpy(z[f"lab{i}"].astype(np.int64)))
-            for i in range(len(z.files) // 2)]
+        write_cached(path, arrays)
+    return read_cached(path)
 
 
-def classifier(mel_cfg) -> PhoneInput:
-    return PhoneInput(mel_cfg, SemanticInputConfig(kind="phones", n_units=len(PHONES)), 128, 4)
+def classifier(mel_cfg, dim: int = 128, layers: int = 3) -> PhoneInput:
+    """A PhoneInput whose recognizer is `dim` wide and `layers` deep (the codec default: 128, 3); a codec
+    that freezes it needs the same `codec_overrides.semantic_input.recognizer`."""
+    recognizer = TransformerConfig(dim=dim, num_layers=layers)
+    return PhoneInput(mel_cfg, SemanticInputConfig(kind="phones", n_units=len(PHONES), recognizer=recognizer), 128, 4)
 
 
 def layout_utterance(items: list, rng: random.Random, hop: int, pick) -> list[tuple[int, int]]:
@@ -200,7 +211,7 @@ def collate(items: list, layouts: list, frontend: MelFrontend) -> tuple[torch.Te
 
 
 def train_arm(arm: str, train: list, frontend: MelFrontend, layout, steps: int, batch: int, consistency: float,
-              seed: int, n_codec: int = 0, codec_share: float = 0.0) -> PhoneInput:
+              seed: int, n_codec: int = 0, codec_share: float = 0.0, size: tuple[int, int] = (128, 3)) -> PhoneInput:
     """`train`'s last `n_codec` items are codec-corpus utterances: each utterance slot of a crop is one of
     them with probability `codec_share`."""
     torch.manual_seed(seed)
@@ -209,7 +220,7 @@ def train_arm(arm: str, train: list, frontend: MelFrontend, layout, steps: int, 
 
     def pick(r: random.Random) -> int:
         return n_own + r.randrange(n_codec) if n_codec and r.random() < codec_share else r.randrange(n_own)
-    model = classifier(frontend.cfg)
+    model = classifier(frontend.cfg, *size)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 100) * max(0.05, 1 - s / steps))
     bar = tqdm(range(steps), desc=arm, mininterval=30)
@@ -313,6 +324,8 @@ def main(argv=None) -> None:
                    help="codec-corpus data dirs scored: frame accuracy on other voices and sentences")
     p.add_argument("--codec-share", type=float, default=0.5,
                    help="with --codec-data: the share of a crop's utterances drawn from it")
+    p.add_argument("--recognizer", type=int, nargs=2, default=[128, 3], metavar=("DIM", "LAYERS"),
+                   help="the classifier's transformer: width and depth (the codec's default 128 3)")
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
@@ -338,12 +351,12 @@ def main(argv=None) -> None:
         arm_dir.mkdir(exist_ok=True)
         weights = arm_dir / "classifier.safetensors"
         if weights.exists():
-            model = classifier(mel_cfg)
+            model = classifier(mel_cfg, *args.recognizer)
             model.load_state_dict(load_file(weights))
             model.eval()
         else:
             model = train_arm(arm, train + codec_train, frontend, layout, args.steps, args.batch, args.consistency,
-                              args.seed, len(codec_train), args.codec_share)
+                              args.seed, len(codec_train), args.codec_share, tuple(args.recognizer))
             save_file(model.state_dict(), arm_dir / "classifier.tmp.safetensors")
             (arm_dir / "classifier.tmp.safetensors").rename(weights)
         result_path = arm_dir / "result.json"
@@ -352,6 +365,7 @@ def main(argv=None) -> None:
             continue
         result = {"arm": arm, "crops": args.crops, "sentences": args.sentences, "steps": args.steps, "batch": args.batch, "utterances": len(train),
                   "codec_utterances": len(codec_train), "codec_share": args.codec_share if codec_train else 0.0,
+                  "recognizer": args.recognizer,
                   **heldout_scores(model, held, frontend)}
         if codec_held:
             result["codec_heldout_accuracy"] = heldout_scores(model, codec_held, frontend)["accuracy"]["calm"]
