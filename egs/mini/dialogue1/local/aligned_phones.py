@@ -166,7 +166,7 @@ def load_codec_corpus(path: Path, data_dirs: list[Path], sr: int) -> list:
 
 def classifier(mel_cfg, dim: int = 128, layers: int = 3) -> PhoneInput:
     """A PhoneInput whose recognizer is `dim` wide and `layers` deep (the codec default: 128, 3); a codec
-    that freezes it needs the same `codec_overrides.semantic_input.recognizer`."""
+    that freezes another shape needs the same `codec_overrides.semantic_input.recognizer` (no recipe option sets it)."""
     recognizer = TransformerConfig(dim=dim, num_layers=layers)
     return PhoneInput(mel_cfg, SemanticInputConfig(kind="phones", n_units=len(PHONES), recognizer=recognizer), 128, 4)
 
@@ -325,7 +325,8 @@ def main(argv=None) -> None:
     p.add_argument("--codec-share", type=float, default=0.5,
                    help="with --codec-data: the share of a crop's utterances drawn from it")
     p.add_argument("--recognizer", type=int, nargs=2, default=[128, 3], metavar=("DIM", "LAYERS"),
-                   help="the classifier's transformer: width and depth (the codec's default 128 3)")
+                   help="the classifier's transformer: width and depth (the codec's default 128 3). For the screen: "
+                        "codec1 run.sh --phone_classifier builds the codec with the default shape only")
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
