@@ -63,6 +63,7 @@ from recipes.synth.text import fortune_sentences
 ARMS = ("one_pitch", "three_pitches", "consistent")
 IGNORE = -100
 VIEWS = ("decisions", "phone string (runs collapsed)")
+DEFAULT_RECOGNIZER = (SemanticInputConfig().recognizer.dim, SemanticInputConfig().recognizer.num_layers)
 
 
 def draw_utterances(data_dir: Path, n: int, seed: int, fragments: bool = False, fortune: bool = False
@@ -116,37 +117,31 @@ def render_aligned(utt: Utterance, voice: str, rms: float, sr: int) -> tuple[np.
     return np.stack([a[:n] for a in audio]), labels
 
 
-def write_cached(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """audio{i} (int16, [pitches, N]) and lab{i} (phone id per sample) arrays, written atomically to `path`."""
-    np.savez(path.with_suffix(".tmp.npz"), **arrays)
-    path.with_suffix(".tmp.npz").rename(path)
-
-
-def read_cached(path: Path) -> list:
-    """`write_cached`'s arrays → [(audio [pitches, N] float32, phone id per sample [N] int64)]."""
-    z = np.load(path)
-    return [(torch.from_numpy(z[f"audio{i}"].astype(np.float32) / 32767), torch.from_numpy(z[f"lab{i}"].astype(np.int64)))
-            for i in range(len(z.files) // 2)]
+def as_items(arrays: dict[str, np.ndarray]) -> list:
+    """audio{i} (int16, [pitches, N]) and lab{i} arrays, as `cached` reads them back → [(audio [pitches, N]
+    float32, phone id per sample [N] int64)]."""
+    return [(torch.from_numpy(arrays[f"audio{i}"].astype(np.float32) / 32767),
+             torch.from_numpy(arrays[f"lab{i}"].astype(np.int64))) for i in range(len(arrays) // 2)]
 
 
 def build_set(path: Path, utts: list[Utterance], voice: str, rms: float, sr: int) -> list:
     """[(audio [pitches, N] float32, phone id per sample [N])], rendered once and cached in `path` (int16)."""
-    if not path.exists():
+    def render() -> dict[str, np.ndarray]:
         rendered = []
         for u in tqdm(utts, desc="flite x3", mininterval=30):
             try:
                 rendered.append(render_aligned(u, voice, rms, sr))
             except (ValueError, SynthError) as e:  # no word times, or timing that moved with the pitch
                 print(f"skipped: {e}", flush=True)
-        write_cached(path, {**{f"audio{i}": (a * 32767).astype(np.int16) for i, (a, _) in enumerate(rendered)},
-                            **{f"lab{i}": lab for i, (_, lab) in enumerate(rendered)}})
-    return read_cached(path)
+        return {**{f"audio{i}": (a * 32767).astype(np.int16) for i, (a, _) in enumerate(rendered)},
+                **{f"lab{i}": lab for i, (_, lab) in enumerate(rendered)}}
+    return as_items(cached(path, render))
 
 
 def load_codec_corpus(path: Path, data_dirs: list[Path], sr: int) -> list:
     """[(audio [1, N], phone id per sample [N])] of codec-corpus data dirs (wav.scp + phones.ctm: many
     voices, one rendering each), cached in `path` (int16) as `build_set`'s renderings are."""
-    if not path.exists():
+    def load() -> dict[str, np.ndarray]:
         arrays = {}
         for d in data_dirs:
             data = DataDir.load(d)
@@ -160,12 +155,12 @@ def load_codec_corpus(path: Path, data_dirs: list[Path], sr: int) -> list:
                 arrays[f"lab{i}"] = frame_labels(ctm[utt], sr, len(wav), list(PHONES)).astype(np.int8)
         if not arrays:
             raise ValueError(f"no utterances in {[str(d) for d in data_dirs]}")
-        write_cached(path, arrays)
-    return read_cached(path)
+        return arrays
+    return as_items(cached(path, load))
 
 
-def classifier(mel_cfg, dim: int = 128, layers: int = 3) -> PhoneInput:
-    """A PhoneInput whose recognizer is `dim` wide and `layers` deep (the codec default: 128, 3); a codec
+def classifier(mel_cfg, dim: int, layers: int) -> PhoneInput:
+    """A PhoneInput whose recognizer is `dim` wide and `layers` deep (the codec's default: `--recognizer`'s); a codec
     that freezes another shape needs the same `codec_overrides.semantic_input.recognizer` (no recipe option sets it)."""
     recognizer = TransformerConfig(dim=dim, num_layers=layers)
     return PhoneInput(mel_cfg, SemanticInputConfig(kind="phones", n_units=len(PHONES), recognizer=recognizer), 128, 4)
@@ -211,7 +206,7 @@ def collate(items: list, layouts: list, frontend: MelFrontend) -> tuple[torch.Te
 
 
 def train_arm(arm: str, train: list, frontend: MelFrontend, layout, steps: int, batch: int, consistency: float,
-              seed: int, n_codec: int = 0, codec_share: float = 0.0, size: tuple[int, int] = (128, 3)) -> PhoneInput:
+              seed: int, n_codec: int = 0, codec_share: float = 0.0, size: tuple[int, int] = DEFAULT_RECOGNIZER) -> PhoneInput:
     """`train`'s last `n_codec` items are codec-corpus utterances: each utterance slot of a crop is one of
     them with probability `codec_share`."""
     torch.manual_seed(seed)
@@ -324,8 +319,8 @@ def main(argv=None) -> None:
                    help="codec-corpus data dirs scored: frame accuracy on other voices and sentences")
     p.add_argument("--codec-share", type=float, default=0.5,
                    help="with --codec-data: the share of a crop's utterances drawn from it")
-    p.add_argument("--recognizer", type=int, nargs=2, default=[128, 3], metavar=("DIM", "LAYERS"),
-                   help="the classifier's transformer: width and depth (the codec's default 128 3). For the screen: "
+    p.add_argument("--recognizer", type=int, nargs=2, default=list(DEFAULT_RECOGNIZER), metavar=("DIM", "LAYERS"),
+                   help="the classifier's transformer: width and depth (default: the codec's). For the screen: "
                         "codec1 run.sh --phone_classifier builds the codec with the default shape only")
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     p.add_argument("--seed", type=int, default=0)
