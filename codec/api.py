@@ -288,6 +288,11 @@ def read_checkpoint_metadata(path: Path, expected_format: str) -> dict[str, str]
     return meta
 
 
+def checkpoint_codec_id(path: str | Path) -> str:
+    """A codec checkpoint's identity, read from its header without its weights."""
+    return read_checkpoint_metadata(Path(path), "duet-codec").get("codec_id", "unknown")
+
+
 def load_codec(path: str | Path | None = None, device: str | torch.device = "cpu") -> Codec:
     """Load a codec from a safetensors file (None = the bundled default; never downloads)."""
     path = Path(path) if path is not None else default_checkpoint()

@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from codec import config_io
-from codec.api import read_checkpoint_metadata
+from codec.api import checkpoint_codec_id, read_checkpoint_metadata
 
 from .config import DialogueConfig
 from .model import DuplexModel
@@ -55,6 +55,27 @@ def save_dialogue(path: str | Path, model: DuplexModel, tokenizer: TextTokenizer
 def dialogue_description(path: str | Path) -> str:
     """A checkpoint's description (what it was trained on), read from its header without its weights."""
     return read_checkpoint_metadata(Path(path), FORMAT).get("description", "")
+
+
+def dialogue_codec_id(path: str | Path) -> str:
+    """The identity of the codec whose tokens a checkpoint was trained on, read from its header."""
+    return read_checkpoint_metadata(Path(path), FORMAT).get("codec_id", "unknown")
+
+
+PAIRED_CODEC = "codec.safetensors"
+
+
+def paired_codec(path: str | Path, *fallbacks: Path) -> Path | None:
+    """The codec a dialogue checkpoint was trained on, found by its identity rather than by its place:
+    `codec.safetensors` beside the checkpoint (a bundle that ships its own codec), one folder up (a
+    recipe's exp/, where stage 3 tokenised with it), then `fallbacks` (the general bundled codec).
+    None when none of them has the checkpoint's codec id."""
+    path = Path(path)
+    wanted = dialogue_codec_id(path)
+    for candidate in (path.parent / PAIRED_CODEC, path.parent.parent / PAIRED_CODEC, *fallbacks):
+        if candidate.is_file() and checkpoint_codec_id(candidate) == wanted:
+            return candidate
+    return None
 
 
 def load_dialogue(path: str | Path, device: str | torch.device = "cpu", codec_id: str | None = None) -> DialogueBundle:

@@ -33,7 +33,7 @@ from codec.config import preset
 from codec.model import SpeechCodec
 from codec.audio import load_audio, to_mono_batch
 
-from .checkpoint import DialogueBundle, load_dialogue
+from .checkpoint import DialogueBundle, load_dialogue, paired_codec
 from .config import DialogueConfig, StreamConfig
 from .features import silence_token
 from .layout import Word
@@ -63,7 +63,11 @@ def untrained_codec(preset_name: str = "duet_cpu16k", seed: int = 0) -> Codec:
     return Codec(model, codec_identity(model), f"untrained {preset_name} (seed {seed})")
 
 
-def load_demo_codec(path: Path | None) -> Codec:
+def load_demo_codec(path: Path | None, model: Path | None = None) -> Codec:
+    """`path`; else the codec the dialogue checkpoint `model` was trained on (`paired_codec`: the one it
+    ships, a recipe's exp/codec.safetensors or the general bundled codec); else the general bundled codec."""
+    if path is None and model is not None and model.is_file():
+        path = paired_codec(model, default_checkpoint())
     if path is not None or default_checkpoint().is_file():
         return load_codec(path)
     print(f"NOTE: no bundled codec at {default_checkpoint()}: using an UNTRAINED, randomly initialised codec "
@@ -152,7 +156,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--user", type=Path, help="user audio (wav/flac; stereo: left channel)")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--codec", type=Path, default=None, help="codec checkpoint (default: the bundled one)")
+    p.add_argument("--codec", type=Path, default=None, help="codec checkpoint (default: the one the "
+                   "model was trained on: beside it, one folder up, or the bundled general codec)")
     p.add_argument("--model", type=Path, default=None, help="dialogue checkpoint (default: the bundled one)")
     p.add_argument("--bundled", action="store_true", help="use the bundled conversation as --user")
     p.add_argument("--realtime", action="store_true", help="pace the steps by the wall clock")
@@ -171,7 +176,7 @@ def main(argv=None) -> int:
     if args.live is not None and args.live <= 0:
         p.error(f"--live SECONDS must be > 0, got {args.live}")
     torch.set_num_threads(args.threads)
-    codec = load_demo_codec(args.codec)
+    codec = load_demo_codec(args.codec, args.model or asset(BUNDLED_MODEL))
     bundle = load_bundle(args, codec)
     cfg = bundle.model.cfg
     sampling = SamplingConfig(args.text_temperature, args.text_top_k, args.audio_temperature, args.audio_top_k)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from dialogue.demo import load_bundle, load_demo_codec
+from dialogue.demo import BUNDLED_MODEL, asset, load_bundle, load_demo_codec
 from dialogue.live import MicrophoneSource
 from dialogue.pipeline import run_duplex, stream_duplex
 from dialogue.session import SamplingConfig
@@ -54,7 +54,7 @@ def fake_sounddevice(mic, ready, speaker):
 
 @pytest.fixture(scope="module")
 def bundled():
-    codec = load_demo_codec(None)
+    codec = load_demo_codec(None, asset(BUNDLED_MODEL))
     bundle = load_bundle(SimpleNamespace(model=None), codec)
     return codec, bundle
 

@@ -333,6 +333,32 @@ def test_checkpoint_round_trip(tmp_path, rng):
     assert TextTokenizer(tok.proto).vocab_size == tok.vocab_size
 
 
+def test_paired_codec_is_found_by_identity(tmp_path):
+    """The demo's default codec is the one the checkpoint was trained on: beside it (a bundle shipping its
+    own codec), then one folder up (a recipe's exp/), then the general codec; never one of another id."""
+    from dialogue.checkpoint import paired_codec
+    from dialogue.demo import load_demo_codec, untrained_codec
+
+    general, other = untrained_codec(seed=1), untrained_codec(seed=2)
+    general_path, exp = tmp_path / "general.safetensors", tmp_path / "exp"
+    general.save(general_path)
+    tok = train_tokenizer(["what is two plus two", "spell cat"] * 5, 30)
+    cfg = tiny_config()
+    model = DuplexModel(dataclasses.replace(cfg, streams=dataclasses.replace(cfg.streams, text_vocab_size=tok.vocab_size)))
+    on_other, on_general = exp / "adapted" / "model.safetensors", exp / "base" / "model.safetensors"
+    save_dialogue(on_other, model, tok, other.codec_id)
+    save_dialogue(on_general, model, tok, general.codec_id)
+    assert paired_codec(on_other, general_path) is None
+    assert paired_codec(on_general, general_path) == general_path
+    other.save(exp / "codec.safetensors")
+    assert paired_codec(on_other, general_path) == exp / "codec.safetensors"
+    assert paired_codec(on_general, general_path) == general_path  # the exp/ codec has another id
+    general.save(on_general.parent / "codec.safetensors")
+    assert paired_codec(on_general, general_path) == on_general.parent / "codec.safetensors"
+    assert load_demo_codec(None, on_other).codec_id == other.codec_id
+    assert load_demo_codec(general_path, on_other).codec_id == general.codec_id  # --codec wins
+
+
 def test_session_steps_reuse_their_buffers(rng):
     cfg = tiny_config(window=4)
     model = DuplexModel(cfg).eval()

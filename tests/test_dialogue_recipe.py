@@ -213,6 +213,19 @@ def test_tiny_recipe_end_to_end(tmp_path):
     for m in ("dialogue_adapted", "dialogue_no_voice_adapted"):
         rows = json.loads((exp2 / m / "score" / "teacher_forced_pitch.json").read_text())
         assert len(rows) == 2 and any("user audio swapped (+1)" in k for k in rows)
+    # bundling a model of another codec ships that codec beside it; the demo pairs them by codec id
+    assets = tmp_path / "assets"
+    bundled = subprocess.run([sys.executable, str(ROOT / "egs/mini/dialogue1/local/bundle.py"), str(exp2), str(data2 / "test"),
+                              str(assets), "--model", str(exp2 / "dialogue_adapted" / "model.safetensors")],
+                             capture_output=True, text=True, env=env, timeout=120)
+    assert bundled.returncode == 0, bundled.stderr[-2000:]
+    assert load_codec(assets / "codec.safetensors").codec_id == moved.codec_id
+    demo = subprocess.run([sys.executable, "-m", "dialogue.demo", "--model", str(assets / "dialogue.safetensors"),
+                           "--user", str(assets / "conversation.flac"), "--out", str(tmp_path / "demo_paired")],
+                          capture_output=True, text=True, env=env, timeout=120, cwd=ROOT)
+    assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
+    summary = json.loads((tmp_path / "demo_paired" / "summary.json").read_text())
+    assert summary["trained"] and summary["codec_id"] == moved.codec_id
 
 
 def test_parallel_synthesis_and_tokens_equal_serial(tmp_path):

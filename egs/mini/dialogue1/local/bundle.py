@@ -2,7 +2,9 @@
 
     python local/bundle.py EXP DATA_TEST ASSETS [--model PATH] [--no-model]
 
-dialogue.safetensors (the model, EXP/dialogue/model.safetensors unless --model, re-saved in float16), tokenizer.model, and one
+dialogue.safetensors (the model, EXP/dialogue/model.safetensors unless --model, re-saved in float16); codec.safetensors
+when the model was trained on another codec's tokens than the general bundled codec's (EXP/codec.safetensors, found by
+its codec id: the demo then pairs them; removed when the general codec serves); tokenizer.model, and one
 test conversation that has a pause, a backchannel or an interruption: its user channel
 (conversation.flac, 16-bit FLAC) and its metadata (conversation.json).
 """
@@ -13,7 +15,9 @@ from pathlib import Path
 
 import soundfile as sf
 
+from codec.api import checkpoint_codec_id, default_checkpoint
 from dialogue import load_dialogue, save_dialogue
+from dialogue.checkpoint import PAIRED_CODEC, paired_codec
 
 p = argparse.ArgumentParser()
 p.add_argument("exp", type=Path)
@@ -24,7 +28,18 @@ p.add_argument("--no-model", action="store_true")
 args = p.parse_args()
 args.assets.mkdir(parents=True, exist_ok=True)
 if not args.no_model:
-    b = load_dialogue(args.model or args.exp / "dialogue" / "model.safetensors")
+    source = args.model or args.exp / "dialogue" / "model.safetensors"
+    b = load_dialogue(source)
+    general = default_checkpoint()
+    if general.is_file() and checkpoint_codec_id(general) == b.codec_id:
+        (args.assets / PAIRED_CODEC).unlink(missing_ok=True)
+    else:
+        codec = paired_codec(source, args.exp / PAIRED_CODEC)
+        if codec is None:
+            raise SystemExit(f"{source}: trained on codec {b.codec_id} tokens, but neither the general bundled codec "
+                             f"nor a codec.safetensors beside it or in {args.exp} has that id")
+        shutil.copy(codec, args.assets / PAIRED_CODEC)
+        print(f"{args.assets / PAIRED_CODEC}: the codec {b.codec_id} the model was trained on, from {codec}")
     save_dialogue(args.assets / "dialogue.safetensors", b.model, b.tokenizer, b.codec_id, b.system_voice,
                   b.description, half=True)
 shutil.copy(args.exp / "tokenizer.model", args.assets / "tokenizer.model")
