@@ -1,6 +1,7 @@
 """Triton attention for Duet: a FlashAttention-2 style causal / sliding-window forward and backward
 for training (this file), and a split-KV decode kernel that reads a ring KV cache in place
-(`kernels.triton_ring_attention`, built on this file's tile helpers and launch configs).
+(`kernels.triton_ring_attention`); both build on `kernels.triton_attention_tiles` (tile primitives,
+input checks, launch configs).
 
 Why it exists: the transformers in the codec and the dialogue model are causal with optional
 sliding windows and grouped KV heads; SDPA with an explicit mask materialises nothing clever for
@@ -17,48 +18,18 @@ Numerics: fp32 accumulation, logsumexp kept in base 2; fp32 inputs use IEEE dots
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import triton
 import triton.language as tl
 
-from .compile_check import COMPILE_ONLY
-
-LOG2E = 1.4426950408889634
-MAX_HEAD_DIM = 128
+from .triton_attention_tiles import (LOG2E, _check_inputs, _dot, _dot_flags, _interpreted,  # noqa: F401 (tests)
+                                     _load_tile, _softmax_step, attention_config)
 
 
 # --------------------------------------------------------------------------------------------
-# jit helpers
+# tile ranges: the causal / window mask at tile granularity
 # --------------------------------------------------------------------------------------------
-
-@triton.jit
-def _dot(a, b, acc, UPCAST: tl.constexpr, PREC: tl.constexpr):
-    """acc + a @ b. UPCAST: the interpreter cannot multiply bf16 (it stores them as uint16)."""
-    if UPCAST:
-        acc = tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision="ieee")
-    else:
-        acc = tl.dot(a, b, acc, input_precision=PREC)
-    return acc
-
-
-@triton.jit
-def _load_tile(ptrs, rows, n_rows, offs_d, HEAD_DIM: tl.constexpr, CHECK_ROWS: tl.constexpr,
-               EVEN_D: tl.constexpr):
-    """Load a [rows, BLOCK_D] tile, zero-filling rows >= n_rows (if CHECK_ROWS) and columns >= HEAD_DIM."""
-    if CHECK_ROWS:
-        if EVEN_D:
-            x = tl.load(ptrs, mask=rows[:, None] < n_rows, other=0.0)
-        else:
-            x = tl.load(ptrs, mask=(rows[:, None] < n_rows) & (offs_d[None, :] < HEAD_DIM), other=0.0)
-    else:
-        if EVEN_D:
-            x = tl.load(ptrs)
-        else:
-            x = tl.load(ptrs, mask=offs_d[None, :] < HEAD_DIM, other=0.0)
-    return x
-
 
 @triton.jit
 def _query_tile_key_range(start_m, Tq, Tk, q_offset, window, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
@@ -94,17 +65,6 @@ def _key_tile_query_range(start_n, Tq, Tk, q_offset, window, BLOCK_M: tl.constex
 # --------------------------------------------------------------------------------------------
 # forward
 # --------------------------------------------------------------------------------------------
-
-@triton.jit
-def _softmax_step(acc, l_i, m_i, s, v, UPCAST: tl.constexpr, PREC: tl.constexpr):
-    """One key tile of the online softmax: fold base-2 scores s [rows, keys] and values v into the
-    running max m_i, normaliser l_i and unnormalised output acc (shared with the ring decode kernel)."""
-    m_new = tl.maximum(m_i, tl.max(s, 1))
-    p = tl.exp2(s - m_new[:, None])
-    alpha = tl.exp2(m_i - m_new)
-    l_i = l_i * alpha + tl.sum(p, 1)
-    acc = _dot(p.to(v.dtype), v, acc * alpha[:, None], UPCAST, PREC)
-    return acc, l_i, m_new
 
 
 @triton.jit
@@ -347,83 +307,6 @@ def _attn_bwd_dkdv(Q, K, V, DO, LSE, DELTA, DK, DV,
 # --------------------------------------------------------------------------------------------
 # host side
 # --------------------------------------------------------------------------------------------
-
-
-def _interpreted() -> bool:
-    return not isinstance(_attn_fwd, triton.runtime.JITFunction)
-
-
-@dataclass(frozen=True)
-class AttentionConfig:
-    """Tile sizes and launch parameters for one call (fwd, bwd-dq and bwd-dkdv tiles)."""
-    fwd_m: int
-    fwd_n: int
-    fwd_warps: int
-    fwd_stages: int
-    dq_m: int
-    dq_n: int
-    dkdv_m: int
-    dkdv_n: int
-    bwd_warps: int
-    bwd_stages: int
-    decode_n: int = 64
-    decode_warps: int = 4
-
-
-def attention_config(head_dim: int, dtype: torch.dtype) -> AttentionConfig:
-    """Tiles for a padded head dim. Interpreter: 16x16 tiles (small and fast to simulate). GPU: chosen
-    so that the bf16/fp16 kernels compile for sm_90 without register spills and everything fits shared
-    memory (`python -m kernels.compile_check`); still to be tuned on hardware (benchmarks/kernels.py).
-    fp32 runs IEEE dots (no tensor cores unless TF32 is allowed): a correctness path with small tiles."""
-    if _interpreted():
-        return AttentionConfig(16, 16, 1, 1, 16, 16, 16, 16, 1, 1, 16, 1)
-    if dtype == torch.float32:
-        if head_dim <= 32:
-            return AttentionConfig(64, 32, 4, 2, 32, 32, 16, 32, 4, 2, 64, 4)
-        if head_dim <= 64:
-            return AttentionConfig(32, 32, 4, 2, 32, 32, 16, 32, 8, 2, 32, 4)
-        return AttentionConfig(32, 16, 8, 2, 16, 32, 16, 32, 8, 2, 32, 8)
-    if head_dim <= 32:
-        return AttentionConfig(128, 64, 4, 3, 128, 32, 32, 128, 4, 3, 64, 4)
-    if head_dim <= 64:
-        return AttentionConfig(128, 64, 4, 3, 128, 32, 32, 128, 8, 3, 64, 4)
-    return AttentionConfig(128, 64, 8, 3, 64, 64, 16, 128, 8, 3, 32, 4)
-
-
-def _check_inputs(name: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[int, int, int, int, int]:
-    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
-        raise ValueError(f"kernels/triton_attention.py {name}: q, k, v must be 4-D [B, H, T, D]; "
-                         f"found {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
-    bsz, heads, _, dim = q.shape
-    if k.shape != v.shape or k.shape[0] != bsz or k.shape[3] != dim:
-        raise ValueError(f"kernels/triton_attention.py {name}: k/v must be [B={bsz}, Hkv, S, D={dim}]; "
-                         f"found k {tuple(k.shape)}, v {tuple(v.shape)}")
-    hkv = k.shape[1]
-    if hkv == 0 or heads % hkv:
-        raise ValueError(f"kernels/triton_attention.py {name}: query heads ({heads}) must be a multiple of "
-                         f"key/value heads ({hkv})")
-    if not 1 <= dim <= MAX_HEAD_DIM:
-        raise ValueError(f"kernels/triton_attention.py {name}: head dim {dim} unsupported; expected 1..{MAX_HEAD_DIM}")
-    if q.dtype not in (torch.float16, torch.bfloat16, torch.float32) or k.dtype != q.dtype or v.dtype != q.dtype:
-        raise ValueError(f"kernels/triton_attention.py {name}: dtypes {q.dtype}, {k.dtype}, {v.dtype}; expected "
-                         "one of float16/bfloat16/float32, the same for q, k and v")
-    if not q.is_cuda and not _interpreted() and not COMPILE_ONLY.get():
-        raise RuntimeError("kernels/triton_attention.py was imported without TRITON_INTERPRET=1, so its kernels "
-                           "are compiled for the GPU and cannot take CPU tensors; set TRITON_INTERPRET=1 before "
-                           "this module is first imported (the first Triton-backend call does it), or use "
-                           "the reference backend")
-    block_d = max(16, triton.next_power_of_2(dim))
-    return bsz, heads, hkv, dim, block_d
-
-
-def _dot_flags(dtype: torch.dtype) -> tuple[bool, str]:
-    """(UPCAST, PREC): bf16 dots are upcast under the interpreter; fp32 follows torch's TF32 switch."""
-    upcast = _interpreted() and dtype == torch.bfloat16
-    prec = "tf32" if (dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32) else "ieee"
-    if dtype != torch.float32:
-        prec = "tf32"  # ignored for 16-bit operands
-    return upcast, prec
-
 
 def _window_arg(window: int | None, limit: int) -> int:
     if window is None:

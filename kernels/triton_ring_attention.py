@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_attention import LOG2E, _check_inputs, _dot, _dot_flags, _load_tile, _softmax_step, attention_config
+from .triton_attention_tiles import LOG2E, _check_inputs, _dot, _dot_flags, _load_tile, _softmax_step, attention_config
 
 
 # --------------------------------------------------------------------------------------------
