@@ -727,6 +727,39 @@ def test_training_starts_from_a_released_model_of_its_shape_only(tmp_path):
         DialogueTrainConfig(init_adapt=["speaker"]).check()
 
 
+def test_a_training_mix_pools_token_files_of_one_codec_and_tokenizer(tmp_path):
+    """`more_tokens`: the conversations of several token files in one pool (a mix of corpora); files of
+    another tokenizer are refused, and what reads one data dir's metadata says it cannot serve a mix."""
+    from recipes.dialogue.prepare import make_tokenizer, make_tokens
+    from recipes.dialogue.task import DialogueTask, DialogueTrainConfig
+
+    synthesize_corpus(CorpusConfig(num_conversations=2, seed=4, max_turns=2), tmp_path / "a")
+    synthesize_corpus(CorpusConfig(num_conversations=1, seed=5, max_turns=2), tmp_path / "b")
+    make_tokenizer(tmp_path / "a", tmp_path / "tok.model", 96)
+    make_tokenizer(tmp_path / "a", tmp_path / "small.model", 80)
+    for name in ("a", "b"):
+        make_tokens(tmp_path / name, None, tmp_path / "tok.model", tmp_path / f"{name}.safetensors")
+    make_tokens(tmp_path / "b", None, tmp_path / "small.model", tmp_path / "b_small.safetensors")
+    a, b = TokenSet(tmp_path / "a.safetensors"), TokenSet(tmp_path / "b.safetensors")
+    mix = TokenSet(tmp_path / "a.safetensors")
+    mix.extend(b)
+    assert len(mix) == 3 and mix.ids == a.ids + b.ids and mix.system_voice.shape[0] == 3
+    assert mix.sources == [tmp_path / "a.safetensors", tmp_path / "b.safetensors"]
+    for got, want in zip(mix.tokens + mix.user_text + mix.user_voice + mix.system_speech,
+                         a.tokens + b.tokens + a.user_text + b.user_text + a.user_voice + b.user_voice
+                         + a.system_speech + b.system_speech):
+        assert torch.equal(got, want)
+    with pytest.raises(ValueError, match="a mix of token files from the data dirs"):
+        mix.data_dir
+    with pytest.raises(ValueError, match="b_small.safetensors: streams"):
+        mix.extend(TokenSet(tmp_path / "b_small.safetensors"))
+    cfg = DialogueTrainConfig(tokens=str(tmp_path / "a.safetensors"), more_tokens=[str(tmp_path / "b.safetensors")],
+                              tokenizer=str(tmp_path / "tok.model"), batch_size=16)
+    task = DialogueTask(cfg)
+    assert len(task.data) == 3
+    assert task.batch(0)["tokens"].shape[0] == 16  # drawn from the pool of three
+
+
 def test_trace_stops_reads_the_step_after_a_replys_last_word(tmp_path):
     """trace_stops: tasks.tsv rows are matched to the answered turns (interrupted ones skipped), and a
     reply's stop is read at the step after its last word's last piece."""

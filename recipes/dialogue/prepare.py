@@ -146,6 +146,7 @@ class TokenSet:
         self.codec_id = meta["codec_id"]
         self.ids = json.loads(meta["ids"])
         self.data_dir = meta.get("data", "")  # the data dir the grids were made from (its metadata, CTMs)
+        self.sources = [path]  # the token files whose conversations these are (several after `extend`)
         off = t["offsets"].tolist()
         self.tokens = [t["tokens"][a:b].long() for a, b in zip(off, off[1:])]
         # the user's words as a text stream [S] per conversation (None in files made before it existed)
@@ -153,6 +154,37 @@ class TokenSet:
         self.user_voice = [t["user_voice"][a:b].float() for a, b in zip(off, off[1:])]
         self.system_voice = t["system_voice"]
         self.system_speech = [t["system_speech"][a:b].bool() for a, b in zip(off, off[1:])]  # [S, K] per frame
+
+    @property
+    def data_dir(self) -> str:
+        if len(set(self._data_dirs)) > 1:
+            raise ValueError(f"{self.path}: a mix of token files from the data dirs {sorted(set(self._data_dirs))}; "
+                             "this use reads one data dir's metadata (train on one token file)")
+        return self._data_dirs[0]
+
+    @data_dir.setter
+    def data_dir(self, value: str) -> None:
+        self._data_dirs = [value]
+
+    def extend(self, other: TokenSet) -> None:
+        """Add `other`'s conversations (a training mix of corpora): the same codec, tokenizer and streams only,
+        or the grids would mean different things."""
+        if other.codec_id != self.codec_id:
+            raise ValueError(f"{other.path}: tokens of codec {other.codec_id}, {self.path} holds codec {self.codec_id}'s")
+        if other.streams != self.streams:
+            raise ValueError(f"{other.path}: streams {other.streams}, {self.path} has {self.streams} "
+                             "(another tokenizer, step rate or codec layout)")
+        if (other.user_text is None) != (self.user_text is None):
+            raise ValueError(f"{other.path} and {self.path}: only one holds the user's text stream (remake the older)")
+        self.ids += other.ids
+        self._data_dirs += other._data_dirs
+        self.sources += other.sources
+        self.tokens += other.tokens
+        if self.user_text is not None:
+            self.user_text += other.user_text
+        self.user_voice += other.user_voice
+        self.system_voice = torch.cat([self.system_voice, other.system_voice])
+        self.system_speech += other.system_speech
 
     def __len__(self) -> int:
         return len(self.ids)

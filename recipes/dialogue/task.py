@@ -29,6 +29,9 @@ INIT_ADAPTATIONS = ("codec", "user_voice")  # the differences DialogueTrainConfi
 @dataclasses.dataclass
 class DialogueTrainConfig:
     tokens: str = "exp/tokens/train.safetensors"
+    # more token files (same codec and tokenizer) whose conversations join `tokens`' in one pool, drawn
+    # uniformly: a mix of corpora, e.g. rate-varied and pitch-only styles
+    more_tokens: list[str] = dataclasses.field(default_factory=list)
     tokenizer: str = "exp/tokenizer.model"
     model: DialogueConfig = dataclasses.field(default_factory=DialogueConfig)  # streams: from the token file
     loss: LossWeights = dataclasses.field(default_factory=LossWeights)
@@ -91,6 +94,8 @@ class DialogueTask(TrainingTask):
         cfg.check()
         self.cfg = cfg
         self.data = TokenSet(cfg.tokens)
+        for path in cfg.more_tokens:
+            self.data.extend(TokenSet(path))
         self.tokenizer = TextTokenizer.load(cfg.tokenizer)
         self.model_cfg = model_config(cfg, self.data, self.tokenizer)
         self.model_cfg.check()

@@ -35,7 +35,7 @@ def main(argv=None) -> None:
         steps = cfg.trainer.max_steps
     if int(os.environ.get("RANK", "0")) == 0:
         export(task, model.cpu().eval(), args.out / "model.safetensors",
-               f"{cfg.model.name}: {steps} of {cfg.trainer.max_steps} steps on {cfg.tokens}{task.lineage()}")
+               f"{cfg.model.name}: {steps} of {cfg.trainer.max_steps} steps on {' + '.join([cfg.tokens, *cfg.more_tokens])}{task.lineage()}")
         print(f"{args.out / 'model.safetensors'}: exported ({steps} steps)")
 
 
