@@ -194,14 +194,15 @@ def test_tiny_recipe_end_to_end(tmp_path):
     again = subprocess.run(cmd + ["--stage", "4"], capture_output=True, text=True, env=env, timeout=60)
     assert again.returncode == 0 and "done already" in again.stdout
     # --adapt_from: that model moved to another codec's tokens (the stand-in codec of another seed), its
-    # tokenizer kept, on the pitch-only corpus; the ablation drops the voice input; both scored on the pitch test
+    # tokenizer kept, on the pitch-only corpus, then on it pooled with the rate-varied one; the ablation drops the
+    # voice input; both scored on the pitch test
     other = tmp_path / "other_codec.safetensors"
     untrained_codec(seed=1).save(other, "another stand-in")
     exp2, data2 = tmp_path / "exp_adapt", tmp_path / "data_adapt"
     adapt = ["bash", str(ROOT / "egs/mini/dialogue1/run.sh"), "--tiny", "true", "--exp", str(exp2), "--data", str(data2),
              "--ablation", "true", "--codec", str(other), "--stop_stage", "5",
              "--adapt_from", str(exp / "dialogue_excited" / "model.safetensors")]
-    res = subprocess.run(adapt, capture_output=True, text=True, env=env, timeout=300)
+    res = subprocess.run(adapt, capture_output=True, text=True, env=env, timeout=420)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert (exp2 / "tokenizer.model").read_bytes() == (exp / "tokenizer.model").read_bytes()
     assert not (data2 / "train").exists() and not corpus_config(data2 / "train_pitch").style_rates
@@ -210,13 +211,17 @@ def test_tiny_recipe_end_to_end(tmp_path):
     assert "[codec changed]" in moved.description and "train_pitch.safetensors" in moved.description
     ablated = load_dialogue(exp2 / "dialogue_no_voice_adapted" / "model.safetensors")
     assert not ablated.model.cfg.user_voice and "[codec, user_voice changed]" in ablated.description
-    for m in ("dialogue_adapted", "dialogue_no_voice_adapted"):
+    mixed = load_dialogue(exp2 / "dialogue_mixed" / "model.safetensors")
+    assert mixed.codec_id == moved.codec_id and "train_arith_excited.safetensors" in mixed.description
+    assert "dialogue_adapted" in mixed.description and corpus_config(data2 / "train_arith_excited").style_rates
+    assert not load_dialogue(exp2 / "dialogue_no_voice_mixed" / "model.safetensors").model.cfg.user_voice
+    for m in ("dialogue_mixed", "dialogue_no_voice_mixed"):
         rows = json.loads((exp2 / m / "score" / "teacher_forced_pitch.json").read_text())
         assert len(rows) == 2 and any("user audio swapped (+1)" in k for k in rows)
     # bundling a model of another codec ships that codec beside it; the demo pairs them by codec id
     assets = tmp_path / "assets"
     bundled = subprocess.run([sys.executable, str(ROOT / "egs/mini/dialogue1/local/bundle.py"), str(exp2), str(data2 / "test"),
-                              str(assets), "--model", str(exp2 / "dialogue_adapted" / "model.safetensors")],
+                              str(assets), "--model", str(exp2 / "dialogue_mixed" / "model.safetensors")],
                              capture_output=True, text=True, env=env, timeout=120)
     assert bundled.returncode == 0, bundled.stderr[-2000:]
     assert load_codec(assets / "codec.safetensors").codec_id == moved.codec_id

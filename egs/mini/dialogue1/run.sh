@@ -31,8 +31,11 @@ adapt_from=     # an exported dialogue model trained on another codec's tokens (
                 # its tokenizer, stage 4 fine-tunes it onto this run's codec (init_adapt=[codec]; the ablation model
                 # drops its voice input too) with the seventh phase's settings on the pitch-only corpus
                 # (conf/corpus_pitch_only.yaml), instead of training the lineage; stage 5 also scores the style
-                # ablation on the pitch-only test (conf/corpus_pitch_test.yaml)
+                # ablation on the pitch-only test (conf/corpus_pitch_test.yaml); then mix_steps from that model's
+                # export on a mix of the pitch-only corpus and the seventh phase's rate-varied one (more_tokens): it
+                # hears fast and slow users again
 adapt_steps=1800
+mix_steps=1200
 . ./path.sh
 . utils/parse_options.sh
 
@@ -48,13 +51,13 @@ if [ "$tiny" = true ]; then
   arith_conf+=(conf/tiny/finetune_arith.yaml); arith_long_conf+=(conf/tiny/finetune_arith_long.yaml)
   sampled_conf+=(conf/tiny/finetune_sampled.yaml); export_conf+=(conf/tiny/finetune_from_export.yaml)
   pitch_corpus_conf+=(conf/tiny/corpus.yaml); pitch_test_conf+=(conf/tiny/corpus_test.yaml)
-  vocab=128; score_runs=2; adapt_steps=3
+  vocab=128; score_runs=2; adapt_steps=3; mix_steps=2
 fi
 [ "$ablation" = auto ] && { [ "$tiny" = true ] && ablation=false || ablation=true; }
 models=(dialogue); [ "$ablation" = true ] && models+=(dialogue_no_voice)
 model_opts() { case $1 in dialogue_no_voice*) echo model.user_voice=false;; esac; }  # and its later phases' directories
 # the model stages 5-7 use: phases 6 and 7 (arithmetic) fine-tune the exported model before them, each in a directory of its own
-final() { if [ -n "$adapt_from" ]; then echo "$1_adapted"; elif [ "$arith" = true ]; then echo "$1_excited"; else echo "$1"; fi; }
+final() { if [ -n "$adapt_from" ]; then echo "$1_mixed"; elif [ "$arith" = true ]; then echo "$1_excited"; else echo "$1"; fi; }
 mkdir -p "$exp"
 log() { echo "$(date +%H:%M:%S) [dialogue1] $*"; }
 run_stage() {  # run_stage N name: true when stage N should run now (in range, not yet done)
@@ -80,12 +83,15 @@ if run_stage 1 corpus; then
   if [ -n "$adapt_from" ]; then
     python -m recipes.dialogue.synth --config "${pitch_corpus_conf[@]}" --out "$data/train_pitch" --nj "$nj"
     python -m recipes.dialogue.synth --config "${pitch_test_conf[@]}" --out "$data/test_pitch" --nj "$nj"
-  elif [ "$arith" = true ]; then
+  fi
+  if [ -n "$adapt_from" ] || [ "$arith" = true ]; then  # the seventh phase's corpus: half the users excited
+    python -m recipes.dialogue.synth --config "${arith_corpus_conf[@]}" "${counts_corpus_conf[@]}" "${excited_corpus_conf[@]}" \
+      --out "$data/train_arith_excited" --nj "$nj"
+  fi
+  if [ -z "$adapt_from" ] && [ "$arith" = true ]; then
     python -m recipes.dialogue.synth --config "${arith_corpus_conf[@]}" --out "$data/train_arith" --nj "$nj"
     python -m recipes.dialogue.synth --config "${arith_corpus_conf[@]}" "${counts_corpus_conf[@]}" \
       --out "$data/train_arith_long_counts" --nj "$nj"
-    python -m recipes.dialogue.synth --config "${arith_corpus_conf[@]}" "${counts_corpus_conf[@]}" "${excited_corpus_conf[@]}" \
-      --out "$data/train_arith_excited" --nj "$nj"
   fi
   done_stage 1 corpus
 fi
@@ -98,7 +104,7 @@ fi
 
 if run_stage 3 tokens; then
   parts=(train test); [ "$arith" = true ] && parts+=(train_arith train_arith_long_counts train_arith_excited)
-  [ -n "$adapt_from" ] && parts=(train_pitch test_pitch test)
+  [ -n "$adapt_from" ] && parts=(train_pitch test_pitch test train_arith_excited)
   for part in "${parts[@]}"; do
     python -m recipes.dialogue.prepare tokens --data "$data/$part" --codec "$exp/codec.safetensors" \
       --tokenizer "$exp/tokenizer.model" --out "$exp/tokens/$part.safetensors" --nj "$nj" --text-lead "$text_lead"
@@ -131,11 +137,15 @@ if run_stage 4 train; then
       train_phase "$1_counts" train_arith_long_counts "${from_export[@]}" -- init_from="$exp/$1/model.safetensors" &&
       train_phase "$1_excited" train_arith_excited "${from_export[@]}" -- init_from="$exp/$1_counts/model.safetensors"
   }
-  adapt() {  # the model adapt_from onto this codec: the seventh phase's settings, adapt_steps of its own
-    local what="[codec]"; [ "$(model_opts "$1")" ] && what="[codec,user_voice]"
-    train_phase "$(final "$1")" train_pitch "${train_conf[@]}" "${finetune_conf[@]}" "${arith_conf[@]}" \
-      "${arith_long_conf[@]}" "${sampled_conf[@]}" "${export_conf[@]}" -- init_from="$adapt_from" "init_adapt=$what" \
-      trainer.max_steps="$adapt_steps" trainer.num_threads=$(( ${#models[@]} > 1 ? 1 : 2 ))  # side by side: a core each
+  adapt() {  # the model adapt_from onto this codec: the seventh phase's settings, adapt_steps of their own on the
+             # pitch-only corpus; then mix_steps from that export on it pooled with the rate-varied one
+    local what="[codec]" confs=("${train_conf[@]}" "${finetune_conf[@]}" "${arith_conf[@]}" "${arith_long_conf[@]}" \
+      "${sampled_conf[@]}" "${export_conf[@]}") threads=$(( ${#models[@]} > 1 ? 1 : 2 ))  # side by side: a core each
+    [ "$(model_opts "$1")" ] && what="[codec,user_voice]"
+    train_phase "$1_adapted" train_pitch "${confs[@]}" -- init_from="$adapt_from" "init_adapt=$what" \
+      trainer.max_steps="$adapt_steps" trainer.num_threads=$threads &&
+    train_phase "$1_mixed" train_pitch "${confs[@]}" -- init_from="$exp/$1_adapted/model.safetensors" \
+      "more_tokens=[$exp/tokens/train_arith_excited.safetensors]" trainer.max_steps="$mix_steps" trainer.num_threads=$threads
   }
   for m in "${models[@]}"; do  # in parallel: one process (OMP_NUM_THREADS=1) per model, its phases in turn
     if [ -n "$adapt_from" ]; then adapt "$m" & else phases "$m" & fi
