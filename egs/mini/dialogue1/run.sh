@@ -7,7 +7,7 @@
 #                 [--text-lead N]  (inner-monologue words N steps ahead of their audio)
 #                 [--score-runs N]  (stage 5: free-running passes over the test set, pooled; default 3)
 #                 [--arith true|false]  (stage 4's phases 3-7 on the arithmetic corpora; default true)
-#                 [--adapt_from MODEL]  (instead of the lineage: move a trained model to this run's codec, below)
+#                 [--adapt_from MODEL] [--adapt_steps N] [--mix_steps N]  (instead of the lineage: move a trained model to this run's codec, below)
 # Long runs: --exp ~/duet-runs/dialogue1/exp --data ~/duet-runs/dialogue1/data (resumable: every stage
 # leaves a .done marker, training resumes from its last checkpoint).
 set -euo pipefail
