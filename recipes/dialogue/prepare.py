@@ -167,8 +167,9 @@ class TokenSet:
         self._data_dirs = [value]
 
     def extend(self, other: TokenSet) -> None:
-        """Add `other`'s conversations (a training mix of corpora): the same codec, tokenizer and streams only,
-        or the grids would mean different things."""
+        """Add `other`'s conversations (a training mix of corpora): the same codec and streams only, or the grids
+        would mean different things. The streams hold the tokenizer's size, not its pieces: the files must be made
+        with one tokenizer model, which a token file does not record."""
         if other.codec_id != self.codec_id:
             raise ValueError(f"{other.path}: tokens of codec {other.codec_id}, {self.path} holds codec {self.codec_id}'s")
         if other.streams != self.streams:

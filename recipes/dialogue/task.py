@@ -29,8 +29,8 @@ INIT_ADAPTATIONS = ("codec", "user_voice")  # the differences DialogueTrainConfi
 @dataclasses.dataclass
 class DialogueTrainConfig:
     tokens: str = "exp/tokens/train.safetensors"
-    # more token files (same codec and tokenizer) whose conversations join `tokens`' in one pool, drawn
-    # uniformly: a mix of corpora, e.g. rate-varied and pitch-only styles
+    # more token files (same codec, made with the same tokenizer model) whose conversations join `tokens`' in one
+    # pool, drawn uniformly: a mix of corpora, e.g. rate-varied and pitch-only styles
     more_tokens: list[str] = dataclasses.field(default_factory=list)
     tokenizer: str = "exp/tokenizer.model"
     model: DialogueConfig = dataclasses.field(default_factory=DialogueConfig)  # streams: from the token file
