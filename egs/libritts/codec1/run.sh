@@ -31,9 +31,10 @@ score_max_utts=200
 baselines=codec2_1200,codec2_3200,opus6k
 score_opts=""                     # extra scorer flags, e.g. --no-asr
 dry_run=false                     # tiny models, a few steps, 1 CPU process: checks the recipe in seconds
-results_md=RESULTS.md
+results_md=""             # default $exp/RESULTS.md: a run never overwrites the curated RESULTS.md
 RUN_CMD="$0 $*"  # recorded in $exp/run_commands.txt (upper case: not an option)
 . utils/parse_options.sh
+results_md=${results_md:-$exp/RESULTS.md}
 
 declare -a extra=() aligner_extra=()
 if [ "$dry_run" = true ]; then

@@ -29,7 +29,7 @@ vocoder_parallel=false    # run the vocoder stage (independent of stages 3-4) in
 finetune=true
 score_max_utts=120
 baselines=codec2_1200,codec2_3200,opus6k
-results_md=RESULTS.md
+results_md=""             # default $exp/RESULTS.md: a run never overwrites the curated RESULTS.md
 init_codec=""             # an exported codec: keep its encoder/decoder/vocoder, seed the semantic stage from it
 perturb=false             # the semantic stage hears pitch/formant/level/EQ-perturbed input (conf/perturb.yaml)
 twins=false               # with --perturb: also the synthetic utterances spoken again at other pitches (recipes.codec.twins)
@@ -40,6 +40,7 @@ phone_classifier=""       # with --init_codec and --semantic_input phones: a cla
 export_to=""              # also copy the final codec here (e.g. ../../../codec/assets/default_codec.safetensors)
 cmdline="$0 $*"
 . utils/parse_options.sh
+results_md=${results_md:-$exp/RESULTS.md}
 # One intra-op thread per training process: on a small CPU box oversubscribed OpenMP threads spin
 # (half the time in the kernel) and run ~10x slower. Raise it when a process has cores to itself.
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
