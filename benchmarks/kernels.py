@@ -29,6 +29,26 @@ SEQ_LENS = (512, 1024, 2048, 4096, 8192, 16384)
 TOKENS_PER_BATCH = 16384
 
 
+def sdpa_flash_causal(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """The causal-attention peer: SDPA forced onto its FlashAttention-2 backend (with an explicit mask SDPA
+    would silently pick a slower one). Flash SDPA has no sliding window, so for windowed configs it computes
+    full causal attention, more work than the kernel it is compared with (the table says so).
+    q [B, H, T, D], k/v [B, Hkv, T, D] (GQA allowed)."""
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=k.shape[1] != q.shape[1])
+
+
+def sdpa_decode(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The ring-decode peer: SDPA with an explicit boolean mask [B, 1, Tq, S] (any backend SDPA picks),
+    what a ring cache costs without a dedicated kernel."""
+    import torch.nn.functional as F
+
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=k.shape[1] != q.shape[1])
+
+
 @dataclass(frozen=True)
 class AttnConfig:
     """One training-attention call: q [B, H, T, D], k/v [B, Hkv, T, D], causal, optional window."""
@@ -242,7 +262,6 @@ def check_correctness(dtype: torch.dtype) -> None:
 def run_gpu(dtype: torch.dtype, quick: bool, only: str | None) -> None:
     from vector_quantize_pytorch import FSQ
 
-    from kernels import baselines
     from kernels.reference import position_mask
     from kernels.triton_attention import causal_attention_triton
     from kernels.triton_ring_attention import ring_attention_triton
@@ -271,7 +290,7 @@ def run_gpu(dtype: torch.dtype, quick: bool, only: str | None) -> None:
             v = torch.randn_like(k, requires_grad=True)
             do = torch.randn_like(q)
             ours = lambda: causal_attention_triton(q, k, v, window=c.window)  # noqa: E731
-            peer = lambda: baselines.sdpa_flash_causal(q, k, v)  # noqa: E731  (no window: full causal)
+            peer = lambda: sdpa_flash_causal(q, k, v)  # noqa: E731  (no window: full causal)
             try:
                 peer_ms = _bench(peer)
                 o_peer = peer()
@@ -299,7 +318,7 @@ def run_gpu(dtype: torch.dtype, quick: bool, only: str | None) -> None:
             q_pos = torch.full((c.batch, c.q_len), written - 1, device="cuda")
             mask = position_mask(q_pos, cache_pos, c.window)
             ours = _bench(lambda: ring_attention_triton(q, k, v, q_pos, cache_pos, window=c.window))
-            peer = _bench(lambda: baselines.sdpa_decode(q, k, v, mask))
+            peer = _bench(lambda: sdpa_decode(q, k, v, mask))
             report("decode", c.label(), ours, peer, decode_flops(c), decode_bytes(c, elt))
         print("  peer: SDPA with a precomputed boolean position mask (mask build not timed).")
     if only in (None, "fsq"):
