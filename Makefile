@@ -1,4 +1,5 @@
-# Two commands on a fresh machine: `make demo` and `make test`. Both create .venv if missing.
+# Two commands on a fresh machine: `make demo` and `make test` (`make test-fast` leaves out the
+# tests marked slow). Each creates .venv if missing and installs every extra (pip install -e ".[all]").
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -6,13 +7,13 @@ PY := $(VENV)/bin/python
 # on a GPU machine any torch/torchaudio pair that pip resolves works.
 TORCH_PINS ?= torch==2.14.1 torchaudio==2.11.0
 
-.PHONY: setup demo test system-deps clean-venv
+.PHONY: setup demo test test-fast system-deps clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PINS)
-	$(PY) -m pip install -q -e ".[dev,vad]"
+	$(PY) -m pip install -q -e ".[all]"
 	@touch $@
 
 setup: $(VENV)/.installed
@@ -27,6 +28,10 @@ demo: setup
 
 test: setup system-deps
 	$(PY) -m pytest tests
+
+# the tests not marked slow (no recipe runs): a few minutes on two cores
+test-fast: setup system-deps
+	$(PY) -m pytest tests -m "not slow"
 
 clean-venv:
 	rm -rf $(VENV)

@@ -18,8 +18,9 @@ PACKAGES=(
   asterisk-core-sounds-es asterisk-core-sounds-fr asterisk-core-sounds-ru
   asterisk-core-sounds-es-wav asterisk-core-sounds-fr-wav asterisk-core-sounds-ru-wav
   fortunes fortune-mod
-  ffmpeg sox
+  ffmpeg
   libportaudio2
+  chromium  # headless browser for the dialogue.serve page test (tests/test_serve_browser.py)
 )
 
 check_only=0
