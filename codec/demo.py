@@ -64,15 +64,9 @@ def main(argv=None) -> int:
     src = args.input or Path(str(resources.files("codec").joinpath("assets/sample_en.wav")))
     try:
         codec = load_codec(args.codec)
-        print(describe_codec(codec))
     except FileNotFoundError as e:
-        print(f"no trained codec available ({e}).\nUsing an UNTRAINED, randomly initialised duet_cpu16k codec: "
-              f"the decoded audio will be noise. Train one with egs/mini/codec1/run.sh.")
-        from .api import Codec
-        from .config import preset
-        from .model import SpeechCodec
-        torch.manual_seed(0)
-        codec = Codec(SpeechCodec(preset("duet_cpu16k")), codec_id="untrained")
+        p.exit(2, f"codec.demo: {e}\n")
+    print(describe_codec(codec))
     tok_path = args.out / (src.stem + ".duet")
     dec_path = args.out / (src.stem + ".decoded.wav")
     header = encode_file(codec, src, tok_path, progress=False)

@@ -33,18 +33,14 @@ from codec.config import preset
 from codec.model import SpeechCodec
 from codec.audio import load_audio, to_mono_batch
 
-from .checkpoint import DialogueBundle, load_dialogue, paired_codec
-from .config import DialogueConfig, StreamConfig
-from .features import silence_token
+from .checkpoint import PAIRED_CODEC, DialogueBundle, dialogue_codec_id, load_dialogue, paired_codec
 from .layout import Word
-from .model import DuplexModel
 from .live import MicrophoneSource
 from .pipeline import DuplexRun, run_duplex, stream_duplex
 from .session import SamplingConfig
-from .tokenizer import TextTokenizer
 
 ASSETS = "assets"
-BUNDLED_MODEL, BUNDLED_TOKENIZER, BUNDLED_CONVERSATION = "dialogue.safetensors", "tokenizer.model", "conversation.flac"
+BUNDLED_MODEL, BUNDLED_CONVERSATION = "dialogue.safetensors", "conversation.flac"
 
 
 def asset(name: str) -> Path:
@@ -52,8 +48,9 @@ def asset(name: str) -> Path:
 
 
 def untrained_codec(preset_name: str = "duet_cpu16k", seed: int = 0) -> Codec:
-    """The stand-in codec while none is bundled: seeded random weights, rounded to float16 as a saved
-    codec is, so a checkpoint written with `.save()` and this object have the same id and tokens."""
+    """A seeded untrained codec for tests and --tiny recipe runs (never a stand-in for a missing one):
+    random weights, rounded to float16 as a saved codec is, so a checkpoint written with `.save()` and this
+    object have the same id and tokens."""
     torch.manual_seed(seed)
     model = SpeechCodec(preset(preset_name))
     with torch.no_grad():
@@ -64,40 +61,36 @@ def untrained_codec(preset_name: str = "duet_cpu16k", seed: int = 0) -> Codec:
 
 
 def load_demo_codec(path: Path | None, model: Path | None = None) -> Codec:
-    """`path`; else the codec the dialogue checkpoint `model` was trained on (`paired_codec`: the one it
-    ships, a recipe's exp/codec.safetensors or the general bundled codec); else the general bundled codec."""
-    if path is None and model is not None and model.is_file():
-        path = paired_codec(model, default_checkpoint())
-    if path is not None or default_checkpoint().is_file():
+    """`path` (--codec); else the codec the dialogue checkpoint `model` was trained on (`paired_codec`: the
+    one it ships, a recipe's exp/codec.safetensors or the general bundled codec); else the bundled codec.
+    A codec that cannot be had is an error that says where it was looked for, never an untrained stand-in."""
+    if path is not None:
         return load_codec(path)
-    print(f"NOTE: no bundled codec at {default_checkpoint()}: using an UNTRAINED, randomly initialised codec "
-          f"(its tokens carry information, but its decoder turns any tokens into noise)")
-    return untrained_codec()
-
-
-def untrained_bundle(codec: Codec, reason: str) -> DialogueBundle:
-    print(f"NOTE: {reason}: using an UNTRAINED dialogue model (random weights; its words and audio are "
-          f"meaningless, the figures below measure speed and plumbing only)")
-    tok_path = asset(BUNDLED_TOKENIZER)
-    if not tok_path.is_file():
-        raise FileNotFoundError(f"{tok_path}: the bundled tokenizer is missing (made by egs/mini/dialogue1/run.sh)")
-    tok = TextTokenizer.load(tok_path)
-    streams = StreamConfig.derive(codec.config, tok.vocab_size, silence_token(codec))
-    torch.manual_seed(0)
-    model = DuplexModel(DialogueConfig(streams=streams)).eval()
-    return DialogueBundle(model, tok, torch.zeros(codec.config.voice_dim), codec.codec_id, "untrained", trained=False)
+    if model is not None and model.is_file():
+        found = paired_codec(model, default_checkpoint())
+        if found is None:
+            raise FileNotFoundError(
+                f"{model}: trained on the tokens of codec {dialogue_codec_id(model)}, and no codec of that id is at "
+                f"{model.parent / PAIRED_CODEC}, {model.parent.parent / PAIRED_CODEC} or {default_checkpoint()}; "
+                f"pass it with --codec")
+        return load_codec(found)
+    return load_codec(None)
 
 
 def load_bundle(args, codec: Codec) -> DialogueBundle:
-    if args.model is not None:
-        return load_dialogue(args.model, codec_id=codec.codec_id)
-    path = asset(BUNDLED_MODEL)
+    """The dialogue checkpoint `args.model` (default: the bundled one), which must have been trained on
+    `codec`'s tokens: another codec's tokens would run a model that never learned them."""
+    path = args.model if args.model is not None else asset(BUNDLED_MODEL)
     if not path.is_file():
-        return untrained_bundle(codec, f"no bundled dialogue checkpoint at {path}")
-    try:
-        return load_dialogue(path, codec_id=codec.codec_id)
-    except ValueError as e:
-        return untrained_bundle(codec, str(e))
+        hint = "" if args.model is not None else " (the bundled model is made by egs/mini/dialogue1/run.sh --bundle true)"
+        raise FileNotFoundError(f"{path}: no dialogue checkpoint{hint}")
+    trained_on = dialogue_codec_id(path)
+    if trained_on not in (codec.codec_id, "any"):
+        given = getattr(args, "codec", None)
+        raise ValueError(f"{path} was trained on the tokens of codec {trained_on}, but the codec "
+                         f"{given or 'in use'} is codec {codec.codec_id}: leave out --codec to use the codec the "
+                         f"model was trained on, or give a codec whose id is {trained_on}")
+    return load_dialogue(path, codec_id=codec.codec_id)
 
 
 def load_user(path: Path, codec: Codec) -> torch.Tensor:
@@ -176,8 +169,11 @@ def main(argv=None) -> int:
     if args.live is not None and args.live <= 0:
         p.error(f"--live SECONDS must be > 0, got {args.live}")
     torch.set_num_threads(args.threads)
-    codec = load_demo_codec(args.codec, args.model or asset(BUNDLED_MODEL))
-    bundle = load_bundle(args, codec)
+    try:
+        codec = load_demo_codec(args.codec, args.model or asset(BUNDLED_MODEL))
+        bundle = load_bundle(args, codec)
+    except (FileNotFoundError, ValueError) as e:
+        p.exit(2, f"dialogue.demo: {e}\n")
     cfg = bundle.model.cfg
     sampling = SamplingConfig(args.text_temperature, args.text_top_k, args.audio_temperature, args.audio_top_k)
     voice = bundle.system_voice if cfg.system_voice else None
