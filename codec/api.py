@@ -27,6 +27,7 @@ from . import config_io
 from .audio import AudioError, to_mono_batch
 from .config import CodecConfig
 from .model import SemanticOutput, SpeechCodec
+from .streaming import StateHolder, StreamingState
 
 DEFAULT_CHECKPOINT = "assets/default_codec.safetensors"
 
@@ -143,37 +144,92 @@ class Codec:
         return save_codec_model(self.model, path, description or self.description, half=half)
 
 
-class CodecStream:
-    """Streaming encoder and decoder over one model; created by `Codec.streaming`."""
+@dataclasses.dataclass
+class CodecStreamState(StreamingState):
+    """What a `CodecStream` keeps besides its model's layer states, per batch item.
+
+    The batch stays in one phase: every item has the same number of buffered samples (chunks are
+    [B, N]), so a per-item reset zeroes an item's buffered samples but keeps their count — a
+    conversation restarted mid-frame starts with that partial frame as silence (< one token; none
+    when chunks are whole frames, as dialogue steps are). `to_skip` counts the vocoder's overlap
+    samples that lie before an item's time 0: a fresh stream drops them; an item restarted while
+    the batch plays on gets them as silence, so the batch's outputs keep one length.
+    """
+
+    pending: torch.Tensor  # [B, samples_per_token] buffered samples of the partial frame (first pending_len valid)
+    pending_len: torch.Tensor  # [B] long, equal across the batch
+    to_skip: torch.Tensor  # [B] long, vocoder lag samples not yet played (reset: the lag)
+    encoded_frames: torch.Tensor  # [B] long, tokens encoded since the item's (re)start
+    voice: torch.Tensor  # [B, voice_dim] running voice vector of the encoded audio
+    lag: int = 0
+
+    def reset_value(self, name: str) -> float:
+        return self.lag if name == "to_skip" else 0
+
+    def reset(self, mask: torch.Tensor | None = None) -> None:
+        if mask is not None and bool(mask.all()):
+            mask = None  # nothing goes on: a fresh stream, phase included
+        phase = self.pending_len.clone()
+        super().reset(mask)
+        if mask is not None:
+            self.pending_len.copy_(phase)
+
+
+class CodecStream(StateHolder):
+    """Streaming encoder and decoder over one model; created by `Codec.streaming`. Holds its state on
+    the streaming protocol: `reset(mask)` restarts chosen batch items, `get_state`/`set_state`
+    snapshot the model's layers and the stream's own buffers (`CodecStreamState`)."""
 
     def __init__(self, codec: Codec, batch_size: int, voice: torch.Tensor) -> None:
         self.codec, self.batch_size = codec, batch_size
         self.model = codec.model
         self.decode_voice = voice
-        self._pending = torch.zeros(batch_size, 0, device=codec.device)
-        self._to_skip = self.model.vocoder.lag  # overlap-add samples that lie before time 0
-        self.encoded_frames = 0
-        self.voice = torch.zeros(batch_size, codec.config.voice_dim, device=codec.device)
+        dev, spt, lag = codec.device, codec.config.samples_per_token, self.model.vocoder.lag
+        self.state = CodecStreamState(torch.zeros(batch_size, spt, device=dev),
+                                      torch.zeros(batch_size, dtype=torch.long, device=dev),
+                                      torch.full((batch_size,), lag, dtype=torch.long, device=dev),
+                                      torch.zeros(batch_size, dtype=torch.long, device=dev),
+                                      torch.zeros(batch_size, codec.config.voice_dim, device=dev), lag)
+
+    def named_states(self):
+        yield "stream", self.state
+        for name, state in self.model.named_states():
+            yield f"model/{name}", state
+
+    @property
+    def voice(self) -> torch.Tensor:
+        """[B, voice_dim]: the running voice vector of everything encoded so far (per item since its reset)."""
+        return self.state.voice
+
+    @property
+    def encoded_frames(self) -> torch.Tensor:
+        """[B] tokens encoded per item since its (re)start."""
+        return self.state.encoded_frames
 
     def set_voice(self, voice: torch.Tensor) -> None:
-        """Voice G used by decode_step from now on."""
+        """Voice G used by decode_step from now on (a setting, not state: snapshots leave it alone)."""
         self.decode_voice = self.codec._check_voice(voice, self.batch_size)
 
     def encode_step(self, chunk: torch.Tensor) -> torch.Tensor:
         """chunk [N] / [B, N] / [B, C, N] at the codec rate (any N ≥ 1) → new codes [B, t]."""
         x = self._prepare(chunk)
-        self._pending = torch.cat([self._pending, x], dim=-1)
-        spt = self.codec.config.samples_per_token
-        usable = (self._pending.shape[-1] // spt) * spt
-        ready, self._pending = self._pending[:, :usable], self._pending[:, usable:]
-        return self._encode_ready(ready)
+        st, spt = self.state, self.codec.config.samples_per_token
+        held = int(st.pending_len[0])
+        buffered = torch.cat([st.pending[:, :held], x], dim=-1)
+        usable = (buffered.shape[-1] // spt) * spt
+        rest = buffered.shape[-1] - usable
+        st.pending[:, :rest] = buffered[:, usable:]
+        st.pending_len.fill_(rest)
+        return self._encode_ready(buffered[:, :usable])
 
     def encode_flush(self) -> torch.Tensor:
         """Zero-pad the buffered partial frame and encode it (end of stream) → codes [B, 0 or 1]."""
-        if self._pending.shape[-1] == 0:
+        st = self.state
+        held = int(st.pending_len[0])
+        if held == 0:
             return torch.zeros(self.batch_size, 0, dtype=torch.long, device=self.codec.device)
-        ready = _pad_to_multiple(self._pending, self.codec.config.samples_per_token)
-        self._pending = self._pending[:, :0]
+        ready = _pad_to_multiple(st.pending[:, :held], self.codec.config.samples_per_token)
+        st.pending_len.fill_(0)
         return self._encode_ready(ready)
 
     def _encode_ready(self, ready: torch.Tensor) -> torch.Tensor:
@@ -181,30 +237,37 @@ class CodecStream:
             return torch.zeros(self.batch_size, 0, dtype=torch.long, device=self.codec.device)
         mel = self.model.frontend(ready)
         codes = self.model.tokens_from_mel(mel).indices
-        self.voice = self.model.paralinguistic(mel)[0][:, -1]
-        self.encoded_frames += codes.shape[1]
+        self.state.voice.copy_(self.model.paralinguistic(mel)[0][:, -1])
+        self.state.encoded_frames += codes.shape[1]
         return codes
 
     def decode_step(self, codes: torch.Tensor) -> torch.Tensor:
         """codes [B, t] → the audio that is final now, [B, 1, n] (n = t·samples_per_token once the
-        vocoder's overlap lag has passed)."""
+        vocoder's overlap lag has passed; an item restarted alone gets its lag as leading silence)."""
         codes = check_codes(codes, self.codec.config.codebook_size).to(self.codec.device)
         if codes.shape[0] != self.batch_size:
             raise ValueError(f"decode_step: codes have batch {codes.shape[0]}, stream has {self.batch_size}")
         if codes.shape[1] == 0:
             return torch.zeros(self.batch_size, 1, 0, device=self.codec.device)
         mel = self.model.mel_from_codes(self.model.codes_from_indices(codes), self.decode_voice)
-        wav = self.model.vocoder(mel)
-        if self._to_skip:
-            skip = min(self._to_skip, wav.shape[-1])
-            wav, self._to_skip = wav[:, skip:], self._to_skip - skip
-        return wav[:, None]
+        return self._drop_lag(self.model.vocoder(mel))[:, None]
 
     def decode_flush(self) -> torch.Tensor:
-        """The vocoder's last overlap tail [B, 1, n_fft − hop] (end of stream)."""
-        tail = self.model.vocoder.ola.flush()[:, self._to_skip:]
-        self._to_skip = 0
-        return tail[:, None]
+        """The vocoder's last overlap tail [B, 1, ≤ n_fft − hop] (end of stream)."""
+        return self._drop_lag(self.model.vocoder.ola.flush())[:, None]
+
+    def _drop_lag(self, wav: torch.Tensor) -> torch.Tensor:
+        """wav [B, n] → the samples at or after each item's time 0: what the whole batch still has
+        to skip is cut, an item's own remainder (restarted alone) is silenced."""
+        st = self.state
+        skip = min(int(st.to_skip.min()), wav.shape[-1])
+        wav = wav[:, skip:]
+        st.to_skip -= skip
+        if bool((st.to_skip > 0).any()):
+            silent = torch.arange(wav.shape[-1], device=wav.device)[None] < st.to_skip[:, None]
+            wav = wav.masked_fill(silent, 0.0)
+            st.to_skip.sub_(wav.shape[-1]).clamp_(min=0)
+        return wav
 
     def _prepare(self, chunk) -> torch.Tensor:
         if isinstance(chunk, torch.Tensor) and chunk.numel() == 0:

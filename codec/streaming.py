@@ -5,7 +5,9 @@ A module that keeps state between chunks subclasses `StreamingModule` and implem
 streaming on the whole module tree at once (every StreamingModule child gets its own fresh state) and
 leaves it on exit; `reset(mask)` clears state per batch item; `get_state()` / `set_state()` snapshot
 and restore the whole tree (strict about unknown or missing keys) so a demo can rewind and a test
-can replay. Stepping a streaming-only path outside the context raises a clear error.
+can replay. Stepping a streaming-only path outside the context raises a clear error. Objects that hold
+streaming state without being a module (`codec.api.CodecStream`, `dialogue.session.DuplexSession`)
+implement `named_states()` on `StateHolder` and get the same reset / get_state / set_state.
 """
 from __future__ import annotations
 
@@ -49,7 +51,43 @@ class StreamingState:
                 if isinstance(getattr(self, f.name), torch.Tensor)}
 
 
-class StreamingModule(nn.Module):
+class StateHolder:
+    """reset(mask) / get_state() / set_state() over `named_states()`: the one implementation of the
+    protocol, shared by modules and by the stream objects built on them."""
+
+    def named_states(self) -> Iterator[tuple[str, StreamingState]]:
+        raise NotImplementedError
+
+    def reset(self, mask: torch.Tensor | None = None) -> None:
+        """Clear every state; with a bool mask [B], only those batch items (the others go on untouched)."""
+        for _, state in self.named_states():
+            state.reset(mask)
+
+    def get_state(self) -> dict[str, torch.Tensor]:
+        """Snapshot (cloned tensors) of every state, keyed 'path/field'."""
+        return {key: value.clone() for key, value in self._state_tensors().items()}
+
+    def set_state(self, snapshot: dict[str, torch.Tensor]) -> None:
+        """Restore a snapshot from `get_state`; unknown or missing keys, or a shape that differs, are an error."""
+        expected = self._state_tensors()
+        unknown = sorted(set(snapshot) - set(expected))
+        missing = sorted(set(expected) - set(snapshot))
+        if unknown or missing:
+            raise StreamingError(f"{type(self).__name__}.set_state: unknown keys {unknown[:5]}, missing keys "
+                                 f"{missing[:5]} (a snapshot restores into the object that made it)")
+        for key, value in expected.items():
+            if snapshot[key].shape != value.shape:
+                raise StreamingError(f"{type(self).__name__}.set_state: {key} has shape "
+                                     f"{tuple(snapshot[key].shape)}, expected {tuple(value.shape)}")
+        for key, value in expected.items():
+            value.copy_(snapshot[key])
+
+    def _state_tensors(self) -> dict[str, torch.Tensor]:
+        return {f"{name}/{field}": value for name, state in self.named_states()
+                for field, value in state.tensors().items()}
+
+
+class StreamingModule(nn.Module, StateHolder):
     """Base of every stateful module; `self.state` is None outside `streaming(...)`."""
 
     def __init__(self) -> None:
@@ -100,34 +138,10 @@ class StreamingModule(nn.Module):
         finally:
             self._state = None
 
-    def reset(self, mask: torch.Tensor | None = None) -> None:
-        """Clear the streaming state of the whole tree; with a bool mask [B], only those items."""
-        for _, module in self._streaming_modules():
-            module.state.reset(mask)
-
-    def get_state(self) -> dict[str, torch.Tensor]:
-        """Snapshot (cloned tensors) of the whole tree's state, keyed 'module.path/field'."""
-        out = {}
+    def named_states(self) -> Iterator[tuple[str, StreamingState]]:
+        """(module path, state) of this module and every StreamingModule below it (streaming only)."""
         for name, module in self._streaming_modules():
-            for field, value in module.state.tensors().items():
-                out[f"{name}/{field}"] = value.clone()
-        return out
-
-    def set_state(self, snapshot: dict[str, torch.Tensor]) -> None:
-        """Restore a snapshot from `get_state`; unknown or missing keys are an error."""
-        expected = {}
-        for name, module in self._streaming_modules():
-            for field, value in module.state.tensors().items():
-                expected[f"{name}/{field}"] = value
-        unknown = sorted(set(snapshot) - set(expected))
-        missing = sorted(set(expected) - set(snapshot))
-        if unknown or missing:
-            raise StreamingError(f"set_state: unknown keys {unknown[:5]}, missing keys {missing[:5]}")
-        for key, value in expected.items():
-            if snapshot[key].shape != value.shape:
-                raise StreamingError(f"set_state: {key} has shape {tuple(snapshot[key].shape)}, "
-                                     f"expected {tuple(value.shape)}")
-            value.copy_(snapshot[key])
+            yield name, module.state
 
 
 @dataclasses.dataclass

@@ -16,7 +16,10 @@ the next step's input. With `trace_text`, `session.text_probs` [B, 3] holds the 
 probability (temperature 1, before top-k) of the token chosen, of PAD and of EPAD: where a reply
 stopped or a word was chosen, how sure the model was. Delays: the first `delays.system` steps of
 system audio (and `delays.text` of text) are the stream's fill, as in training; the user stream's
-delay is a small FIFO here.
+delay is a small FIFO here. State follows `codec.streaming`: the model's ring caches plus the
+session's own `SessionState`, with per-item `reset(mask)` (which also reseeds those items' random
+generators) and strict `get_state`/`set_state` (generator states included), so a server can end one
+conversation of a batch while the others go on.
 """
 from __future__ import annotations
 
@@ -25,6 +28,8 @@ import dataclasses
 from typing import Sequence
 
 import torch
+
+from codec.streaming import StateHolder, StreamingError, StreamingState
 
 from .model import DuplexModel
 from .tokenizer import TextTokenizer
@@ -40,7 +45,23 @@ class SamplingConfig:
     audio_top_k: int = 250
 
 
-class DuplexSession:
+@dataclasses.dataclass
+class SessionState(StreamingState):
+    """The session's own per-conversation state (the model's ring caches hold the rest)."""
+
+    prev_text: torch.Tensor  # [B] the text token emitted last step (BOS before the first)
+    prev_system: torch.Tensor  # [B, K] the system tokens emitted last step (audio BOS before the first)
+    steps: torch.Tensor  # [B] steps since the conversation's (re)start
+    heard: torch.Tensor  # [B] the listening head's piece this step (PAD)
+    user_fifo: torch.Tensor  # [B, delays.user + 1, K] the user stream's delay line (silence)
+    voice_fifo: torch.Tensor  # [B, delays.user + 1, D] the user voice's delay line (zeros)
+    fills: dict = dataclasses.field(default_factory=dict)  # field → its value in a fresh conversation
+
+    def reset_value(self, name: str) -> float:
+        return self.fills.get(name, 0)
+
+
+class DuplexSession(StateHolder):
     def __init__(self, model: DuplexModel, batch_size: int = 1, sampling: SamplingConfig | None = None,
                  system_voice: torch.Tensor | None = None, seeds: int | Sequence[int] = 0,
                  trace_text: bool = False) -> None:
@@ -57,14 +78,17 @@ class DuplexSession:
         self.generators = [torch.Generator(device=dev).manual_seed(int(x)) for x in seeds]
         self.system_voice = self._check_system_voice(system_voice, dev)
         # every per-step buffer, allocated once
-        self.prev_text = torch.full((batch_size,), TextTokenizer.BOS, dtype=torch.long, device=dev)
-        self.prev_system = torch.full((batch_size, k), model.audio_bos, dtype=torch.long, device=dev)
-        self.steps = torch.zeros(batch_size, dtype=torch.long, device=dev)
-        self.heard = torch.full((batch_size,), TextTokenizer.PAD, dtype=torch.long, device=dev)
+        bos, pad, silence = TextTokenizer.BOS, TextTokenizer.PAD, s.silence_token
+        self.state = SessionState(
+            torch.full((batch_size,), bos, dtype=torch.long, device=dev),
+            torch.full((batch_size, k), model.audio_bos, dtype=torch.long, device=dev),
+            torch.zeros(batch_size, dtype=torch.long, device=dev),
+            torch.full((batch_size,), pad, dtype=torch.long, device=dev),
+            torch.full((batch_size, cfg.delays.user + 1, k), silence, dtype=torch.long, device=dev),
+            torch.zeros(batch_size, cfg.delays.user + 1, s.voice_dim, device=dev),
+            {"prev_text": bos, "prev_system": model.audio_bos, "heard": pad, "user_fifo": silence})
         self.heard_lag = cfg.delays.user + (cfg.user_text_delay or 0)  # steps before the head has heard anything
         self.out = torch.zeros(batch_size, cfg.depth_positions, dtype=torch.long, device=dev)
-        self.user_fifo = torch.full((batch_size, cfg.delays.user + 1, k), s.silence_token, dtype=torch.long, device=dev)
-        self.voice_fifo = torch.zeros(batch_size, cfg.delays.user + 1, s.voice_dim, device=dev)
         self.text_probs = torch.zeros(batch_size, 3, device=dev) if trace_text else None  # chosen, PAD, EPAD
         self._noise = {"text": torch.empty(batch_size, s.text_vocab_size, device=dev),
                        "audio": torch.empty(batch_size, s.codebook_size, device=dev)}
@@ -79,6 +103,14 @@ class DuplexSession:
             raise ValueError(f"{self.cfg.name} is conditioned on a system voice: pass system_voice [{d}] or "
                              f"[{b}, {d}], got {None if voice is None else tuple(voice.shape)}")
         return voice.to(dev, torch.float32).reshape(-1, d).expand(b, d).clone()
+
+    # the state's tensors, by their old names (views: read them, do not keep them across steps)
+    prev_text = property(lambda self: self.state.prev_text)
+    prev_system = property(lambda self: self.state.prev_system)
+    steps = property(lambda self: self.state.steps)
+    heard = property(lambda self: self.state.heard)
+    user_fifo = property(lambda self: self.state.user_fifo)
+    voice_fifo = property(lambda self: self.state.voice_fifo)
 
     # --- context ------------------------------------------------------------------------------
     def __enter__(self) -> "DuplexSession":
@@ -118,7 +150,7 @@ class DuplexSession:
         self.model.depth_step(h, self._choose, self.out, positions=1 + k)
         self.prev_text.copy_(self.out[:, 0])
         self.prev_system.copy_(self.out[:, 1:1 + k])
-        self.steps += 1
+        self.state.steps.add_(1)
         return self.prev_text, self.prev_system
 
     def _choose(self, q: int, logits: torch.Tensor) -> torch.Tensor:
@@ -146,33 +178,42 @@ class DuplexSession:
             noise[b].exponential_(generator=g)
         return (logits.softmax(-1) / noise).argmax(-1)  # exponential race: a sample from the softmax
 
-    # --- per-conversation control ---------------------------------------------------------------
+    # --- per-conversation control (the streaming protocol) ---------------------------------------
+    def named_states(self):
+        yield "session", self.state
+        for name, state in self.model.named_states():
+            yield f"model/{name}", state
+
     @torch.no_grad()
     def reset(self, mask: torch.Tensor | None = None) -> None:
-        """Restart the conversations where mask [B] is True (all when None); their caches, previous
-        tokens and delay FIFOs are cleared, the others continue untouched."""
-        m = torch.ones(self.batch_size, dtype=torch.bool, device=self.steps.device) if mask is None \
-            else mask.to(self.steps.device, torch.bool)
-        self.model.reset(m)
-        self.prev_text.masked_fill_(m, TextTokenizer.BOS)
-        self.prev_system.masked_fill_(m[:, None], self.model.audio_bos)
-        self.steps.masked_fill_(m, 0)
-        self.heard.masked_fill_(m, TextTokenizer.PAD)
-        self.user_fifo.masked_fill_(m[:, None, None], self.cfg.streams.silence_token)
-        self.voice_fifo.masked_fill_(m[:, None, None], 0.0)
+        """Restart the conversations where mask [B] is True (all when None): their caches, previous
+        tokens and delay FIFOs are cleared and their random generators reseeded (`seeds`), so a
+        restarted conversation samples as a fresh session would; the others continue untouched."""
+        m = torch.ones(self.batch_size, dtype=torch.bool) if mask is None else torch.as_tensor(mask, dtype=torch.bool).cpu()
+        if m.shape != (self.batch_size,):
+            raise ValueError(f"reset: mask must be [{self.batch_size}] bool, got shape {tuple(m.shape)}")
+        super().reset(None if mask is None else m.to(self.state.steps.device))
+        for b in m.nonzero().flatten().tolist():
+            self.generators[b].manual_seed(int(self.seeds[b]))
+
+    def set_seed(self, b: int, seed: int) -> None:
+        """Conversation b samples from `seed` from its next reset on (a server gives each new
+        conversation its own)."""
+        self.seeds[b] = int(seed)
 
     def get_state(self) -> dict[str, torch.Tensor]:
         """Snapshot of caches, buffers and random generators (for rewinding and replay)."""
-        state = {f"model/{k}": v for k, v in self.model.get_state().items()}
-        for name in ("prev_text", "prev_system", "steps", "heard", "user_fifo", "voice_fifo"):
-            state[f"session/{name}"] = getattr(self, name).clone()
+        state = super().get_state()
         for b, g in enumerate(self.generators):
             state[f"rng/{b}"] = g.get_state()
         return state
 
     def set_state(self, state: dict[str, torch.Tensor]) -> None:
-        self.model.set_state({k[len("model/"):]: v for k, v in state.items() if k.startswith("model/")})
-        for name in ("prev_text", "prev_system", "steps", "heard", "user_fifo", "voice_fifo"):
-            getattr(self, name).copy_(state[f"session/{name}"])
+        """Restore a `get_state` snapshot; unknown or missing keys (generators included) are an error."""
+        rng = {f"rng/{b}" for b in range(self.batch_size)}
+        missing = sorted(rng - set(state))
+        if missing:
+            raise StreamingError(f"DuplexSession.set_state: missing keys {missing[:5]} (the random generators)")
+        super().set_state({k: v for k, v in state.items() if k not in rng})
         for b, g in enumerate(self.generators):
             g.set_state(state[f"rng/{b}"])
