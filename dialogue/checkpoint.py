@@ -36,8 +36,10 @@ class DialogueBundle:
 
 
 def save_dialogue(path: str | Path, model: DuplexModel, tokenizer: TextTokenizer, codec_id: str,
-                  system_voice: torch.Tensor | None = None, description: str = "", half: bool = False) -> None:
-    """Write atomically (temporary file, then rename)."""
+                  system_voice: torch.Tensor | None = None, description: str = "", half: bool = False,
+                  recipe: str = "") -> None:
+    """Write atomically (temporary file, then rename). `recipe`: the recipe command that makes this file
+    (a bundled asset names it; tests/test_assets.py checks that its scripts exist)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {f"model.{k}": (v.half() if half and v.is_floating_point() else v).detach().contiguous().cpu()
@@ -46,7 +48,7 @@ def save_dialogue(path: str | Path, model: DuplexModel, tokenizer: TextTokenizer
     if system_voice is not None:
         tensors["system_voice"] = system_voice.detach().float().reshape(-1).cpu()
     meta = {"format": FORMAT, "config": json.dumps(config_io.to_dict(model.cfg)), "codec_id": codec_id,
-            "description": description}
+            "description": description} | ({"recipe": recipe} if recipe else {})
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=meta)
     tmp.replace(path)

@@ -4,7 +4,6 @@ forced alignment, 22.05 kHz shard, a few autoencoder steps, export)."""
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -65,13 +64,11 @@ def make_tree(root: Path) -> dict[str, str]:
     return texts
 
 
-def _run(args, timeout):
+def _run(args):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    t0 = time.time()
-    res = subprocess.run(["bash", str(RECIPE / "run.sh"), *map(str, args)], capture_output=True, text=True, env=env,
-                         timeout=timeout)
+    res = subprocess.run(["bash", str(RECIPE / "run.sh"), *map(str, args)], capture_output=True, text=True, env=env)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    return res, time.time() - t0
+    return res
 
 
 def test_data_prep(tmp_path):
@@ -120,12 +117,13 @@ def test_missing_subset_is_a_clear_error(tmp_path):
         scan_subset(tmp_path, "train-clean-100")
 
 
+@pytest.mark.slow
 def test_dry_run_end_to_end(tmp_path):
     texts = make_tree(tmp_path / "LibriTTS")
     exp, data = tmp_path / "exp", tmp_path / "data"
     common = ["--corpus", tmp_path / "LibriTTS", "--dry_run", "true", "--exp", exp, "--data", data,
               "--train_subsets", "train-clean-100", "--test_subsets", "test-clean"]
-    _, seconds = _run([*common, "--stop_stage", 4], timeout=240)
+    _run([*common, "--stop_stage", 4])
     assert (exp / "aligner" / "aligner.safetensors").is_file()
     for name in ("train", "heldout_spk", "test_clean"):
         d = DataDir.load(data / name)
@@ -145,9 +143,8 @@ def test_dry_run_end_to_end(tmp_path):
     assert (shard.labels > 0).any() and not (shard.labels < 0).any()  # every utterance has frame labels
     cfg = yaml.safe_load((exp / "autoencoder" / "config.yaml").read_text())
     assert cfg["stage"] == "autoencoder" and cfg["codec_preset"] == "secousti_1k"
-    _run([*common, "--stage", 8, "--stop_stage", 8], timeout=120)
+    _run([*common, "--stage", 8, "--stop_stage", 8])
     from codec import load_codec
 
     codec = load_codec(exp / "codec.safetensors")
     assert codec.config.name == "secousti_1k" and codec.config.sample_rate == 22050
-    print(f"dry run stages 0-4: {seconds:.1f} s")

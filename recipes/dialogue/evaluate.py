@@ -15,9 +15,7 @@ the EPAD one step before each answer word and before the last one (does the repl
 that stops a number early misses that EPAD).
 A model that reads its transcript of the user back (`user_text_input`) is given the reference
 transcript here: an upper bound on what its own listening head gives it free-running.
-`--text-dialogues N` also scores the answer words of N text-only conversations
-(`recipes.dialogue.text_dialogues`: the tasks with silent audio): does the model know the answers
-from the words alone? `--swap-audio user` (or `system`, or both) adds a row with those audio columns
+`--swap-audio user` (or `system`, or both) adds a row with those audio columns
 taken from the next conversation, text and transcript kept: which answers come from the words (the
 system's echo of the question, its transcript of the user) and which from the audio?
 `--predicted system` (and/or `transcript`) adds a row whose system audio (the transcript of the
@@ -31,7 +29,6 @@ import argparse
 import copy
 import dataclasses
 import json
-import random
 from pathlib import Path
 
 import torch
@@ -44,7 +41,6 @@ from ..ctm import group_by_utt, read_ctm
 
 from .prepare import TokenSet
 from .task import collate, sample_codes
-from .text_dialogues import TextDialogueConfig, TextDialogues
 from .tasks import answer_positions
 
 AUDIO_STREAMS = ("user", "system")
@@ -145,27 +141,6 @@ def teacher_forced(model, data: TokenSet, max_conversations: int = 0, batch_size
     return out | _hit_rates(hits, "reply_")
 
 
-@torch.inference_mode()
-def text_dialogue_scores(model, data: TokenSet, tokenizer: TextTokenizer, n: int, seed: int = 0,
-                         cfg: TextDialogueConfig | None = None, batch_size: int = 8) -> dict[str, float]:
-    """Teacher-forced accuracy on the answer words of n text-only conversations drawn from `seed`
-    (word durations from the corpus beside `data`): acc/text_only_answer_words[/task] and counts."""
-    gen = TextDialogues(cfg or TextDialogueConfig(), data.data_dir, data.streams, tokenizer)
-    rng = random.Random(seed)
-    hits: dict[str, list[bool]] = {}
-    d = model.cfg.delays.text
-    for start in range(0, n, batch_size):
-        convs = [gen.draw(rng, 10**6) for _ in range(min(batch_size, n - start))]
-        batch = collate(data, [], model.cfg, crop_steps=10**6, text_only=convs)
-        logits = model(batch["tokens"], batch["user_voice"], batch["system_voice"], batch.get("user_text"))
-        right = logits.text.argmax(-1) == batch["tokens"][..., 0]
-        for j, conv in enumerate(convs):
-            for task, t in conv.answers:
-                hits.setdefault(task, []).append(bool(right[j, t + d]))
-    every = [x for h in hits.values() for x in h]
-    return _hit_rates({"": every} | {f"/{task}": h for task, h in hits.items()}, "text_only_answer_words")
-
-
 def swap_audio(data: TokenSet, streams: list[str] | tuple[str, ...], offset: int = 1) -> TokenSet:
     """A copy of `data` whose audio columns of `streams` ("user", "system") come from the conversation
     `offset` places on (wrapping round), cut or filled with silence to each one's length; the text column
@@ -258,8 +233,6 @@ def main(argv=None) -> None:
                    help="also score each file with these inputs replaced by the model's own predictions")
     p.add_argument("--predicted-temperature", type=float, default=0.0,
                    help="--predicted system: sample the audio at this temperature (0: argmax)")
-    p.add_argument("--text-dialogues", type=int, default=0,
-                   help="also score N text-only conversations (word durations from the first token file's corpus)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     bundle = load_dialogue(args.model)
@@ -270,8 +243,6 @@ def main(argv=None) -> None:
         if data.codec_id != bundle.codec_id:
             raise SystemExit(f"{path}: tokens of codec {data.codec_id}, {args.model} was trained on {bundle.codec_id}")
         rows[str(path)] = teacher_forced(model, data, args.max_conversations, tokenizer=bundle.tokenizer)
-        if args.text_dialogues > 0 and path == args.tokens[0]:
-            rows[str(path)] |= text_dialogue_scores(model, data, bundle.tokenizer, args.text_dialogues)
         if args.swap_audio:
             rows[f"{path}, {'+'.join(args.swap_audio)} audio swapped (+{args.swap_offset})"] = teacher_forced(
                 model, swap_audio(data, args.swap_audio, args.swap_offset), args.max_conversations,

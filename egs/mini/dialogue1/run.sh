@@ -11,6 +11,7 @@
 # Long runs: --exp ~/duet-runs/dialogue1/exp --data ~/duet-runs/dialogue1/data (resumable: every stage
 # leaves a .done marker, training resumes from its last checkpoint).
 set -euo pipefail
+RUN_CMD="egs/mini/dialogue1/run.sh $*"  # recorded in $exp/cmd.txt (upper case: not an option)
 cd "$(dirname "$0")"
 
 stage=0
@@ -66,7 +67,7 @@ run_stage() {  # run_stage N name: true when stage N should run now (in range, n
   log "stage $1: $2"
 }
 done_stage() { touch "$exp/.done.$1.$2"; }
-echo "$0 $*" >> "$exp/cmd.txt"
+echo "$RUN_CMD" >> "$exp/cmd.txt"
 
 if run_stage 0 codec; then
   bundled=$(python -c "from codec.api import default_checkpoint as d; print(d())")

@@ -4,7 +4,7 @@
         [--codec-data CODEC_DATA_DIR ... --codec-heldout CODEC_DATA_DIR]
 
 A phones codec's tokens are a function of its frame classifier's decisions, and a reader of those
-decisions tells the pitch-only styles apart (local/decision_probe.py: 97 % on `ph2`). This asks whether
+decisions tells the pitch-only styles apart (97 % on `ph2`; docs/history.md). This asks whether
 the classifier's training can take that out, before a codec is trained again. User utterances drawn with
 --train's corpus settings (questions, interruption prefixes, backchannels; with `--sentences fortune`, the
 codec corpus's sentences instead) are spoken by flite at each style's pitch. flite keeps the timing when
@@ -23,11 +23,11 @@ each): each utterance of a crop is one of its utterances with probability `--cod
 freeze (`recipes.codec.assemble --phone-classifier`): it must recognise other voices and still leave the
 dialogue user's style out.
 
-Each arm is scored on held-out utterances (frame accuracy, decisions kept across pitches), then by
-decision_probe's reader, trained on its decisions of the user channel of the --train conversations and
-scored on the --test conversations, and on the first --twins of them built again with every user at one
-style's pitch (`build_conversation(user_pitch=...)`). At one pitch for all, the reader has only what is
-not the pitch: chance, unless the corpus gives the style away some other way.
+Each arm is scored on held-out utterances (frame accuracy, decisions kept across pitches), then by the
+sequence reader (local/decisions.py), trained on its decisions of the user channel of the --train
+conversations and scored on the --test conversations, and on the first --twins of them built again with
+every user at one style's pitch (`build_conversation(user_pitch=...)`). At one pitch for all, the reader
+has only what is not the pitch: chance, unless the corpus gives the style away some other way.
 The classifier trains on the test's exact nuisance (the three style pitches) and, with the dialogue's
 sentences, its templates (other draws): the most favourable case for this corpus. Everything is cached
 in DIR, per arm. Findings: egs/mini/dialogue1/RESULTS.md, second session of 2026-12-02.
@@ -48,7 +48,7 @@ from codec.config import SemanticInputConfig, preset
 from codec.frontend import MelFrontend
 from codec.model import PhoneInput
 from codec.transformer import TransformerConfig
-from decision_probe import cached, sequences, user_decisions, views
+from decisions import cached, sequences, user_decisions, views
 from safetensors.torch import load_file, save_file
 from recipes.codec.prepare import load_utterance
 from recipes.ctm import frame_labels, group_by_utt, read_ctm
@@ -259,7 +259,7 @@ def heldout_scores(model: PhoneInput, held: list, frontend: MelFrontend) -> dict
 
 
 def classifier_decisions(model: PhoneInput, frontend: MelFrontend):
-    """The classifier as a `decision_probe.user_decisions` decider (the channel cut to whole frames)."""
+    """The classifier as a `decisions.user_decisions` decider (the channel cut to whole frames)."""
     hop = frontend.cfg.hop_length
 
     def decide(user: np.ndarray, sr: int) -> np.ndarray:
