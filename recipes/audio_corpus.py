@@ -10,6 +10,9 @@ speaker per language package, with the prompt texts in
     es        es_MX_f_Allison/**/*.wav                      8 kHz   Allison (es)
     fr        fr_CA_f_June/**/*.wav                         8 kHz   June
     ru        ru_RU_f_IvrvoiceRU/**/*.wav                   8 kHz   IvrvoiceRU
+    es-co     es/**/*.gsm (asterisk-prompt-es-co)           8 kHz   Colombian reader, no transcripts
+    fr-armelle fr/**/*.gsm (asterisk-prompt-fr-armelle)     8 kHz   Armelle, no transcripts
+    it-menardi it_IT_f_Menardi/**/*.wav (-it-menardi-wav)   8 kHz   Menardi, no transcripts
 
 Speaker ids are one per source (`asterisk-en-g722`, ...). Note that `en-g722` and `en-wav` are
 the same recordings in two codings (use one; default: `en-g722`), and that `en` and `es` are
@@ -39,7 +42,7 @@ import soundfile as sf
 
 from .datadir import DataDir
 
-__all__ = ["SOURCES", "build_asterisk", "read_prompts", "available_sources", "spell_numbers_en"]
+__all__ = ["SOURCES", "load_audio", "build_asterisk", "read_prompts", "available_sources", "spell_numbers_en"]
 
 SOUNDS = Path("/usr/share/asterisk/sounds")
 DOCS = Path("/usr/share/doc")
@@ -49,7 +52,11 @@ SOURCES = {  # name: (directory, extension, language, doc package)
     "es": ("es_MX_f_Allison", ".wav", "es", "asterisk-core-sounds-es"),
     "fr": ("fr_CA_f_June", ".wav", "fr", "asterisk-core-sounds-fr"),
     "ru": ("ru_RU_f_IvrvoiceRU", ".wav", "ru", "asterisk-core-sounds-ru"),
+    "es-co": ("es", ".gsm", "es", None),
+    "fr-armelle": ("fr", ".gsm", "fr", None),
+    "it-menardi": ("it_IT_f_Menardi", ".wav", "it", None),
 }
+
 DEFAULT_SOURCES = ("en-g722", "es", "fr", "ru")
 
 
@@ -57,7 +64,7 @@ def available_sources(sounds: Path = SOUNDS) -> list[str]:
     out = []
     for name, (directory, ext, _, _) in SOURCES.items():
         d = sounds / directory
-        if d.is_dir() and any(d.rglob(f"*{ext}")) and (ext != ".g722" or shutil.which("ffmpeg")):
+        if d.is_dir() and any(d.rglob(f"*{ext}")) and (ext not in FFMPEG_FORMATS or shutil.which("ffmpeg")):
             out.append(name)
     return out
 
@@ -109,18 +116,23 @@ def _normalise_text(text: str, lang: str) -> str:
     return " ".join(w.strip("'") for w in text.split() if w.strip("'"))
 
 
-def _load(path: Path, sample_rate: int) -> np.ndarray:
-    if path.suffix == ".g722":
-        res = subprocess.run(["ffmpeg", "-v", "error", "-f", "g722", "-i", str(path), "-ac", "1", "-ar", "16000",
+FFMPEG_FORMATS = {".g722": ("g722", 16000), ".gsm": ("gsm", 8000)}  # raw codings soundfile cannot read
+
+
+def load_audio(path: Path, sample_rate: int) -> np.ndarray:
+    """Any file of the archive's speech packages (wav, ogg, G.722, GSM) → mono float32 at `sample_rate`."""
+    if path.suffix in FFMPEG_FORMATS:
+        fmt, sr = FFMPEG_FORMATS[path.suffix]
+        res = subprocess.run(["ffmpeg", "-v", "error", "-f", fmt, "-i", str(path), "-ac", "1", "-ar", str(sr),
                               "-f", "s16le", "-"], capture_output=True, timeout=60)
         if res.returncode != 0:
-            raise RuntimeError(f"{path}: ffmpeg could not decode G.722: {res.stderr.decode()[-300:]}")
-        audio, sr = np.frombuffer(res.stdout, dtype="<i2").astype(np.float32) / 32768.0, 16000
+            raise RuntimeError(f"{path}: ffmpeg could not decode {fmt}: {res.stderr.decode()[-300:]}")
+        audio = np.frombuffer(res.stdout, dtype="<i2").astype(np.float32) / 32768.0
     else:
         audio, sr = sf.read(path, dtype="float32")
         if audio.ndim > 1:
             audio = audio.mean(axis=1)
-    if sr != sample_rate:
+    if sr != sample_rate and len(audio):
         import torch
         import torchaudio.functional as AF
 
@@ -146,8 +158,10 @@ def build_asterisk(out_dir: str | Path, sample_rate: int = 16000, sources=DEFAUL
     files = []
     for source in sources:
         before = len(files)
-        directory, ext, lang, _ = SOURCES[source]
-        prompts = read_prompts(lang, docs)
+        directory, ext, lang, doc_package = SOURCES[source]
+        if with_text and not doc_package:
+            raise ValueError(f"Asterisk source {source!r} has no transcripts; build it with with_text=False")
+        prompts = read_prompts(lang, docs) if doc_package else {}
         if with_text and not prompts:
             raise FileNotFoundError(f"{docs}/asterisk-core-sounds-{lang}/core-sounds-{lang}.txt.gz is missing: the "
                                     f"prompt texts of source {source!r} come with the Debian package "
@@ -177,7 +191,7 @@ def build_asterisk(out_dir: str | Path, sample_rate: int = 16000, sources=DEFAUL
     wav_scp, utt2spk, text, utt2dur, utt2lang = {}, {}, {}, {}, {}
     skipped = 0
     for source, lang, name, path, transcript in files_iter:
-        audio = _load(path, sample_rate)
+        audio = load_audio(path, sample_rate)
         dur = len(audio) / sample_rate
         if dur < min_duration or (max_duration is not None and dur > max_duration):
             skipped += 1

@@ -23,13 +23,16 @@ def main(argv=None) -> int:
     p.add_argument("--name", default=None, help="system name for the codec row")
     p.add_argument("--no-asr", action="store_true", help="skip pocketsphinx WER")
     p.add_argument("--no-probe", action="store_true", help="skip the speaker probe")
+    p.add_argument("--stages", action="store_true",
+                   help="also score the codec's vocoder on the true mel and its mel autoencoder (no tokens)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
     baselines = [b for b in args.baselines.split(",") if b.strip()]
     command = "python -m recipes.score " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     rows = score_codec(args.data, codec=args.codec, out_dir=args.out, baselines=baselines,
                        sample_rate=args.sample_rate, max_utts=args.max_utts, asr=not args.no_asr,
-                       probe=not args.no_probe, system_name=args.name, progress=not args.quiet, command=command)
+                       probe=not args.no_probe, system_name=args.name, progress=not args.quiet, command=command,
+                       stages=args.stages)
     for r in rows:
         print("  ".join(f"{k}={r[k]:.3f}" if isinstance(r[k], float) else f"{k}={r[k]}"
                         for k in COLUMNS if k != "data" and r[k] is not None))

@@ -148,6 +148,7 @@ def _progress(it, enabled: bool, desc: str):
 def score_codec(data, codec="default", out_dir: str | Path | None = "exp/score",
                 baselines=DEFAULT_BASELINES, sample_rate: int = 16000, max_utts: int | None = None,
                 asr: bool = True, probe: bool = True, system_name: str | None = None, progress: bool = True,
+                stages: bool = False,
                 command: str | None = None) -> list[dict]:
     """Score `codec` (a codec object, a checkpoint path, "default" = bundled, "stub", or None for
     baselines only) and the named baselines on `data`. Returns one row dict per system with
@@ -158,6 +159,10 @@ def score_codec(data, codec="default", out_dir: str | Path | None = "exp/score",
     codec_obj = _resolve_codec(codec)
     systems = []
     if codec_obj is not None:
+        if stages:  # where the quality goes: the codec's partial paths first (recipes/score/stages.py)
+            from .stages import codec_stages
+
+            systems += codec_stages(codec_obj)
         systems.append((system_name or _codec_name(codec, codec_obj), codec_obj))
     skipped: dict[str, str] = {}
     for name in baselines or ():
@@ -185,7 +190,7 @@ def score_codec(data, codec="default", out_dir: str | Path | None = "exp/score",
         total_bytes = 0
         for it in _progress(items, progress, name):
             try:
-                if isinstance(system, Baseline):
+                if _maps_audio(system):
                     deg, nbytes = system.process(it.audio, sample_rate)
                     total_bytes += nbytes
                 else:
@@ -210,7 +215,7 @@ def score_codec(data, codec="default", out_dir: str | Path | None = "exp/score",
         seconds = sum(len(it.audio) for it in items if it.utt in scored) / sample_rate
         row = {
             "system": name,
-            "bitrate": float(system.bitrate if isinstance(system, Baseline) else system.config.bitrate),
+            "bitrate": _bitrate(system),
             "pesq_wb": _mean(r["pesq_wb"] for r in utt_rows),
             "pesq_nb": _mean(r["pesq_nb"] for r in utt_rows),
             "stoi": _mean(r["stoi"] for r in utt_rows),
@@ -227,7 +232,7 @@ def score_codec(data, codec="default", out_dir: str | Path | None = "exp/score",
             "num_wer_utts": len(hyps), "seconds": round(seconds, 2),
             "bitrate_measured": (8.0 * total_bytes / seconds if isinstance(system, Baseline) and seconds else None),
         }
-        if not isinstance(system, Baseline):
+        if not _maps_audio(system):
             row.update(_codec_extras(system, items, scored, codes, voices, probe))
         rows.append(row)
 
@@ -239,6 +244,16 @@ def score_codec(data, codec="default", out_dir: str | Path | None = "exp/score",
                 "seconds": round(time.time() - t0, 1)}
         write_report(out_dir, rows, meta, per_utt)
     return rows
+
+
+def _maps_audio(system) -> bool:
+    """A baseline or a codec stage: audio in, audio out, no tokens."""
+    return hasattr(system, "process")
+
+
+def _bitrate(system) -> float | None:
+    rate = system.bitrate if _maps_audio(system) else system.config.bitrate
+    return None if rate is None else float(rate)
 
 
 def _codec_name(spec, codec) -> str:

@@ -11,9 +11,9 @@ Engines: flite (libflite via ctypes, or the binary's `-psdur`), festival (batch 
 from .base import Segment, Synthesis, SynthError
 from .corpus import Utterance, build_corpus, normalise, synthesize
 from .phones import PHONE_IDS, PHONES
-from .speakers import Speaker, SpeakerSplit, available_engines, make_speakers
+from .speakers import Speaker, SpeakerSplit, available_engines, make_speakers, split_speakers
 from .text import Sentence, fortune_sentences
 
 __all__ = ["Segment", "Synthesis", "SynthError", "Utterance", "build_corpus", "normalise", "synthesize",
-           "PHONES", "PHONE_IDS", "Speaker", "SpeakerSplit", "available_engines", "make_speakers", "Sentence",
+           "PHONES", "PHONE_IDS", "Speaker", "SpeakerSplit", "available_engines", "make_speakers", "split_speakers", "Sentence",
            "fortune_sentences"]

@@ -240,10 +240,13 @@ def _batches(jobs: list[_Job]) -> list[list[_Job]]:
 def build_corpus(out_dir: str | Path, num_utts: int, speakers: list[Speaker], seed: int = 0,
                  sample_rate: int = 16000, num_workers: int = 2, sentences: list[Sentence] | None = None,
                  lead_silence: float = 0.1, tail_silence: float = 0.1, target_rms: float | None = 0.05,
-                 absolute_paths: bool = True, progress: bool = True, max_failure_rate: float = 0.05) -> DataDir:
+                 absolute_paths: bool = True, progress: bool = True, max_failure_rate: float = 0.05,
+                 balance_engines: bool = False) -> DataDir:
     """Synthesise `num_utts` utterances spread evenly over `speakers` into a Kaldi data dir at
     `out_dir` (see the module docstring). Sentences are drawn without replacement while they
-    last (seeded); utterance ids are `<speaker id>-<index>`. Returns the validated DataDir."""
+    last (seeded); utterance ids are `<speaker id>-<index>`. With `balance_engines`, the utterances
+    are spread evenly over the engines first, then over each engine's speakers (espeak-ng alone has
+    hundreds of voices, flite and festival a few). Returns the validated DataDir."""
     if not speakers:
         raise ValueError("build_corpus: no speakers given (see make_speakers)")
     if num_utts < 1:
@@ -257,9 +260,12 @@ def build_corpus(out_dir: str | Path, num_utts: int, speakers: list[Speaker], se
     rng.shuffle(order)
     spk_order = list(speakers)
     rng.shuffle(spk_order)
+    groups = [[s for s in spk_order if s.engine == e] for e in sorted({s.engine for s in spk_order})] \
+        if balance_engines else [spk_order]
     jobs = []
     for i in range(num_utts):
-        spk = spk_order[i % len(spk_order)]
+        group = groups[i % len(groups)]
+        spk = group[(i // len(groups)) % len(group)]
         sent = pool_sentences[order[i % len(order)]]
         jobs.append(_Job(f"{spk.id}-{i:06d}", spk, sent))
     params = dict(sample_rate=sample_rate, lead_silence=lead_silence, tail_silence=tail_silence,

@@ -13,7 +13,7 @@ import random
 
 from . import espeak, festival, flite
 
-__all__ = ["Speaker", "SpeakerSplit", "make_speakers", "available_engines", "base_voices"]
+__all__ = ["Speaker", "SpeakerSplit", "make_speakers", "split_speakers", "available_engines", "base_voices"]
 
 ENGINES = ("flite", "festival", "espeak")
 
@@ -75,7 +75,7 @@ def available_engines() -> dict[str, tuple[bool, str]]:
 
 def base_voices(engines=None, num_espeak: int = 24, seed: int = 0) -> list[tuple[str, str, str]]:
     """(engine, voice, variant) of every base voice to use; espeak's accent × variant grid is
-    sampled down to `num_espeak` pairs (deterministic in `seed`)."""
+    sampled down to `num_espeak` pairs (deterministic in `seed`; 0: all of them)."""
     engines = [e for e in ENGINES if e in set(engines)] if engines is not None else \
         [e for e, (ok, _) in available_engines().items() if ok]
     out: list[tuple[str, str, str]] = []
@@ -85,7 +85,7 @@ def base_voices(engines=None, num_espeak: int = 24, seed: int = 0) -> list[tuple
         out += [("festival", v, "") for v in festival.installed_voices()]
     if "espeak" in engines:
         grid = [("espeak", a, v) for a in espeak.ACCENTS for v in espeak.list_variants()]
-        out += sorted(random.Random(f"espeak-{seed}").sample(grid, min(num_espeak, len(grid))))
+        out += grid if num_espeak <= 0 else sorted(random.Random(f"espeak-{seed}").sample(grid, min(num_espeak, len(grid))))
     return out
 
 
@@ -116,16 +116,36 @@ def make_speakers(seed: int = 0, variants_per_voice: int = 3, num_espeak: int = 
     n_esp = max(1, round(heldout_fraction * len(esp))) if len(esp) >= 2 else 0
     heldout_voices = fixed_heldout | set(random.Random(f"heldout-{seed}").sample(esp, n_esp))
     train, heldout = [], []
-    for engine, voice, variant in voices:
-        can_pitch = _pitch_controllable(engine, voice)
-        seen: set[str] = set()
-        for k in range(variants_per_voice):
-            for _ in range(20):  # redraw on an id collision (rounding to whole percent)
-                pitch = 1.0 if k == 0 or not can_pitch else rng.uniform(*pitch_range)
-                rate = 1.0 if k == 0 else rng.uniform(*rate_range)
-                spk = Speaker(engine, voice, round(pitch, 2), round(rate, 2), variant)
-                if spk.id not in seen:
-                    break
-            seen.add(spk.id)
-            (heldout if (engine, voice, variant) in heldout_voices else train).append(spk)
+    for base in voices:
+        (heldout if base in heldout_voices else train).extend(
+            _pseudo_speakers(base, rng, variants_per_voice, pitch_range, rate_range))
     return SpeakerSplit(train, heldout)
+
+
+def _pseudo_speakers(base: tuple[str, str, str], rng: random.Random, count: int, pitch_range, rate_range) -> list[Speaker]:
+    """`count` speakers of one base voice: the first at its own pitch and rate, the others drawn from the ranges."""
+    engine, voice, variant = base
+    can_pitch = _pitch_controllable(engine, voice)
+    out: list[Speaker] = []
+    for k in range(count):
+        for _ in range(20):  # redraw on an id collision (rounding to whole percent)
+            pitch = 1.0 if k == 0 or not can_pitch else rng.uniform(*pitch_range)
+            rate = 1.0 if k == 0 else rng.uniform(*rate_range)
+            spk = Speaker(engine, voice, round(pitch, 2), round(rate, 2), variant)
+            if spk.id not in {o.id for o in out}:
+                break
+        out.append(spk)
+    return out
+
+
+def split_speakers(splits, seed: int = 0, variants_per_voice: int = 2, engines=None,
+                   pitch_range: tuple[float, float] = (0.8, 1.25),
+                   rate_range: tuple[float, float] = (0.85, 1.2)) -> dict[str, list[Speaker]]:
+    """Every installed base voice (every espeak-ng accent × variant) as pseudo-speakers, grouped by the split
+    that `splits` (recipes.splits.SpeakerSplits) gives its base voice: train, valid, test."""
+    rng = random.Random(seed)
+    out: dict[str, list[Speaker]] = {"train": [], "valid": [], "test": []}
+    for base in base_voices(engines, num_espeak=0, seed=seed):
+        out[splits.synthetic_split(*base)].extend(
+            _pseudo_speakers(base, rng, variants_per_voice, pitch_range, rate_range))
+    return out

@@ -1,41 +1,42 @@
-"""Mini codec corpus: synthetic speech with exact timings (train voices / held-out voices) and
-real studio speech (Asterisk prompts) split into train / held-out prompts.
+"""Mini codec corpus, split by speaker (recipes/speaker_splits.yaml): synthetic speech with exact timings from
+every installed TTS voice (synth_{train,valid,test}) and every real reader of the Debian archive
+(real_{train,valid,test}, real_{valid,test}_en with transcripts).
 
-    python local/make_corpus.py --data data --train-utts 2400 --heldout-utts 200 [--real-max-utts N]
+    python local/make_corpus.py --data data --train-utts 6000 --eval-utts 240 [--real-max-per-speaker N]
 """
 import argparse
-import zlib
+import os
 from pathlib import Path
 
-from recipes.audio_corpus import build_asterisk
-from recipes.datadir import DataDir
-from recipes.synth import build_corpus, make_speakers
+from recipes.real_speech import build_real_speech
+from recipes.splits import load_splits
+from recipes.synth import build_corpus, split_speakers
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", type=Path, default=Path("data"))
-    p.add_argument("--train-utts", type=int, default=2400)
-    p.add_argument("--heldout-utts", type=int, default=200)
-    p.add_argument("--real-max-utts", type=int, default=0, help="0 = all prompts")
+    p.add_argument("--train-utts", type=int, default=6000)
+    p.add_argument("--eval-utts", type=int, default=240, help="synthetic utterances in valid and in test each")
+    p.add_argument("--real-max-per-speaker", type=int, default=0, help="0 = every recording")
     p.add_argument("--sample-rate", type=int, default=16000)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-    split = make_speakers(seed=args.seed)
-    build_corpus(args.data / "synth_train", args.train_utts, split.train, seed=args.seed, sample_rate=args.sample_rate)
-    build_corpus(args.data / "synth_heldout", args.heldout_utts, split.heldout, seed=args.seed + 1,
-                 sample_rate=args.sample_rate)
-    per_source = -(-args.real_max_utts // 4) if args.real_max_utts else None
-    real = build_asterisk(args.data / "real_all", sample_rate=args.sample_rate, max_files_per_source=per_source)
-    utts = real.utts
-    # every 8th English 16 kHz prompt (by a stable hash) is held out for scoring real speech
-    heldout = [u for u in utts if real.utt2spk[u] == "asterisk-en-g722" and zlib.crc32(u.encode()) % 8 == 0]
-    if not heldout:  # tiny runs: keep at least one real English prompt for scoring
-        heldout = [u for u in utts if real.utt2spk[u] == "asterisk-en-g722"][:1]
-    train = [u for u in utts if u not in set(heldout)]
-    real.subset(train).save(args.data / "real_train")
-    real.subset(heldout).save(args.data / "real_heldout")
-    print(f"real speech: {len(train)} train / {len(heldout)} held-out prompts")
+    splits = load_splits()
+    speakers = split_speakers(splits, seed=args.seed)
+    for offset, (split, n) in enumerate((("train", args.train_utts), ("valid", args.eval_utts),
+                                         ("test", args.eval_utts))):
+        out = args.data / f"synth_{split}"
+        if not (out / "corpus.json").is_file():
+            build_corpus(out, n, speakers[split], seed=args.seed + offset, sample_rate=args.sample_rate,
+                         balance_engines=True)
+    real = build_real_speech(args.data / "real", args.sample_rate, splits,
+                             max_per_speaker=args.real_max_per_speaker or None)
+    for name in real:  # data/real_<split> → data/real/<split>: the scoring sets sit beside the synthetic ones
+        link = args.data / f"real_{name}"
+        if not link.exists():
+            os.symlink(Path("real") / name, link)
+        print(f"real_{name}: {len(real[name].utts)} utterances, speakers {', '.join(real[name].speakers)}")
 
 
 if __name__ == "__main__":
