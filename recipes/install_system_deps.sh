@@ -17,6 +17,9 @@ PACKAGES=(
   asterisk-core-sounds-en asterisk-core-sounds-en-wav asterisk-core-sounds-en-g722  # -en, -es, ...: the prompt texts (only Recommended by the sound packages)
   asterisk-core-sounds-es asterisk-core-sounds-fr asterisk-core-sounds-ru
   asterisk-core-sounds-es-wav asterisk-core-sounds-fr-wav asterisk-core-sounds-ru-wav
+  # the other real readers (recipes/real_speech.py, split by recipes/speaker_splits.yaml); never
+  # asterisk-core-sounds-it-*: reserved for independent evaluation
+  asterisk-prompt-es-co asterisk-prompt-fr-armelle asterisk-prompt-it-menardi-wav klettres-data
   fortunes fortune-mod
   ffmpeg
   libportaudio2
