@@ -416,9 +416,7 @@ def test_text_dialogues_lay_out_the_tasks_on_silent_grids(tmp_path):
     drawn the same from the same seed; bad settings are named."""
     import random
 
-    from dialogue import DuplexModel
     from dialogue.layout import Columns, undelay_tokens
-    from recipes.dialogue.evaluate import text_dialogue_scores
     from recipes.dialogue.prepare import make_tokenizer, make_tokens
     from recipes.dialogue.task import collate
     from recipes.dialogue.tasks import LETTERS, NUMBERS, STYLES
@@ -458,9 +456,6 @@ def test_text_dialogues_lay_out_the_tasks_on_silent_grids(tmp_path):
     delays = Columns(streams.frames_per_step).delays(model_cfg.delays)
     assert n == grid.shape[0] + max(delays) and torch.equal(undelay_tokens(batch["tokens"][1, :n], delays), grid)
     assert (batch["user_voice"][1] == 0).all() and torch.equal(batch["user_text"][1, 2:n], heard[:n - 2])
-    scores = text_dialogue_scores(DuplexModel(model_cfg).eval(), data, tok, 3, seed=1, cfg=cfg)
-    assert scores["count/text_only_answer_words"] == sum(scores[f"count/text_only_answer_words/{t}"] for t in cfg.tasks)
-    assert 0 <= scores["acc/text_only_answer_words"] <= 1
 
     for bad, match in ((TextDialogueConfig(per_batch=8), "per_batch"), (TextDialogueConfig(tasks=["poetry"]), "poetry"),
                        (TextDialogueConfig(min_turns=3, max_turns=2), "min_turns")):
