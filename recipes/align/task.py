@@ -1,7 +1,8 @@
 """Training the CTC aligner with the shared trainer: utterances of Kaldi data dirs with `text`.
 
 Audio streams from disk (no shard: a full LibriTTS training set does not fit a process's memory
-at 16 kHz) with a small thread pool reading a few batches ahead. Batches are bucketed by duration:
+at 16 kHz) with a small thread pool reading a few batches ahead (and the trainer's prefetch thread
+ahead of that). Batches are bucketed by duration:
 step s draws an anchor utterance from an RNG seeded by (seed, s, rank) and takes its neighbours in
 duration order up to `batch_seconds` of audio, so a batch is a function of the step alone (exact
 resume) and padding stays small. Utterances that CTC cannot align (no letters left after
@@ -183,7 +184,7 @@ class AlignerTask(TrainingTask):
         log_probs, out_lengths = model(batch["wav"], batch["lengths"], augment=aug if any(aug.values()) else None)
         loss = F.ctc_loss(log_probs.transpose(0, 1), batch["targets"], out_lengths, batch["target_lengths"],
                           blank=0, reduction="mean", zero_infinity=True)
-        blank = log_probs.argmax(-1).eq(0).float()
+        blank = log_probs.detach().argmax(-1).eq(0).float()
         valid = torch.arange(log_probs.shape[1], device=blank.device)[None] < out_lengths[:, None]
-        yield LossTerm("main", loss, {"ctc/loss": loss.item(), "ctc/blank_share": (blank * valid).sum().item()
-                                      / valid.sum().item(), "ctc/utts": float(len(out_lengths))})
+        yield LossTerm("main", loss, {"ctc/loss": loss.detach(), "ctc/blank_share": (blank * valid).sum() / valid.sum(),
+                                      "ctc/utts": float(len(out_lengths))})

@@ -5,7 +5,8 @@
 
 Each data dir may carry `phones.ctm` (exact TTS timings or forced alignment); its phones become
 frame-level labels for the contrastive stage. Dirs without one (real prompts with no transcript)
-still feed the reconstruction losses.
+still feed the reconstruction losses. The shard is written one utterance at a time, so memory holds
+one utterance, not the corpus (its on-disk layout: recipes/codec/shards.py).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from codec.audio import load_audio
 
 from ..ctm import frame_labels, group_by_utt, read_ctm
 from ..datadir import DataDir
-from .shards import build_shard
+from .shards import ShardWriter
 
 
 def read_vocab(path: Path) -> list[str]:
@@ -49,21 +50,20 @@ def load_utterance(data: DataDir, utt: str, sample_rate: int) -> np.ndarray:
 
 def prepare(data_dirs: list[Path], out: Path, sample_rate: int, hop: int, phones: list[str] | None,
             progress: bool = True) -> Path:
+    """Write the shard one utterance at a time (`ShardWriter`): memory holds one utterance, not the corpus."""
     vocab = phones
-    utts = []
-    for d in data_dirs:
-        data = DataDir.load(d)
-        ctm_path = Path(d) / "phones.ctm"
-        ctm = group_by_utt(read_ctm(ctm_path)) if ctm_path.is_file() and vocab else {}
-        for utt in tqdm(data.utts, desc=f"prepare {Path(d).name}", disable=not progress):
-            wav = load_utterance(data, utt, sample_rate)
-            labels = frame_labels(ctm[utt], sample_rate / hop, len(wav) // hop, vocab) if utt in ctm else None
-            utts.append((utt, data.utt2spk[utt], wav, labels))
-    if not utts:
-        raise ValueError(f"no utterances in {[str(d) for d in data_dirs]}")
-    shard = build_shard(utts, vocab or ["sil"], sample_rate, hop)
     out.parent.mkdir(parents=True, exist_ok=True)
-    shard.save(out)
+    with ShardWriter(out, vocab or ["sil"], sample_rate, hop) as writer:
+        for d in data_dirs:
+            data = DataDir.load(d)
+            ctm_path = Path(d) / "phones.ctm"
+            ctm = group_by_utt(read_ctm(ctm_path)) if ctm_path.is_file() and vocab else {}
+            for utt in tqdm(data.utts, desc=f"prepare {Path(d).name}", disable=not progress):
+                wav = load_utterance(data, utt, sample_rate)
+                labels = frame_labels(ctm[utt], sample_rate / hop, len(wav) // hop, vocab) if utt in ctm else None
+                writer.add(utt, data.utt2spk[utt], wav, labels)
+        if not writer.utt_ids:
+            raise ValueError(f"no utterances in {[str(d) for d in data_dirs]}")
     return out
 
 

@@ -6,16 +6,21 @@
                  symmetric InfoNCE(semantic frames, phone frames), hinged KL with warm-up; optionally the
                  semantic branch hears a perturbed copy (perturb.py; or the crop's pitch twin, twins.py) and
                  its latent is pulled to the clean copy's (view consistency) and held in the same FSQ bins
-                 (code agreement), from `view_start` on; optionally a pitch adversary reads the codes
-                 (pitch_adversary.py, gradient reversal); the branch reads the encoder's A, or the
-                 log-mel's cepstrum (`semantic_input`), which the encoder then only serves as target
+                 (code agreement), from `view_start` on; the branch reads the encoder's A, or (a "phones"
+                 `semantic_input`) the log-mel through a frame phone classifier, the encoder then only
+                 serving the target
     vocoder      causal iSTFT vocoder on ground-truth mels: mel L1 + multi-resolution STFT
                  (auraloss), then adversarial + feature matching against encodec's MS-STFT discriminator
     finetune     connector + decoder + vocoder end to end from tokens, same waveform losses
+
+Log-mels (inputs and targets alike) are computed in fp32 whatever the trainer's autocast. Logged
+scalars are detached tensors, read by the trainer once per `log_every` steps (no per-step host sync);
+only the semantic and finetune stages, which hear a voice reference, have reference crops cut.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Iterator
 
@@ -27,13 +32,33 @@ from torch import nn
 from codec.model import SpeechCodec
 
 from ..trainer import LossTerm, TrainingTask
+from .discriminators import build_discriminator
 from .losses import (code_agreement, frame_infonce, hinged_kl, phone_recognition_loss, posterior_consistency,
                      view_consistency, warmup)
 from .perturb import GuardedVoiceChange, perturb
-from .pitch_adversary import PitchAdversary, views_pitch_adversary_loss
 from .shards import CropBatch, CropSampler, Shard
 from .text_encoder import FrameTextEncoder
 from .train_config import CodecTrainConfig
+
+VOICE_STAGES = ("semantic", "finetune")  # the stages that hear a voice reference (ParalinguisticEncoder)
+
+
+def log_mel(m: "CodecTrainingModel", wav: torch.Tensor, history: torch.Tensor | None = None) -> torch.Tensor:
+    """The codec front end's log-mel of wav [B, samples] (with its history), in fp32 under any autocast:
+    the mels are the reconstruction targets, and bf16 would put its rounding error into them."""
+    with torch.autocast(wav.device.type, enabled=False):
+        return m.codec.frontend(wav.float(), None if history is None else history.float())
+
+
+def codes_in_batch(indices: torch.Tensor, levels) -> torch.Tensor:
+    """How many distinct FSQ codes `indices` holds, as a 0-d tensor (no host sync, unlike unique())."""
+    seen = torch.zeros(math.prod(levels), device=indices.device)
+    return seen.index_fill_(0, indices.reshape(-1).long(), 1.0).sum()
+
+
+def _detached(scalars: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach() for k, v in scalars.items()}
+
 
 class CodecTrainingModel(nn.Module):
     """The codec plus what only training needs (text encoder, contrastive head, discriminator)."""
@@ -44,18 +69,9 @@ class CodecTrainingModel(nn.Module):
         self.codec = SpeechCodec(codec_cfg)
         self.text_encoder = FrameTextEncoder(num_phones, out_dim=cfg.contrastive_dim)
         self.speech_head = nn.Linear(len(codec_cfg.fsq_levels), cfg.contrastive_dim)
-        reads_decisions = cfg.weights.pitch_adversary_input == "decisions"
-        self.pitch_adversary = PitchAdversary(codec_cfg.semantic_input.n_units if reads_decisions
-                                              else len(codec_cfg.fsq_levels)) \
-            if cfg.stage == "semantic" and cfg.weights.pitch_adversary > 0 else None
         self.discriminator = None
         if cfg.stage in ("vocoder", "finetune"):
-            from encodec.msstftd import MultiScaleSTFTDiscriminator
-
-            hop = codec_cfg.mel.hop_length
-            self.discriminator = MultiScaleSTFTDiscriminator(
-                filters=cfg.disc_filters, n_ffts=[4 * hop, 2 * hop, hop], hop_lengths=[hop, hop // 2, hop // 4],
-                win_lengths=[4 * hop, 2 * hop, hop])
+            self.discriminator = build_discriminator(codec_cfg.mel.hop_length, cfg.disc_filters, tuple(cfg.disc_periods))
 
 
 def _check_holds_phone_classifier(init_from: str | None) -> None:
@@ -74,11 +90,8 @@ def _check_holds_phone_classifier(init_from: str | None) -> None:
 
 def _trainable(model: CodecTrainingModel, stage: str) -> list[nn.Module]:
     c = model.codec
-    semantic = [c.semantic, c.paralinguistic, c.connector, model.text_encoder, model.speech_head]
-    if model.pitch_adversary is not None:
-        semantic.append(model.pitch_adversary)
     return {"autoencoder": [c.encoder, c.decoder],
-            "semantic": semantic,
+            "semantic": [c.semantic, c.paralinguistic, c.connector, model.text_encoder, model.speech_head],
             "vocoder": [c.vocoder],
             "finetune": [c.connector, c.decoder, c.vocoder]}[stage]
 
@@ -126,7 +139,7 @@ class CodecTask(TrainingTask):
         c = self.codec_cfg
         sampler = CropSampler(self.shard, self.cfg.batch_size, self.cfg.segment_frames, c.downsample,
                               c.mel.n_fft - c.mel.hop_length, seed=self.cfg.trainer.seed, ref_frames=self.cfg.ref_frames,
-                              twin=self.twins)
+                              twin=self.twins, references=self.cfg.stage in VOICE_STAGES)
         step = start_step
         while True:
             batch = sampler.batch(step, rank)
@@ -153,9 +166,9 @@ class CodecTask(TrainingTask):
         return dataclasses.replace(batch, perturbed_wav=changed[:, n_hist:], perturbed_history=changed[:, :n_hist])
 
     # --- losses ----------------------------------------------------------------------------------
-    def losses(self, model, batch: CropBatch, step: int) -> Iterator[LossTerm]:
-        m: CodecTrainingModel = model.module if hasattr(model, "module") else model
-        mel = m.codec.frontend(batch.wav, batch.history)
+    def losses(self, model: CodecTrainingModel, batch: CropBatch, step: int) -> Iterator[LossTerm]:
+        m = model
+        mel = log_mel(m, batch.wav, batch.history)
         if self.cfg.stage == "autoencoder":
             yield self._autoencoder(m, mel)
         elif self.cfg.stage == "semantic":
@@ -166,10 +179,10 @@ class CodecTask(TrainingTask):
     def _autoencoder(self, m, mel):
         rec = m.codec.decoder(m.codec.encoder(mel))
         l1, l2 = F.l1_loss(rec, mel), F.mse_loss(rec, mel)
-        return LossTerm("main", self.cfg.weights.mel * (l1 + l2), {"ae/mel_l1": l1.item(), "ae/mel_l2": l2.item()})
+        return LossTerm("main", self.cfg.weights.mel * (l1 + l2), _detached({"ae/mel_l1": l1, "ae/mel_l2": l2}))
 
     def _voice(self, m, ref_wav, sample: bool):
-        mu, logvar = m.codec.paralinguistic(m.codec.frontend(ref_wav))
+        mu, logvar = m.codec.paralinguistic(log_mel(m, ref_wav))
         mu, logvar = mu[:, -1], logvar[:, -1]
         g = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if sample else mu
         return g, mu, logvar
@@ -180,13 +193,12 @@ class CodecTask(TrainingTask):
             a = m.codec.encoder(mel)  # the target: the clean crop's latent
             src = mel if m.codec.semantic.reads_mel else a
             src_in = src if batch.perturbed_wav is None else m.codec.semantic_source(
-                m.codec.frontend(batch.perturbed_wav.to(mel.device), batch.perturbed_history.to(mel.device)))
+                log_mel(m, batch.perturbed_wav, batch.perturbed_history))
         sem = m.codec.semantic(src_in, sample=True)
         consistency = agreement = None
         clean = None
         phone_views = sem.unit_logits is not None and (w.phone_consistency > 0 or w.phone_recognition_clean > 0)
-        if batch.perturbed_wav is not None and (w.consistency > 0 or w.code_agreement > 0 or w.pitch_adversary > 0
-                                                or phone_views):
+        if batch.perturbed_wav is not None and (w.consistency > 0 or w.code_agreement > 0 or phone_views):
             clean = m.codec.semantic(src)
             mu_clean = clean.mu
             if w.consistency > 0:
@@ -206,31 +218,19 @@ class CodecTask(TrainingTask):
         kl_s = hinged_kl(sem.mu, sem.logvar, w.free_nats)
         kl_v = hinged_kl(g_mu, g_logvar, w.free_nats)
         loss = w.latent_mse * latent + w.decoded_mel * dec + w.infonce * nce + ramp * (w.kl_semantic * kl_s + w.kl_voice * kl_v)
-        used = sem.indices.unique().numel()
-        scalars = {"sem/latent_mse": latent.item(), "sem/decoded_mel_l1": dec.item(), "sem/infonce": nce.item(),
-                   "sem/kl_semantic": kl_s.item(), "sem/kl_voice": kl_v.item(), "sem/codes_in_batch": float(used)}
+        scalars = _detached({"sem/latent_mse": latent, "sem/decoded_mel_l1": dec, "sem/infonce": nce,
+                             "sem/kl_semantic": kl_s, "sem/kl_voice": kl_v,
+                             "sem/codes_in_batch": codes_in_batch(sem.indices, self.codec_cfg.fsq_levels)})
         if sem.unit_logits is not None:
             units, unit_scalars = self._phone_terms(sem, clean, batch.labels, view_ramp)
             loss = loss + units
             scalars.update(unit_scalars)
-        if w.pitch_adversary > 0:
-            perturbed = batch.perturbed_wav is not None
-            views = [(sem, torch.cat([batch.perturbed_history, batch.perturbed_wav], -1) if perturbed
-                      else torch.cat([batch.history, batch.wav], -1))]
-            if clean is not None:
-                views.append((clean, torch.cat([batch.history, batch.wav], -1)))
-            adversary, explained = views_pitch_adversary_loss(
-                m.pitch_adversary, views, self.codec_cfg, w.pitch_reversal * view_ramp, w.pitch_frame,
-                reads_decisions=w.pitch_adversary_input == "decisions")
-            loss = loss + w.pitch_adversary * adversary
-            scalars["sem/pitch_adversary"] = adversary.item()
-            scalars.update({f"sem/pitch_explained_{k}": v for k, v in explained.items()})
         if consistency is not None:
             loss = loss + view_ramp * w.consistency * consistency
-            scalars["sem/consistency"] = consistency.item()
+            scalars["sem/consistency"] = consistency.detach()
         if agreement is not None:
             loss = loss + view_ramp * w.code_agreement * agreement
-            scalars["sem/code_agreement"] = agreement.item()
+            scalars["sem/code_agreement"] = agreement.detach()
         return LossTerm("main", loss, scalars)
 
     def _phone_terms(self, sem, clean, labels, view_ramp):
@@ -239,17 +239,16 @@ class CodecTask(TrainingTask):
         w = self.cfg.weights
         recognition, accuracy = phone_recognition_loss(sem.unit_logits, labels)
         loss = (0.0 if self.cfg.freeze_phone_classifier else w.phone_recognition) * recognition
-        scalars = {"sem/phone_ce": recognition.item(), "sem/phone_accuracy": accuracy}
+        scalars = {"sem/phone_ce": recognition.detach(), "sem/phone_accuracy": accuracy}
         if clean is not None:
-            scalars["sem/phone_view_agreement"] = \
-                (sem.unit_logits.argmax(-1) == clean.unit_logits.argmax(-1)).float().mean().item()
+            scalars["sem/phone_view_agreement"] = (sem.unit_logits.argmax(-1) == clean.unit_logits.argmax(-1)).float().mean()
             clean_recognition, scalars["sem/phone_accuracy_clean"] = phone_recognition_loss(clean.unit_logits, labels)
             if w.phone_recognition_clean > 0:
                 loss = loss + w.phone_recognition_clean * clean_recognition
             if w.phone_consistency > 0:
                 apart = posterior_consistency(sem.unit_logits, clean.unit_logits)
                 loss = loss + view_ramp * w.phone_consistency * apart
-                scalars["sem/phone_consistency"] = apart.item()
+                scalars["sem/phone_consistency"] = apart.detach()
         return loss, scalars
 
     def _waveform(self, m, mel, batch, step):
@@ -270,7 +269,7 @@ class CodecTask(TrainingTask):
             d_real, _ = m.discriminator(real)
             d_fake, _ = m.discriminator(fake.detach())
             d_loss = sum(F.relu(1 - r).mean() + F.relu(1 + f).mean() for r, f in zip(d_real, d_fake)) / len(d_real)
-            yield LossTerm("disc", d_loss, {"gan/d_loss": d_loss.item()})
+            yield LossTerm("disc", d_loss, {"gan/d_loss": d_loss.detach()})
         if self.mrstft is None:
             import auraloss
 
@@ -278,12 +277,13 @@ class CodecTask(TrainingTask):
             self.mrstft = auraloss.freq.MultiResolutionSTFTLoss(
                 fft_sizes=[4 * hop, 2 * hop, hop // 2], hop_sizes=[hop, hop // 2, hop // 8],
                 win_lengths=[4 * hop, 2 * hop, hop // 2]).to(fake.device)
-        mel_fake = m.codec.frontend.mel(fake[:, 0]).clamp_min(1e-5).log()
-        mel_real = m.codec.frontend.mel(real[:, 0]).clamp_min(1e-5).log()
+        with torch.autocast(fake.device.type, enabled=False):  # fp32 mels, the target's above all
+            mel_fake = m.codec.frontend.mel(fake[:, 0].float()).clamp_min(1e-5).log()
+            mel_real = m.codec.frontend.mel(real[:, 0].float()).clamp_min(1e-5).log()
         mel_l1 = F.l1_loss(mel_fake, mel_real)
         stft = self.mrstft(fake, real)
         loss = w.wave_mel * mel_l1 + w.mrstft * stft
-        scalars = {"voc/mel_l1": mel_l1.item(), "voc/mrstft": stft.item()}
+        scalars = _detached({"voc/mel_l1": mel_l1, "voc/mrstft": stft})
         if adversarial:
             d_fake, fmap_fake = m.discriminator(fake)
             with torch.no_grad():
@@ -292,7 +292,7 @@ class CodecTask(TrainingTask):
             fm = sum(F.l1_loss(a, b) / (b.abs().mean() + 1e-5) for fa, fr in zip(fmap_fake, fmap_real)
                      for a, b in zip(fa, fr)) / len(fmap_fake)
             loss = loss + w.adversarial * adv + w.feature_matching * fm
-            scalars.update({"gan/g_adv": adv.item(), "gan/feature_matching": fm.item()})
+            scalars.update(_detached({"gan/g_adv": adv, "gan/feature_matching": fm}))
         yield LossTerm("main", loss, scalars)
 
     def log_samples(self, model, writer, step):
@@ -301,7 +301,7 @@ class CodecTask(TrainingTask):
         wav = torch.from_numpy(self.shard.wav(0)[: 3 * sr])[None]
         wav = wav[:, : wav.shape[-1] // self.codec_cfg.samples_per_token * self.codec_cfg.samples_per_token]
         with torch.no_grad():
-            mel = m.codec.frontend(wav.to(next(m.parameters()).device))
+            mel = log_mel(m, wav.to(next(m.parameters()).device))
             if self.cfg.stage in ("vocoder",):
                 out = m.codec.vocoder.synthesize(mel)
             else:

@@ -11,7 +11,6 @@ from ..trainer import TrainerConfig
 from .perturb import PerturbationConfig
 
 STAGES = ("autoencoder", "semantic", "vocoder", "finetune")
-PITCH_ADVERSARY_INPUTS = ("codes", "decisions")
 
 
 @dataclasses.dataclass
@@ -35,16 +34,6 @@ class LossWeights:
     # input layer must first learn content, or pulling the views together from step 0 collapses it to one token
     view_start: int = 0
     view_warmup: int = 0
-    # a pitch adversary (recipes/codec/pitch_adversary.py) reads the semantic codes of both views and predicts
-    # log-F0 per voiced frame and per crop; its loss has this weight, and reaches the semantic branch reversed, times
-    # `pitch_reversal` (ramped in with the view losses)
-    pitch_adversary: float = 0.0
-    pitch_reversal: float = 1.0
-    pitch_frame: float = 1.0  # the frame head's share (0: only the crop's pitch level is taken, not its contour)
-    # what the adversary reads: "codes" (the semantic codes, token rate), or, for a "phones" input, "decisions" (the
-    # frame classifier's one-hot decisions at the mel frame rate, straight-through: its reversed gradient reaches the
-    # classifier, whose decisions the codes cannot undo; on codes it would stop at the non-differentiable argmax)
-    pitch_adversary_input: str = "codes"
     # a "phones" semantic input: cross-entropy of its frame classifier against the phone timings, on the view the
     # branch hears (the perturbed one, when perturbation is on), so its decisions learn to ignore the voice
     phone_recognition: float = 1.0
@@ -57,11 +46,6 @@ class LossWeights:
     mrstft: float = 1.0
     adversarial: float = 1.0
     feature_matching: float = 2.0
-
-    def __post_init__(self):
-        if self.pitch_adversary_input not in PITCH_ADVERSARY_INPUTS:
-            raise ValueError(f"weights.pitch_adversary_input {self.pitch_adversary_input!r}: expected one of "
-                             f"{PITCH_ADVERSARY_INPUTS}")
 
 
 @dataclasses.dataclass
@@ -77,6 +61,8 @@ class CodecTrainConfig:
     contrastive_dim: int = 64
     contrastive_temperature: float = 0.1
     disc_filters: int = 16
+    # periods of a multi-period waveform discriminator beside the MS-STFT one (discriminators.py); empty: none
+    disc_periods: list[int] = dataclasses.field(default_factory=list)
     adversarial_start: int = 0  # step at which the discriminator joins (vocoder / finetune)
     weights: LossWeights = dataclasses.field(default_factory=LossWeights)
     # semantic stage, "phones" input: keep its frame classifier as loaded (`assemble --phone-classifier`), trained
@@ -90,18 +76,14 @@ class CodecTrainConfig:
     def __post_init__(self):
         if self.stage not in STAGES:
             raise ValueError(f"unknown stage {self.stage!r}; expected one of {STAGES}")
-        if self.weights.pitch_adversary_input == "decisions" and self.codec_config().semantic_input.kind != "phones":
-            raise ValueError("weights.pitch_adversary_input 'decisions' needs a phones semantic input "
-                             "(codec_overrides.semantic_input.kind: phones)")
         if self.freeze_phone_classifier:
             w = self.weights
             if self.codec_config().semantic_input.kind != "phones":
                 raise ValueError("freeze_phone_classifier needs a phones semantic input "
                                  "(codec_overrides.semantic_input.kind: phones)")
-            if w.phone_consistency > 0 or w.phone_recognition_clean > 0 or \
-                    (w.pitch_adversary > 0 and w.pitch_adversary_input == "decisions"):
-                raise ValueError("freeze_phone_classifier: weights.phone_consistency, phone_recognition_clean and a "
-                                 "pitch adversary on the decisions train the classifier; set them to 0")
+            if w.phone_consistency > 0 or w.phone_recognition_clean > 0:
+                raise ValueError("freeze_phone_classifier: weights.phone_consistency and phone_recognition_clean "
+                                 "train the classifier; set them to 0")
 
     def codec_config(self) -> CodecConfig:
         return merge(preset(self.codec_preset), self.codec_overrides)

@@ -176,16 +176,16 @@ class DialogueTask(TrainingTask):
             batch["history"] = history
         return batch
 
-    def losses(self, model: nn.Module, batch: dict, step: int) -> Iterator[LossTerm]:
+    def losses(self, model: DuplexModel, batch: dict, step: int) -> Iterator[LossTerm]:
         heard = batch.get("heard", batch.get("user_text"))  # the transcript fed back (user_text_input)
-        inner = model.module if hasattr(model, "module") else model
         history = batch.get("history")
         if self.cfg.own_audio_sampled > 0:
             g = self._step_generator(step, 17)
-            rows = (torch.rand(len(batch["tokens"]), generator=g) < self.cfg.own_audio_sampled) & ~batch["text_only"]
-            history = own_audio_history(inner, batch, heard, history, rows, self.cfg.own_audio_sampled_temperature, g)
+            draws = torch.rand(len(batch["tokens"]), generator=g) < self.cfg.own_audio_sampled  # CPU: the generator's
+            rows = draws.to(batch["text_only"].device) & ~batch["text_only"]
+            history = own_audio_history(model, batch, heard, history, rows, self.cfg.own_audio_sampled_temperature, g)
         logits = model(batch["tokens"], batch["user_voice"], batch["system_voice"], heard, history)
-        loss, scalars = duplex_loss(inner, logits, batch["tokens"], batch["mask"], self.cfg.loss, batch.get("user_text"),
+        loss, scalars = duplex_loss(model, logits, batch["tokens"], batch["mask"], self.cfg.loss, batch.get("user_text"),
                                     batch.get("text_only"))
         yield LossTerm("main", loss, scalars)
 
