@@ -32,7 +32,8 @@ from tests.test_trainer import SMALL
 
 WORLD = 2
 STEPS = 3
-TASKS = ("autoencoder", "vocoder", "dialogue", "aligner")
+EXACT = ("autoencoder", "vocoder", "dialogue", "aligner")  # no randomness in their losses: one process can replay them
+TASKS = EXACT + ("semantic",)  # the VAE samples per rank, so one process cannot; its ranks must still agree
 
 
 def trainer_config() -> TrainerConfig:
@@ -71,7 +72,7 @@ def aligner_task(root: Path) -> TrainingTask:
 
 
 def build(name: str, root: Path) -> TrainingTask:
-    if name in ("autoencoder", "vocoder"):
+    if name in ("autoencoder", "vocoder", "semantic"):
         return codec_task(root, name)
     return dialogue_task(root) if name == "dialogue" else aligner_task(root)
 
@@ -180,15 +181,24 @@ def concat(*batches):
     return a
 
 
-@pytest.mark.parametrize("name", TASKS)
-def test_two_ranks_train_the_weights_of_one_process_on_both_batches(two_ranks, name):
-    root = two_ranks
+def rank_weights(root: Path, name: str) -> dict[str, torch.Tensor]:
+    """The two ranks' final weights, checked equal (and equal to rank 0's checkpoint); rank 0's returned."""
     ranks = [load_file(str(root / f"{name}-rank{r}.safetensors")) for r in range(WORLD)]
     for k in ranks[0]:
         assert torch.equal(ranks[0][k], ranks[1][k]), f"{name}: {k} differs between the ranks"
-    # rank 0's checkpoint holds the same weights
     saved = load_file(str(root / f"{name}-ddp" / f"step-{STEPS}" / "model.safetensors"))
     assert all(torch.equal(saved[k], ranks[0][k]) for k in saved)
+    return ranks[0]
+
+
+def test_the_semantic_stage_keeps_the_ranks_equal_on_speech_without_transcripts(two_ranks):
+    rank_weights(two_ranks, "semantic")  # the text encoder, which no frame reaches, is reduced all the same
+
+
+@pytest.mark.parametrize("name", EXACT)
+def test_two_ranks_train_the_weights_of_one_process_on_both_batches(two_ranks, name):
+    root = two_ranks
+    ranks = [rank_weights(root, name)]
     torch.manual_seed(0)
     single = train(BothRanks(build(name, root)), trainer_config(), root / f"{name}-single", progress=False).state_dict()
     initial = build(name, root).build_model().state_dict()

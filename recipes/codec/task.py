@@ -211,8 +211,10 @@ class CodecTask(TrainingTask):
         dec = F.l1_loss(m.codec.decoder(a_hat), mel)
         labels = batch.labels[:, ::self.codec_cfg.downsample]
         valid = labels >= 0
-        nce = frame_infonce(m.speech_head(sem.codes), m.text_encoder(labels.clamp_min(0)), valid,
-                            self.cfg.contrastive_temperature)
+        text = m.text_encoder(labels.clamp_min(0))
+        # + 0·text: a batch without transcripts (real speech) still puts the text encoder in the graph, so every
+        # rank has a gradient, zero here, for every parameter the ranks average
+        nce = frame_infonce(m.speech_head(sem.codes), text, valid, self.cfg.contrastive_temperature) + 0.0 * text.sum()
         view_ramp = warmup(step, w.view_start, w.view_warmup)
         ramp = warmup(step, 0, w.kl_warmup)
         kl_s = hinged_kl(sem.mu, sem.logvar, w.free_nats)
