@@ -192,7 +192,13 @@ def rank_weights(root: Path, name: str) -> dict[str, torch.Tensor]:
 
 
 def test_the_semantic_stage_keeps_the_ranks_equal_on_speech_without_transcripts(two_ranks):
-    rank_weights(two_ranks, "semantic")  # the text encoder, which no frame reaches, is reduced all the same
+    """The text encoder, which no transcribed frame reaches here, is averaged all the same (zero gradients)."""
+    trained = rank_weights(two_ranks, "semantic")
+    torch.manual_seed(0)  # the trainer's seed: the initial weights
+    initial = build("semantic", two_ranks).build_model().state_dict()
+    assert not torch.equal(trained["codec.semantic.posterior.weight"], initial["codec.semantic.posterior.weight"])
+    encoder = [k for k in trained if k.startswith("codec.encoder.")]
+    assert encoder and all(torch.equal(trained[k], initial[k]) for k in encoder)  # frozen in this stage
 
 
 @pytest.mark.parametrize("name", EXACT)
