@@ -209,6 +209,7 @@ class _RunningLog:
         self.counts: dict[str, int] = {}
         self.nonfinite = {name: torch.zeros((), device=device) for name in groups}
         self.waited, self.started, self.last_step = 0.0, time.perf_counter(), start_step
+        self.checked_step = start_step  # the last step known finite
 
     def add(self, term: LossTerm, norm: torch.Tensor) -> None:
         for k, v in {**term.scalars, f"grad_norm/{term.group}": norm}.items():
@@ -226,9 +227,10 @@ class _RunningLog:
         values = torch.cat([flags, torch.stack(scalars).to(flags.device)]).tolist() if scalars else flags.tolist()
         bad = [name for name, f in zip(self.nonfinite, values) if f > 0]
         if bad:
-            raise FloatingPointError(f"non-finite loss or gradient in group(s) {bad} between step {self.last_step} "
+            raise FloatingPointError(f"non-finite loss or gradient in group(s) {bad} between step {self.checked_step} "
                                      f"and step {step} (on some rank); weights since then are not saved; last "
                                      f"checkpoint: {latest_checkpoint(out_dir)}")
+        self.checked_step = step
         return values[len(flags):]
 
     def read(self, step: int, world: int, out_dir: Path) -> dict[str, float]:

@@ -99,3 +99,61 @@ def test_a_phase_with_its_own_schedule_warms_up_again_and_ends_at_the_floor():
     for step in (0, 50, 99, 100, 550, 999, 1000):  # shifted by 600 steps, the same curve
         assert lr_factor(step + 600, phase) == pytest.approx(lr_factor(step, one))
     assert lr_factor(1600, phase) == pytest.approx(0.1) and lr_factor(599, phase) == pytest.approx(0.01)
+
+
+class _Toy:
+    """A one-layer task whose loss turns NaN from step `nan_from` on."""
+
+    def __new__(cls, nan_from: int):
+        from recipes.trainer import LossTerm, TrainingTask
+
+        class Toy(TrainingTask):
+            def build_model(self):
+                return torch.nn.Linear(3, 1)
+
+            def batches(self, start_step, rank, world_size):
+                step = start_step
+                while True:
+                    yield torch.full((2, 3), float(step))
+                    step += 1
+
+            def losses(self, model, batch, step):
+                loss = model(batch).pow(2).mean() * (float("nan") if step >= nan_from else 1.0)
+                yield LossTerm("main", loss, {"toy/loss": loss.detach(), "toy/step": float(step)})
+
+        return Toy()
+
+
+def test_a_non_finite_loss_is_caught_at_the_next_read_and_never_saved(tmp_path):
+    cfg = TrainerConfig(max_steps=8, warmup_steps=1, log_every=4, checkpoint_every=2, keep_checkpoints=10)
+    with pytest.raises(FloatingPointError, match=r"group\(s\) \['main'\] between step 2 and step 4.*step-2"):
+        train(_Toy(nan_from=3), cfg, tmp_path / "run", progress=False)
+    assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["step-2"]  # step 4's weights are NaN: not saved
+
+
+def test_logged_scalars_are_means_over_the_interval_with_the_loader_wait(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = TrainerConfig(max_steps=6, warmup_steps=1, log_every=3, checkpoint_every=6)
+    train(_Toy(nan_from=99), cfg, tmp_path / "run", progress=False)
+    acc = EventAccumulator(str(next((tmp_path / "run" / "tensorboard").glob("events.*"))))
+    acc.Reload()
+    assert [e.value for e in acc.Scalars("toy/step")] == [1.0, 4.0]  # steps 0-2, then 3-5
+    assert {"toy/loss", "grad_norm/main", "time/step_ms", "time/loader_wait_ms", "lr"} <= set(acc.Tags()["scalars"])
+
+
+def test_the_prefetcher_keeps_the_order_and_hands_over_the_source_s_error():
+    from recipes.parallel import Prefetcher
+
+    def source():
+        yield from range(5)
+        raise KeyError("shard gone")
+
+    ahead = Prefetcher(source(), depth=2)
+    assert [next(ahead) for _ in range(5)] == list(range(5))
+    with pytest.raises(KeyError, match="shard gone"):
+        next(ahead)
+    endless = Prefetcher(iter(range(10**9)), depth=3)
+    assert next(endless) == 0
+    endless.close()
+    assert not endless._thread.is_alive()
