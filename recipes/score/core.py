@@ -124,6 +124,8 @@ def _resolve_codec(codec):
         from codec import load_codec
 
         return load_codec(None if str(codec) == "default" else codec)
+    if _maps_audio(codec):  # a codec stage (stages.py): audio in, audio out
+        return codec
     for attr in ("encode", "decode", "config", "sample_rate"):
         if not hasattr(codec, attr):
             raise TypeError(f"codec object lacks .{attr} (expected the codec.Codec interface)")
@@ -158,7 +160,9 @@ def score_codec(data, codec="default", out_dir: str | Path | None = "exp/score",
     items, data_desc = load_items(data, sample_rate, max_utts)
     codec_obj = _resolve_codec(codec)
     systems = []
-    if codec_obj is not None:
+    if codec_obj is not None and _maps_audio(codec_obj):
+        systems.append((system_name or codec_obj.name, codec_obj))
+    elif codec_obj is not None:
         if stages:  # where the quality goes: the codec's partial paths first (recipes/score/stages.py)
             from .stages import codec_stages
 

@@ -83,7 +83,7 @@ def probe_accuracy(features: np.ndarray, speakers: list[str], utts: list[str], w
         return {"acc": math.nan, "chance": math.nan, "num_classes": len(classes), "num_test": len(test)}
     cid = {c: k for k, c in enumerate(classes)}
     x = torch.as_tensor(np.asarray(features, dtype=np.float32))
-    y = torch.tensor([cid[s] for s in speakers])
+    y = torch.tensor([cid.get(s, -1) for s in speakers])  # -1: a speaker in neither half (too few utterances)
     mu, sd = x[train].mean(0), x[train].std(0, unbiased=False).clamp_min(1e-6)
     x = (x - mu) / sd
     g = torch.Generator().manual_seed(seed)

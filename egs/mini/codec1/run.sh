@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Mini codec recipe: synthesise a multi-voice corpus with exact timings, add real studio prompts,
-# train the four codec stages on CPU, export the codec and score it against Codec2 and Opus.
+# Mini codec recipe: synthesise speech from every installed TTS voice with exact timings, add every real reader
+# the Debian archive ships, split by speaker (recipes/speaker_splits.yaml), train the four codec stages on CPU,
+# export the codec and score it (with its stage table) against Codec2 and Opus on the validation speakers.
 #
-#   ./run.sh                       # everything (≈ 1.5 h on 2 CPU cores)
+#   ./run.sh                       # everything (many CPU-hours; every stage resumes from its last checkpoint)
+#   ./run.sh --stage 8 --test true # score the exported codec once on the test speakers
 #   ./run.sh --stage 3 --stop_stage 3
 #   ./run.sh --tiny true           # CI-sized end-to-end check (≤ 3 min)
 #   ./run.sh --exp ~/duet-runs/mini-codec1/exp --data ~/duet-runs/mini-codec1/data
 #   ./run.sh --stage 3 --init_codec ../../../codec/assets/default_codec.safetensors --perturb true
 #                                  # retrain only the semantic branch (and the fine-tune) of a trained codec
 #   ./run.sh ... --perturb true --twins true   # ... with pitch twins from the TTS engines as well
-#   ./run.sh ... --semantic_input cepstrum     # ... the semantic branch reading the cepstrum, not the latent
 #   ./run.sh ... --semantic_input phones       # ... hearing only a frame phone classifier's decisions
 #   ./run.sh ... --semantic_input phones --phone_classifier CLS   # ... of a classifier trained apart, kept frozen
 set -euo pipefail
@@ -22,9 +23,10 @@ tiny=false
 nj=1                      # torchrun processes (DDP); the same command scales to GPUs / nodes
 data=data
 exp=exp
-train_utts=2400
-heldout_utts=200
-real_max_utts=0
+train_utts=6000
+eval_utts=240             # synthetic utterances in valid and in test each
+real_max_per_speaker=0    # 0: every recording of every real reader
+test=false                # score the test speakers (once per shipped codec) instead of the validation speakers
 vocoder_parallel=false    # run the vocoder stage (independent of stages 3-4) in the background
 finetune=true
 score_max_utts=120
@@ -33,8 +35,8 @@ results_md=""             # default $exp/RESULTS.md: a run never overwrites the 
 init_codec=""             # an exported codec: keep its encoder/decoder/vocoder, seed the semantic stage from it
 perturb=false             # the semantic stage hears pitch/formant/level/EQ-perturbed input (conf/perturb.yaml)
 twins=false               # with --perturb: also the synthetic utterances spoken again at other pitches (recipes.codec.twins)
-semantic_input=latent     # cepstrum: the semantic branch reads the log-mel's cepstrum (conf/semantic_cepstrum.yaml);
-                          # phones: a frame phone classifier's one-hot decisions (conf/semantic_phones.yaml)
+semantic_input=latent     # phones: the semantic branch hears a frame phone classifier's one-hot decisions
+                          # (conf/semantic_phones.yaml)
 phone_classifier=""       # with --init_codec and --semantic_input phones: a classifier trained apart (a PhoneInput
                           # state dict, ../dialogue1/local/aligned_phones.py), loaded into the branch and frozen
 export_to=""              # also copy the final codec here (e.g. ../../../codec/assets/default_codec.safetensors)
@@ -47,15 +49,14 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 extra=()
 if [ "$tiny" = true ]; then
-  train_utts=12; heldout_utts=8; real_max_utts=16; score_max_utts=8; baselines=codec2_1200
+  train_utts=12; eval_utts=8; real_max_per_speaker=2; score_max_utts=8; baselines=codec2_1200
   extra=(conf/tiny.yaml); results_md="$exp/RESULTS.md"
 fi
 [ "$perturb" = true ] && extra+=(conf/perturb.yaml)
 case "$semantic_input" in
   latent) ;;
-  cepstrum) extra+=(conf/semantic_cepstrum.yaml) ;;
   phones) extra+=(conf/semantic_phones.yaml) ;;
-  *) echo "run.sh: --semantic_input is latent, cepstrum or phones, not '$semantic_input'" >&2; exit 1 ;;
+  *) echo "run.sh: --semantic_input is latent or phones, not '$semantic_input'" >&2; exit 1 ;;
 esac
 mkdir -p "$exp"
 echo "$cmdline" >> "$exp/run_commands.txt"
@@ -63,14 +64,15 @@ echo "$cmdline" >> "$exp/run_commands.txt"
 . utils/codec_stages.sh
 train_sets=("shard=$data/train.safetensors")
 torchrun_opts="--standalone"
-score_sets="synth_heldout real_heldout"
+# validation speakers drive every choice; the test speakers are scored once per shipped codec (--test true)
+score_sets="real_valid real_valid_en synth_valid"
+[ "$test" = true ] && score_sets="real_test real_test_en synth_test"
 score_name="duet (mini)"
-score_opts=""
+score_opts="--stages"
 title=egs/mini/codec1
 export_desc="trained by egs/mini/codec1"
 [ -n "$init_codec" ] && export_desc+=", semantic stage retrained from $init_codec"
 [ "$perturb" = true ] && export_desc+=" (perturbed semantic input, conf/perturb.yaml)"
-[ "$semantic_input" = cepstrum ] && export_desc+=", semantic branch on the cepstrum"
 [ "$semantic_input" = phones ] && export_desc+=", semantic branch on a frame phone classifier's decisions"
 if [ "$twins" = true ]; then
   [ "$perturb" = true ] || { echo "run.sh: --twins true needs --perturb true" >&2; exit 1; }
@@ -85,14 +87,14 @@ fi
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ] && [ ! -f "$data/.corpus.done" ]; then
   echo "stage 1: corpus"
-  python local/make_corpus.py --data "$data" --train-utts $train_utts --heldout-utts $heldout_utts \
-    --real-max-utts $real_max_utts
+  python local/make_corpus.py --data "$data" --train-utts $train_utts --eval-utts $eval_utts \
+    --real-max-per-speaker $real_max_per_speaker
   touch "$data/.corpus.done"
 fi
 
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ] && [ ! -f "$data/train.safetensors" ]; then
   echo "stage 2: training shard"
-  python -m recipes.codec.prepare --data "$data/synth_train" "$data/real_train" --out "$data/train.safetensors" \
+  python -m recipes.codec.prepare --data "$data/synth_train" "$data/real/train" --out "$data/train.safetensors" \
     --sample-rate 16000 --hop 256 --phones "$data/synth_train/phones.txt"
 fi
 if [ "$twins" = true ] && [ $stage -le 4 ] && [ $stop_stage -ge 2 ] && [ ! -f "$data/twins.safetensors" ]; then
