@@ -319,14 +319,16 @@ def codec_identity(model: SpeechCodec) -> str:
     return h.hexdigest()[:16]
 
 
-def save_codec_model(model: SpeechCodec, path: str | Path, description: str = "", half: bool = True) -> str:
+def save_codec_model(model: SpeechCodec, path: str | Path, description: str = "", half: bool = True,
+                     recipe: str = "") -> str:
+    """Write the codec file; `recipe` is the command that rebuilds it from a clean checkout (kept in its metadata)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: (v.half() if half and v.is_floating_point() else v).contiguous().cpu()
                for k, v in model.state_dict().items()}
     codec_id = codec_identity(model)
     meta = {"format": "duet-codec", "config": json.dumps(config_io.to_dict(model.cfg)),
-            "codec_id": codec_id, "description": description}
+            "codec_id": codec_id, "description": description, **({"recipe": recipe} if recipe else {})}
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=meta)
     tmp.replace(path)

@@ -78,7 +78,7 @@ codec_stages() {  # FIRST: the stage number of the autoencoder
       echo "stage $((s + 4)): warning: exporting the autoencoder stage only ($ckpt)" >&2
     fi
     python -m recipes.codec.export --checkpoint "$ckpt" --config "$ckpt/../config.yaml" "${voc[@]}" \
-      --out "$exp/codec.safetensors" --description "$export_desc"
+      --out "$exp/codec.safetensors" --description "$export_desc" --recipe "cd $title && ./run.sh ${recipe_args:-}"
     if [ -n "$export_to" ]; then cp "$exp/codec.safetensors" "$export_to"; fi
   fi
   if run $((s + 5)); then

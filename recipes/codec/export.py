@@ -69,10 +69,11 @@ def main_export(argv=None) -> None:
     p.add_argument("--vocoder", type=Path, help="take the vocoder's weights from this checkpoint")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--description", default="")
+    p.add_argument("--recipe", default="", help="the recipe command that rebuilds this file (kept in its metadata)")
     args = p.parse_args(argv)
     cfg = load(CodecTrainConfig, args.config)
     desc = args.description or f"trained by egs/mini/codec1 ({args.checkpoint})"
-    codec_id = export_codec(args.checkpoint, args.out, cfg, args.vocoder, desc)
+    codec_id = export_codec(args.checkpoint, args.out, cfg, args.vocoder, desc, recipe=args.recipe)
     print(f"{args.out}: codec {cfg.codec_config().name} id {codec_id}")
 
 

@@ -315,7 +315,7 @@ class CodecTask(TrainingTask):
 
 
 def export_codec(stage_ckpt: Path, out: Path, cfg: CodecTrainConfig, vocoder_ckpt: Path | None = None,
-                 description: str = "") -> str:
+                 description: str = "", recipe: str = "") -> str:
     """Assemble the codec from stage checkpoints into one safetensors file for `load_codec`."""
     from safetensors.torch import load_file
 
@@ -328,4 +328,4 @@ def export_codec(stage_ckpt: Path, out: Path, cfg: CodecTrainConfig, vocoder_ckp
         voc = load_file(str(Path(vocoder_ckpt) / "model.safetensors"))
         state.update({k[len("codec."):]: v for k, v in voc.items() if k.startswith("codec.vocoder.")})
     codec.load_state_dict(state)
-    return save_codec_model(codec, out, description)
+    return save_codec_model(codec, out, description, recipe=recipe)

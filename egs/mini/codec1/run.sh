@@ -41,6 +41,7 @@ phone_classifier=""       # with --init_codec and --semantic_input phones: a cla
                           # state dict, ../dialogue1/local/aligned_phones.py), loaded into the branch and frozen
 export_to=""              # also copy the final codec here (e.g. ../../../codec/assets/default_codec.safetensors)
 cmdline="$0 $*"
+recipe_args="$*"          # what the export's `recipe` metadata names: cd egs/mini/codec1 && ./run.sh <these>
 . utils/parse_options.sh
 results_md=${results_md:-$exp/RESULTS.md}
 # One intra-op thread per training process: on a small CPU box oversubscribed OpenMP threads spin
