@@ -5,7 +5,6 @@ factor, and so may EPAD targets (one per word: the decision that a word starts a
 whether a count goes on); within a step's K audio tokens the first (the step's onset frame, which carries the
 decision to start or stop speaking) and the later ones are weighted apart; the optional user
 prediction and the listening head (the user's words, `user_text_delay`) have their own weights.
-Text-only rows of a batch (no audio: `text_only`) train the system's text stream alone.
 """
 from __future__ import annotations
 
@@ -30,22 +29,13 @@ class LossWeights:
 
 
 def duplex_loss(model: DuplexModel, logits: DuplexLogits, tokens: torch.Tensor, mask: torch.Tensor,
-                weights: LossWeights, user_text: torch.Tensor | None = None,
-                text_only: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                weights: LossWeights, user_text: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """tokens: the delayed grid [B, S, 1 + 2K] the logits were computed from; mask [B, S] (bool) marks
     real steps; user_text [B, S]: the listening head's targets (`dialogue.layout.user_text_targets`),
-    required when the model has the head; text_only [B] (bool): rows whose audio is a placeholder
-    (text-only conversations), left out of every loss but the system text's.
+    required when the model has the head.
     Returns (loss, scalars: per-stream cross-entropy and accuracy)."""
     targets = model.depth_targets(tokens)
     m = mask.float()
-    if text_only is not None:
-        if text_only.shape != mask.shape[:1]:
-            raise ValueError(f"duplex_loss: text_only must be [B] = {tuple(mask.shape[:1])}, "
-                             f"got {tuple(text_only.shape)}")
-        m_audio = m * (~text_only.to(mask.device)).float()[:, None]
-    else:
-        m_audio = m
     k = model.columns.k
     loss_text, text_scalars = _text_loss(logits.text, targets[..., 0], m, weights.text_padding, "text",
                                          weights.text_epad)
@@ -53,14 +43,14 @@ def duplex_loss(model: DuplexModel, logits: DuplexLogits, tokens: torch.Tensor, 
     pos_w[0] = weights.audio_first
     sys_t = targets[..., 1:1 + k]
     sys_ce = F.cross_entropy(logits.system.flatten(0, 2), sys_t.flatten(), reduction="none").view_as(sys_t)
-    sys_w = m_audio[..., None] * pos_w
+    sys_w = m[..., None] * pos_w
     loss_sys = (sys_ce * sys_w).sum() / sys_w.sum().clamp(min=1e-6)
     loss = weights.text * loss_text + loss_sys
     scalars = text_scalars | {"loss/system": float(loss_sys.detach()),
-                              "acc/system": _accuracy(logits.system, sys_t, m_audio[..., None].expand_as(sys_t))}
+                              "acc/system": _accuracy(logits.system, sys_t, m[..., None].expand_as(sys_t))}
     if logits.user is not None:
         user_t = targets[..., 1 + k:]
-        user_m = torch.cat([m_audio[:, 1:], torch.zeros_like(m[:, :1])], dim=1)[..., None].expand_as(user_t)
+        user_m = torch.cat([m[:, 1:], torch.zeros_like(m[:, :1])], dim=1)[..., None].expand_as(user_t)
         user_ce = F.cross_entropy(logits.user.flatten(0, 2), user_t.flatten(), reduction="none").view_as(user_t)
         loss_user = (user_ce * user_m).sum() / user_m.sum().clamp(min=1)
         loss = loss + weights.user * loss_user
@@ -70,7 +60,7 @@ def duplex_loss(model: DuplexModel, logits: DuplexLogits, tokens: torch.Tensor, 
             raise ValueError(f"{model.cfg.name} has a listening head (user_text_delay="
                              f"{model.cfg.user_text_delay}): pass user_text targets shaped like the mask "
                              f"{tuple(mask.shape)}, got {None if user_text is None else tuple(user_text.shape)}")
-        loss_heard, heard = _text_loss(logits.user_text, user_text, m_audio, weights.text_padding, "user_text")
+        loss_heard, heard = _text_loss(logits.user_text, user_text, m, weights.text_padding, "user_text")
         loss = loss + weights.user_text * loss_heard
         scalars |= heard
     scalars["loss"] = float(loss.detach())

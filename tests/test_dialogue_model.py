@@ -156,27 +156,6 @@ def test_listening_head_loss_needs_its_targets_and_trains_the_temporal_state(rng
     assert DuplexModel(tiny_config()).listen(torch.zeros(1, 32)) is None  # no head, nothing heard
 
 
-def test_text_only_rows_train_the_inner_monologue_only(rng):
-    """A text-only row (silent placeholder audio) adds to the system text's loss and to no other:
-    audio, user prediction and listening head see only the spoken rows."""
-    cfg = tiny_config(predict_user=True, user_text_delay=2)
-    model = DuplexModel(cfg)
-    tokens, voice, g_sys = random_grid(cfg, 3, 6, rng)
-    mask = torch.ones(tokens.shape[:2], dtype=torch.bool)
-    heard = torch.randint(0, cfg.streams.text_vocab_size, tokens.shape[:2], generator=rng)
-    logits = model(tokens, voice, g_sys)
-    flags = torch.tensor([False, True, False])
-    _, mixed = duplex_loss(model, logits, tokens, mask, LossWeights(), heard, flags)
-    _, spoken = duplex_loss(model, logits, tokens, mask & ~flags[:, None], LossWeights(), heard)
-    _, every = duplex_loss(model, logits, tokens, mask, LossWeights(), heard)
-    for key in ("loss/system", "loss/user", "loss/user_text", "acc/system"):
-        assert mixed[key] == pytest.approx(spoken[key], rel=1e-5), key
-    assert mixed["loss/text"] == pytest.approx(every["loss/text"], rel=1e-5)
-    assert mixed["loss/system"] != pytest.approx(every["loss/system"], rel=1e-5)
-    with pytest.raises(ValueError, match="text_only must be"):
-        duplex_loss(model, logits, tokens, mask, LossWeights(), heard, flags[:2])
-
-
 def test_own_audio_noise_corrupts_the_history_not_the_targets(rng):
     """history: the temporal transformer reads a grid with the system's audio corrupted (as sampling
     makes it), the targets stay the clean grid; only system audio columns change, at about the rate."""

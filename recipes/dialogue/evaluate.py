@@ -260,7 +260,7 @@ def main(argv=None) -> None:
     for path, r in rows.items():
         print(f"| {path} | {r['conversations']} | " + " | ".join(f"{r[k]:.3f}" if k in r else "–" for k in keys) + " |")
     for path, r in rows.items():
-        for what in ("reply_answer_words", "reply_answer_epad", "reply_answer_last_epad", "text_only_answer_words"):
+        for what in ("reply_answer_words", "reply_answer_epad", "reply_answer_last_epad"):
             per_task = [(k.split("/")[-1], r[k], r["count" + k[3:]]) for k in sorted(r)
                         if k.startswith(f"acc/{what}/")]
             if per_task:

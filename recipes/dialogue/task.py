@@ -7,7 +7,6 @@ function of (seed, step, rank), so a resumed run sees exactly the batches it wou
 from __future__ import annotations
 
 import dataclasses
-import random
 from pathlib import Path
 from typing import Iterator
 
@@ -20,8 +19,6 @@ from dialogue.layout import delay_rows, user_text_targets
 
 from ..trainer import LossTerm, TrainerConfig, TrainingTask
 from .prepare import TokenSet
-from .splice import SpliceConfig, SplicedConversation, TurnSplicer
-from .text_dialogues import TextConversation, TextDialogueConfig, TextDialogues
 
 INIT_ADAPTATIONS = ("codec", "user_voice")  # the differences DialogueTrainConfig.init_adapt may allow
 
@@ -53,10 +50,6 @@ class DialogueTrainConfig:
     # gradients): free-running it reads its own voice, not the corpus's (`evaluate --predicted system`)
     own_audio_sampled: float = 0.0
     own_audio_sampled_temperature: float = 0.8
-    # text-only conversations mixed into every batch (recipes/dialogue/text_dialogues.py)
-    text_dialogues: TextDialogueConfig = dataclasses.field(default_factory=TextDialogueConfig)
-    # spoken conversations spliced from the turns of others (recipes/dialogue/splice.py)
-    splice: SpliceConfig = dataclasses.field(default_factory=SpliceConfig)
     # a trained dialogue checkpoint (e.g. dialogue/assets/dialogue.safetensors) whose weights a new run starts
     # from instead of a random init: fine-tuning a released model, whose optimizer state is not released.
     # Its config, tokenizer and codec must be this run's; a run resumed from its own checkpoints ignores it.
@@ -72,8 +65,6 @@ class DialogueTrainConfig:
         if unknown:
             raise ValueError(f"DialogueTrainConfig.init_adapt: unknown {unknown}, expected some of "
                              f"{list(INIT_ADAPTATIONS)}")
-        self.text_dialogues.check(self.batch_size)
-        self.splice.check()
         for name in ("heard_noise", "own_audio_noise", "own_audio_sampled"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"DialogueTrainConfig.{name} is {getattr(self, name)}, expected a fraction in [0, 1)")
@@ -99,11 +90,6 @@ class DialogueTask(TrainingTask):
         self.tokenizer = TextTokenizer.load(cfg.tokenizer)
         self.model_cfg = model_config(cfg, self.data, self.tokenizer)
         self.model_cfg.check()
-        self.splicer = TurnSplicer(self.data, cfg.splice) if cfg.splice.p > 0 else None
-        self.text_dialogues = None
-        if cfg.text_dialogues.per_batch > 0:
-            self.text_dialogues = TextDialogues(cfg.text_dialogues, self.data.data_dir, self.data.streams,
-                                                self.tokenizer)
 
     def build_model(self) -> nn.Module:
         model = DuplexModel(self.model_cfg)
@@ -153,17 +139,8 @@ class DialogueTask(TrainingTask):
     def batch(self, step: int, rank: int = 0) -> dict:
         """The batch of a training step (deterministic in seed, step and rank)."""
         g = self._step_generator(step, rank * 104_729)
-        n_text = self.cfg.text_dialogues.per_batch if self.text_dialogues is not None else 0
-        picks = torch.randint(0, len(self.data), (self.cfg.batch_size - n_text,), generator=g).tolist()
-        if self.splicer is not None:
-            spliced = (torch.rand(len(picks), generator=g) < self.cfg.splice.p).tolist()
-            picks = [self.splicer.draw(g, self.cfg.crop_steps) if s else i for i, s in zip(picks, spliced)]
-        text_only = []
-        if n_text:
-            rng = random.Random(int(torch.randint(0, 2**62, (), generator=g)))
-            text_only = [self.text_dialogues.draw(rng, self.cfg.crop_steps) for _ in range(n_text)]
-        batch = collate(self.data, picks, self.model_cfg, self.cfg.crop_steps, self.cfg.p_crop_from_start, g,
-                        text_only)
+        picks = torch.randint(0, len(self.data), (self.cfg.batch_size,), generator=g).tolist()
+        batch = collate(self.data, picks, self.model_cfg, self.cfg.crop_steps, self.cfg.p_crop_from_start, g)
         if self.model_cfg.user_text_input and self.cfg.heard_noise > 0:
             batch["heard"] = corrupt_transcript(batch["user_text"], self.cfg.heard_noise,
                                                 self.model_cfg.streams.text_vocab_size, g)
@@ -172,7 +149,6 @@ class DialogueTask(TrainingTask):
                                         self.cfg.own_audio_noise, self.model_cfg.streams.codebook_size, g,
                                         self.model_cfg.streams.silence_token
                                         if self.cfg.own_audio_noise_speech_only else None)
-            history[batch["text_only"]] = batch["tokens"][batch["text_only"]]  # their silence means "not speaking"
             batch["history"] = history
         return batch
 
@@ -182,11 +158,10 @@ class DialogueTask(TrainingTask):
         if self.cfg.own_audio_sampled > 0:
             g = self._step_generator(step, 17)
             draws = torch.rand(len(batch["tokens"]), generator=g) < self.cfg.own_audio_sampled  # CPU: the generator's
-            rows = draws.to(batch["text_only"].device) & ~batch["text_only"]
-            history = own_audio_history(model, batch, heard, history, rows, self.cfg.own_audio_sampled_temperature, g)
+            history = own_audio_history(model, batch, heard, history, draws.to(batch["tokens"].device),
+                                        self.cfg.own_audio_sampled_temperature, g)
         logits = model(batch["tokens"], batch["user_voice"], batch["system_voice"], heard, history)
-        loss, scalars = duplex_loss(model, logits, batch["tokens"], batch["mask"], self.cfg.loss, batch.get("user_text"),
-                                    batch.get("text_only"))
+        loss, scalars = duplex_loss(model, logits, batch["tokens"], batch["mask"], self.cfg.loss, batch.get("user_text"))
         yield LossTerm("main", loss, scalars)
 
     def system_voice(self) -> torch.Tensor:
@@ -194,15 +169,12 @@ class DialogueTask(TrainingTask):
         return self.data.system_voice.mean(0)
 
 
-def collate(data: TokenSet, picks: list[int | SplicedConversation], model_cfg: DialogueConfig, crop_steps: int,
-            p_crop_from_start: float = 1.0, g: torch.Generator | None = None,
-            text_only: list[TextConversation] = ()) -> dict:
-    """Conversations `picks` of `data` (indices, or conversations spliced from its turns) → a model
-    batch: delayed grids cropped to `crop_steps` (a long one from a random start drawn from `g`
-    unless it starts at 0, with probability `p_crop_from_start`; always from 0 without `g`), padded
-    to the longest with a step mask. With a listening head, also the user's words on the head's
-    clock ("user_text"). `text_only`: conversations of `TextDialogues.draw`, appended as rows with a
-    zero user voice and the mean system voice, flagged in "text_only" [B]."""
+def collate(data: TokenSet, picks: list[int], model_cfg: DialogueConfig, crop_steps: int,
+            p_crop_from_start: float = 1.0, g: torch.Generator | None = None) -> dict:
+    """Conversations `picks` (indices) of `data` → a model batch: delayed grids cropped to `crop_steps` (a long one
+    from a random start drawn from `g` unless it starts at 0, with probability `p_crop_from_start`; always from 0
+    without `g`), padded to the longest with a step mask. With a listening head, also the user's words on the head's
+    clock ("user_text")."""
     cols = Columns(model_cfg.streams.frames_per_step)
     delays, fills = cols.delays(model_cfg.delays), cols.fills(model_cfg.streams)
     listen = model_cfg.user_text_delay is not None
@@ -211,12 +183,8 @@ def collate(data: TokenSet, picks: list[int | SplicedConversation], model_cfg: D
                          f"rerun recipes.dialogue.prepare tokens, or train with model.user_text_delay=null")
     items, heard = [], []
     for pick in picks:
-        if isinstance(pick, SplicedConversation):
-            grid, user_voice, user_text = pick.tokens, pick.user_voice, pick.user_text
-            g_sys = data.system_voice[pick.pieces[0][0]]
-        else:
-            grid, user_voice, g_sys = data.tokens[pick], data.user_voice[pick], data.system_voice[pick]
-            user_text = data.user_text[pick] if listen else None
+        grid, user_voice, g_sys = data.tokens[pick], data.user_voice[pick], data.system_voice[pick]
+        user_text = data.user_text[pick] if listen else None
         tokens = delay_tokens(grid, delays, fills)
         voice = delay_rows(user_voice, model_cfg.delays.user, tokens.shape[0])
         if listen:
@@ -229,13 +197,6 @@ def collate(data: TokenSet, picks: list[int | SplicedConversation], model_cfg: D
         items.append((tokens[start:end], voice[start:end], g_sys))
         if listen:
             heard[-1] = heard[-1][start:end]
-    for conv in text_only:
-        tokens = delay_tokens(conv.tokens, delays, fills)
-        items.append((tokens[:crop_steps], torch.zeros(min(tokens.shape[0], crop_steps), model_cfg.streams.voice_dim),
-                      data.system_voice.mean(0)))
-        if listen:
-            heard.append(user_text_targets(conv.user_text, model_cfg.delays, model_cfg.user_text_delay,
-                                           tokens.shape[0])[:crop_steps])
     length = max(t.shape[0] for t, _, _ in items)
     b = len(items)
     out_tokens = torch.tensor(fills).expand(b, length, cols.width).clone()
@@ -247,8 +208,7 @@ def collate(data: TokenSet, picks: list[int | SplicedConversation], model_cfg: D
         out_voice[j, t.shape[0]:] = v[-1]
         mask[j, :t.shape[0]] = True
     batch = {"tokens": out_tokens, "user_voice": out_voice, "mask": mask,
-             "system_voice": torch.stack([s for _, _, s in items]),
-             "text_only": torch.arange(b) >= len(picks)}
+             "system_voice": torch.stack([s for _, _, s in items])}
     if listen:
         batch["user_text"] = torch.full((b, length), TextTokenizer.PAD, dtype=torch.long)
         for j, u in enumerate(heard):
