@@ -269,12 +269,26 @@ def test_the_semantic_stage_trains_a_phone_input_on_the_timings_of_the_perturbed
     loss, accuracy = phone_recognition_loss(logits, torch.tensor([[0, 1, -1]]))  # the untranscribed frame is left out
     assert accuracy == 1.0 and loss.item() == pytest.approx(np.log1p(np.exp(-2.0)), rel=1e-5)
     loss, accuracy = phone_recognition_loss(logits, torch.full((1, 3), -1))
-    assert loss.item() == 0.0 and np.isnan(accuracy)
-    with pytest.raises(ValueError, match="phone id 2 but only 2 classes"):
-        phone_recognition_loss(logits, torch.tensor([[0, 2, 1]]))
+    assert loss.item() == 0.0 and torch.isnan(accuracy)
     other = torch.tensor([[[0.0, 2.0], [0.0, 2.0], [5.0, 0.0]]])
     assert posterior_consistency(logits, logits + 3.0).item() == pytest.approx(0.0, abs=1e-6)  # same posteriors
     assert posterior_consistency(logits, other).item() == pytest.approx(posterior_consistency(other, logits).item())
     assert posterior_consistency(logits, other).item() > 0
     with pytest.raises(ValueError, match="views of shapes"):
         posterior_consistency(logits, other[:, :2])
+
+
+def test_a_frame_phone_head_on_the_semantic_codes_trains_the_tokens_toward_the_phones(tmp_path):
+    cfg = phone_input_config(tmp_path)
+    cfg.codec_overrides = dict(SMALL)  # the default latent input
+    cfg.perturbation = PerturbationConfig(enabled=False)
+    task = CodecTask(cfg)
+    assert task.build_model().phone_head is None  # off unless weighted
+    cfg.weights.frame_phone = 1.0
+    model = task.build_model()
+    batch = next(task.batches(0, 0, 1))
+    (term,) = task.losses(model, batch, 0)
+    term.loss.backward()
+    assert term.scalars["sem/frame_phone_ce"] > 0 and 0 <= term.scalars["sem/frame_phone_accuracy"] <= 1
+    assert model.phone_head[0].weight.grad.abs().sum() > 0
+    assert model.codec.semantic.posterior.weight.grad.abs().sum() > 0  # it reaches the tokens (straight-through)

@@ -69,6 +69,8 @@ class CodecTrainingModel(nn.Module):
         self.codec = SpeechCodec(codec_cfg)
         self.text_encoder = FrameTextEncoder(num_phones, out_dim=cfg.contrastive_dim)
         self.speech_head = nn.Linear(len(codec_cfg.fsq_levels), cfg.contrastive_dim)
+        self.phone_head = nn.Sequential(nn.Linear(len(codec_cfg.fsq_levels), 128), nn.GELU(), nn.Linear(128, num_phones)) \
+            if cfg.stage == "semantic" and cfg.weights.frame_phone > 0 else None
         self.discriminator = None
         if cfg.stage in ("vocoder", "finetune"):
             self.discriminator = build_discriminator(codec_cfg.mel.hop_length, cfg.disc_filters, tuple(cfg.disc_periods))
@@ -90,8 +92,11 @@ def _check_holds_phone_classifier(init_from: str | None) -> None:
 
 def _trainable(model: CodecTrainingModel, stage: str) -> list[nn.Module]:
     c = model.codec
+    semantic = [c.semantic, c.paralinguistic, c.connector, model.text_encoder, model.speech_head]
+    if model.phone_head is not None:
+        semantic.append(model.phone_head)
     return {"autoencoder": [c.encoder, c.decoder],
-            "semantic": [c.semantic, c.paralinguistic, c.connector, model.text_encoder, model.speech_head],
+            "semantic": semantic,
             "vocoder": [c.vocoder],
             "finetune": [c.connector, c.decoder, c.vocoder]}[stage]
 
@@ -223,6 +228,10 @@ class CodecTask(TrainingTask):
         scalars = _detached({"sem/latent_mse": latent, "sem/decoded_mel_l1": dec, "sem/infonce": nce,
                              "sem/kl_semantic": kl_s, "sem/kl_voice": kl_v,
                              "sem/codes_in_batch": codes_in_batch(sem.indices, self.codec_cfg.fsq_levels)})
+        if m.phone_head is not None:
+            frame_phone, scalars["sem/frame_phone_accuracy"] = phone_recognition_loss(m.phone_head(sem.codes), labels)
+            loss = loss + w.frame_phone * frame_phone
+            scalars["sem/frame_phone_ce"] = frame_phone.detach()
         if sem.unit_logits is not None:
             units, unit_scalars = self._phone_terms(sem, clean, batch.labels, view_ramp)
             loss = loss + units

@@ -42,6 +42,10 @@ class LossWeights:
     phone_consistency: float = 0.0
     # ... and its cross-entropy on the clean view as well, the sound it hears at inference (computes that view)
     phone_recognition_clean: float = 0.0
+    # a frame phone classifier (training only) reads the semantic codes (after FSQ, straight-through) and is
+    # trained on the phone timings: the tokens are pushed to carry the phone, as LitCodec's frame-level loss on the
+    # pre-quantiser latent does (frames without a transcript are left out)
+    frame_phone: float = 0.0
     wave_mel: float = 15.0
     mrstft: float = 1.0
     adversarial: float = 1.0
