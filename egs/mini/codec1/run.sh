@@ -20,7 +20,7 @@ cd "$(dirname "$0")"
 stage=0
 stop_stage=8
 tiny=false
-nj=1                      # torchrun processes (DDP); the same command scales to GPUs / nodes
+nj=1                      # torchrun processes (gradients averaged over ranks); the same command scales to GPUs / nodes
 data=data
 exp=exp
 train_utts=6000

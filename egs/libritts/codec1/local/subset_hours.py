@@ -2,8 +2,8 @@
 
     python local/subset_hours.py --data data/train --out data/train_shard --max-hours 100
 
-The codec's training shard holds its audio in memory (one copy per torchrun process), so the
-LibriTTS recipe trains on a speaker-balanced slice of the full set. `phones.ctm`, `words.ctm` and
+The codec's training shard is memory-mapped (one page-cache copy per node, streamed from disk when larger
+than RAM); a speaker-balanced slice keeps the disk and the first epoch small (--max-hours 0: all of it). `phones.ctm`, `words.ctm` and
 `phones.txt` are carried over for the kept utterances. --max-hours 0 keeps everything.
 """
 from __future__ import annotations
