@@ -1,5 +1,6 @@
 """Codec API: streaming == offline for every preset, bad input errors, bitrate arithmetic, files."""
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -240,3 +241,25 @@ def test_semantic_output_gives_the_encoded_tokens_and_the_classifier_frames():
     assert torch.equal(out.indices, codec.encode(wav, 16000).codes)
     assert out.unit_logits.shape == (1, 11 * codec.config.downsample, 6)
     assert make_codec("duet_cpu16k").semantic_output(wav, 16000).unit_logits is None
+
+
+@pytest.mark.parametrize("asset", ["default", "dialogue"])
+def test_the_bundled_codecs_stream_like_offline_on_speech(asset):
+    """Trained weights, real speech: codes identical and audio to float tolerance (random weights could hide an
+    FSQ boundary that chunking moves)."""
+    import soundfile as sf
+    from importlib import resources
+
+    path = None if asset == "default" else Path(str(resources.files("dialogue").joinpath("assets/codec.safetensors")))
+    codec = load_codec(path)
+    sample = Path(str(resources.files("codec").joinpath("assets/sample_en.wav")))
+    wav, sr = sf.read(sample, dtype="float32")
+    wav = torch.from_numpy(wav[: 3 * sr]).reshape(1, -1)
+    if sr != codec.sample_rate:
+        import torchaudio.functional as AF
+        wav, sr = AF.resample(wav, sr, codec.sample_rate), codec.sample_rate
+    tokens = codec.encode(wav, sr)
+    for seed in range(2):
+        codes, audio, voice = stream(codec, wav, tokens.voice, seed)
+        assert torch.equal(codes, tokens.codes)
+        torch.testing.assert_close(audio[..., :wav.shape[-1]], codec.decode(tokens), atol=1e-4, rtol=1e-3)
