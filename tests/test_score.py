@@ -110,3 +110,15 @@ def test_wer_and_alignment_and_token_stats():
     assert fsq_digits(idx, levels).tolist() == [[0, 0, 0], [1, 0, 0], [0, 1, 0], [2, 4, 1]]
     feats = pooled_token_features(idx, 30, levels)
     assert feats.shape == (10,) and np.allclose(feats.reshape(-1)[:3].sum(), 1.0)
+
+
+def test_verification_eer_is_zero_for_separate_voices_and_half_for_identical_ones():
+    from recipes.score.tokens import verification_eer
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 16)) * 5
+    voices = np.concatenate([c + 0.1 * rng.normal(size=(4, 16)) for c in centres])
+    speakers = [f"s{k}" for k in range(3) for _ in range(4)]
+    assert verification_eer(voices, speakers) == 0.0
+    assert abs(verification_eer(np.ones((12, 16)) + 1e-3 * rng.normal(size=(12, 16)), speakers) - 0.5) < 0.25
+    assert np.isnan(verification_eer(voices[:4], speakers[:4]))  # one speaker: no impostor trial

@@ -32,12 +32,12 @@ from ..datadir import DataDir
 from . import metrics
 from .asr import Recognizer, wer
 from .baselines import Baseline, BaselineError, make_baseline
-from .tokens import pooled_token_features, probe_accuracy, probe_levels, token_stats
+from .tokens import pooled_token_features, probe_accuracy, probe_levels, token_stats, verification_eer
 
 __all__ = ["score_codec", "load_items", "Item", "COLUMNS", "DEFAULT_BASELINES", "write_report"]
 
 COLUMNS = ("system", "bitrate", "pesq_wb", "pesq_nb", "stoi", "mel_dist", "wer", "wer_ref", "codebook_util",
-           "entropy", "top_share", "probe_tokens_acc", "probe_voice_acc", "chance", "num_utts", "data")
+           "entropy", "top_share", "probe_tokens_acc", "probe_voice_acc", "chance", "voice_eer", "num_utts", "data")
 DEFAULT_BASELINES = ("codec2_1200", "codec2_3200", "opus6k")
 MAX_LAG_SECONDS = 0.2
 
@@ -228,7 +228,7 @@ def score_codec(data, codec="default", out_dir: str | Path | None = "exp/score",
                        [hyps[it.utt] for it in wer_items if it.utt in hyps]) if hyps else None,
             "wer_ref": wer_ref,
             "codebook_util": None, "entropy": None, "top_share": None,
-            "probe_tokens_acc": None, "probe_voice_acc": None, "chance": None,
+            "probe_tokens_acc": None, "probe_voice_acc": None, "chance": None, "voice_eer": None,
             "num_utts": len(utt_rows), "data": data_desc,
             # extras
             "codebook_util_tok": None, "delay_ms": _mean(r["delay_ms"] for r in utt_rows),
@@ -295,7 +295,7 @@ def _codec_extras(codec, items: list[Item], scored: set[str], codes, voices, pro
         pv = probe_accuracy(np.stack(voices), spks, utts)
         out.update({"probe_tokens_acc": _nan_none(pt["acc"]), "probe_voice_acc": _nan_none(pv["acc"]),
                     "chance": _nan_none(pt["chance"]), "probe_classes": pt["num_classes"],
-                    "probe_test_utts": pt["num_test"]})
+                    "probe_test_utts": pt["num_test"], "voice_eer": _nan_none(verification_eer(np.stack(voices), spks))})
     return out
 
 
@@ -332,7 +332,8 @@ def write_report(out_dir, rows: list[dict], meta: dict, per_utt: list[dict] | No
               "codebook_util: codes used / codebook size (codebook_util_tok: / min(size, tokens)); entropy in bits; "
               "probe_*: speaker accuracy of a logistic regression on time-pooled tokens / the voice vector, "
               "trained on half of each speaker's utterances and tested on the other half (chance: majority "
-              "share); delay_ms: lag removed before scoring."]
+              "share); voice_eer: speaker-verification equal error rate of the voice vector over all utterance "
+              "pairs (cosine); delay_ms: lag removed before scoring."]
     if meta.get("skipped_baselines"):
         lines.append("")
         lines += [f"- skipped {k}: {v}" for k, v in meta["skipped_baselines"].items()]

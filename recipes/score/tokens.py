@@ -9,7 +9,8 @@ Probe: can a linear classifier tell the speaker from (a) the semantic tokens poo
 ids) and (b) the voice vector? Per speaker with ≥ 2 utterances, utterances in sorted order
 alternate between train and test (half each); features are standardised on train; a multinomial
 logistic regression (L2, LBFGS) is fitted. Reported: test accuracy and chance (the most frequent
-speaker's share of the test set). Good disentanglement = tokens near chance, voice high.
+speaker's share of the test set). Good disentanglement = tokens near chance, voice high. Speaker
+verification from the voice vector: the equal error rate over all utterance pairs (cosine scores).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["token_stats", "fsq_digits", "pooled_token_features", "probe_accuracy", "split_halves"]
+__all__ = ["token_stats", "fsq_digits", "pooled_token_features", "probe_accuracy", "split_halves", "verification_eer"]
 
 
 def token_stats(codes: list[np.ndarray], codebook_size: int) -> dict[str, float]:
@@ -105,3 +106,23 @@ def probe_accuracy(features: np.ndarray, speakers: list[str], utts: list[str], w
     test_counts = np.bincount(y[test].numpy(), minlength=len(classes))
     return {"acc": acc, "chance": float(test_counts.max() / len(test)), "num_classes": len(classes),
             "num_test": len(test)}
+
+
+def verification_eer(vectors: np.ndarray, speakers: list[str]) -> float:
+    """Speaker verification from the voice vector: every pair of utterances is a trial scored by cosine
+    similarity (same speaker = target); the equal error rate, where false accepts equal false rejects. NaN with
+    fewer than two speakers or no same-speaker pair."""
+    x = torch.as_tensor(np.asarray(vectors, dtype=np.float32))
+    x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-8)
+    ids = {s: k for k, s in enumerate(sorted(set(speakers)))}
+    y = torch.tensor([ids[s] for s in speakers])
+    i, j = torch.triu_indices(len(y), len(y), offset=1)
+    scores, target = (x[i] * x[j]).sum(1), (y[i] == y[j])
+    if len(ids) < 2 or not target.any() or target.all():
+        return math.nan
+    order = torch.argsort(scores, descending=True)
+    t = target[order].float()
+    far = torch.cumsum(1 - t, 0) / (1 - t).sum()  # impostors accepted above each threshold
+    frr = 1 - torch.cumsum(t, 0) / t.sum()  # targets rejected below it
+    k = int(torch.argmin((far - frr).abs()))
+    return float((far[k] + frr[k]) / 2)
