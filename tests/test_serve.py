@@ -24,7 +24,7 @@ from dialogue.demo import asset  # noqa: E402
 from dialogue.features import silence_token  # noqa: E402
 from dialogue.serve import InputBuffer, PieceText, SlotBatch  # noqa: E402
 from dialogue.serve.client import DuplexClient, ServerBusy, ServerError, converse  # noqa: E402
-from dialogue.serve.server import DuplexServer, ServeConfig  # noqa: E402
+from dialogue.serve.server import Client, DuplexServer, ServeConfig  # noqa: E402
 from tests.test_codec import SMALL  # noqa: E402
 
 FRAME = 1280
@@ -201,6 +201,56 @@ def test_stall_plays_silence_and_burst_drops_the_oldest(tiny):
             step = await client.next_step()
             assert step.message["dropped"] == 9 * FRAME
             await client.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_failing_step_ends_its_conversations_and_the_server_goes_on(tiny):
+    codec, bundle = tiny
+
+    async def scenario():
+        async with serving(codec, bundle, 1) as (server, url, http), aiohttp.ClientSession() as s:
+            step = server.batch.step
+            server.batch.step = lambda *a: (_ for _ in ()).throw(RuntimeError("boom"))
+            client = await DuplexClient.connect(s, url)
+            await client.send(speech(1, 2))
+            with pytest.raises(ServerError, match="server_error: the step failed: RuntimeError"):
+                await client.next_step()
+            server.batch.step = step
+            conv = await converse(s, url, speech(2, 4))
+            assert len(conv.steps) == 4
+            async with s.get(http + "/api/stats") as r:
+                assert (await r.json())["step_errors"] == 1
+
+    asyncio.run(scenario())
+
+
+def test_a_client_that_does_not_read_is_closed(tiny):
+    """Its outgoing queue is bounded: when full, the client gets a fatal error and is closed."""
+    codec, bundle = tiny
+
+    class FakeSocket:
+        def __init__(self):
+            self.sent, self.closed_with = [], None
+
+        async def send_str(self, data):
+            self.sent.append(json.loads(data))
+
+        async def close(self, code, message):
+            self.closed_with = (code, message)
+
+    async def scenario():
+        with SlotBatch(codec, bundle, 1) as batch:
+            server = DuplexServer(batch, bundle.tokenizer, ServeConfig(out_queue=4))
+            ws = FakeSocket()
+            client = Client(ws, 0, server)
+            client.input = InputBuffer(FRAME, 3 * FRAME)
+            out = batch.step(torch.zeros(1, FRAME))
+            for _ in range(3):
+                server._deliver(client, out)
+            await asyncio.sleep(0.01)
+            assert ws.closed_with == (1008, b"too_slow") and ws.sent[-1]["code"] == "too_slow"
+            assert server.counters["too_slow"] == 1 and client.out.empty()
 
     asyncio.run(scenario())
 

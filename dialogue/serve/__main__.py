@@ -51,6 +51,7 @@ def main(argv=None) -> int:
     cfg = ServeConfig(max_buffer_ms=args.max_buffer_ms, idle_timeout_s=args.idle_timeout)
     info = {"model": bundle.model.cfg.name, "trained": bundle.trained, "codec_id": codec.codec_id}
     with SlotBatch(codec, bundle, args.max_sessions, sampling) as batch:
+        batch.warmup()
         server = DuplexServer(batch, bundle.tokenizer, cfg, info)
         print(f"dialogue.serve: http://{args.host}:{args.port}/ — {info['model']}, up to {args.max_sessions} "
               f"conversations in one batch, {1000 * batch.step_seconds:.0f} ms steps", flush=True)

@@ -24,6 +24,7 @@ import collections
 import concurrent.futures
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +92,7 @@ class DuplexServer:
         self.counters = collections.Counter()
         self._wake = asyncio.Event()
         self._clock_task: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task] = set()
         self.next_seed = 1000
 
     # --- app ------------------------------------------------------------------------------------
@@ -154,7 +156,15 @@ class DuplexServer:
                 if x is not None:
                     audio[slot] = x
                 stepped.append(client)
-            out = await loop.run_in_executor(self.executor, self.batch.step, torch.from_numpy(audio), restart)
+            try:
+                out = await loop.run_in_executor(self.executor, self.batch.step, torch.from_numpy(audio), restart)
+            except Exception as e:  # a bug, not a client: say so, end the conversations, keep serving
+                self.counters["step_errors"] += 1
+                print(f"dialogue.serve: step failed: {e!r}", file=sys.stderr, flush=True)
+                for client in stepped:
+                    self._spawn(self._fail(client, ClientError("server_error", f"the step failed: {e!r}", True, 1011)))
+                tick = loop.time() + period
+                continue
             self.step_ms.append(1000 * out.seconds)
             self.counters["steps"] += 1
             if loop.time() > tick + period:
@@ -175,8 +185,14 @@ class DuplexServer:
         client.steps += 1
         if not (client.send(json.dumps(msg)) and client.send(pcm16_bytes(out.audio[s]))):
             self.counters["too_slow"] += 1
-            asyncio.ensure_future(self._fail(client, ClientError(
+            self._spawn(self._fail(client, ClientError(
                 "too_slow", f"the client read nothing for {self.cfg.out_queue} messages: closing", True, 1008)))
+
+    def _spawn(self, coro) -> None:
+        """Run `coro` as a task kept referenced until it ends (asyncio holds tasks only weakly)."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # --- one client -----------------------------------------------------------------------------
     async def chat(self, request: web.Request) -> web.WebSocketResponse:

@@ -71,6 +71,15 @@ class SlotBatch:
         self.close()
 
     @torch.inference_mode()
+    def warmup(self, steps: int = 3) -> None:
+        """Step silence a few times (first calls pay one-off allocation and dispatch costs), then
+        restart every slot, so the first conversation does not begin with late steps."""
+        for _ in range(steps):
+            self.step(torch.zeros(self.slots, self.frame_samples))
+        self.stream.reset()
+        self.session.reset()
+
+    @torch.inference_mode()
     def step(self, audio: torch.Tensor, restart: dict[int, int] | None = None) -> StepOutput:
         """audio [B, frame_samples] float at the codec rate (free slots: silence); restart {slot: seed}:
         conversations that start with this step (only those items are reset) → StepOutput."""
