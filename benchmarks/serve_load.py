@@ -23,7 +23,7 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
+import http.client
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +81,12 @@ class Server:
         raise RuntimeError("dialogue.serve did not come up in 180 s")
 
     def stats(self) -> dict:
-        return json.loads(urllib.request.urlopen(self.url + "/api/stats", timeout=5).read())
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        try:
+            conn.request("GET", "/api/stats")
+            return json.loads(conn.getresponse().read())
+        finally:
+            conn.close()
 
     def close(self) -> None:
         self.proc.terminate()
