@@ -7,6 +7,7 @@
     with codec.streaming(batch_size=1) as s:   # any chunk size; buffering is inside
         codes = s.encode_step(chunk)           # [B, t] (t may be 0)
         audio = s.decode_step(codes)           # [B, 1, n]
+        s.reset(mask)                          # restart chosen items; get_state/set_state snapshot all
 
 Weights are safetensors with the config in the file's metadata; no pickle anywhere.
 """
