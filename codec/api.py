@@ -134,15 +134,33 @@ class Codec:
 
     # --- streaming -----------------------------------------------------------------------------
     @contextlib.contextmanager
-    def streaming(self, batch_size: int = 1, voice: torch.Tensor | None = None):
-        """Open encode and decode streams for `batch_size` parallel signals at the codec rate."""
-        with torch.inference_mode(), self.model.streaming(batch_size):
+    def streaming(self, batch_size: int = 1, voice: torch.Tensor | None = None, threads: int | None = 1):
+        """Open encode and decode streams for `batch_size` parallel signals at the codec rate. While open, torch
+        runs `threads` intra-op threads (restored on exit; None: leave torch's setting): a streaming step is tens
+        of small kernels, which a second thread only slows down (benchmarks/codec_speed.py)."""
+        with torch.inference_mode(), intra_op_threads(threads), self.model.streaming(batch_size):
             yield CodecStream(self, batch_size, self._check_voice(voice, batch_size))
 
     # --- persistence ---------------------------------------------------------------------------
     def save(self, path: str | Path, description: str = "", half: bool = True) -> str:
         """Write weights + config (in the metadata) to one safetensors file; returns the codec id."""
         return save_codec_model(self.model, path, description or self.description, half=half)
+
+
+@contextlib.contextmanager
+def intra_op_threads(threads: int | None):
+    """torch's intra-op thread count set to `threads` inside the block, restored after (None: unchanged)."""
+    if threads is None or threads == torch.get_num_threads():
+        yield
+        return
+    if threads < 1:
+        raise ValueError(f"intra_op_threads: threads must be >= 1 or None, got {threads}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclasses.dataclass

@@ -263,3 +263,21 @@ def test_the_bundled_codecs_stream_like_offline_on_speech(asset):
         codes, audio, voice = stream(codec, wav, tokens.voice, seed)
         assert torch.equal(codes, tokens.codes)
         torch.testing.assert_close(audio[..., :wav.shape[-1]], codec.decode(tokens), atol=1e-4, rtol=1e-3)
+
+
+def test_streaming_runs_one_intra_op_thread_and_restores_torch_s_setting():
+    codec = make_codec("duet_cpu16k")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with codec.streaming(1) as s:
+            assert torch.get_num_threads() == 1
+            s.decode_step(s.encode_step(torch.zeros(1, 1280)))
+        assert torch.get_num_threads() == 2
+        with codec.streaming(1, threads=None):
+            assert torch.get_num_threads() == 2
+        with pytest.raises(ValueError, match="threads must be >= 1"):
+            with codec.streaming(1, threads=0):
+                pass
+    finally:
+        torch.set_num_threads(before)
