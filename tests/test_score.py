@@ -9,7 +9,8 @@ import pytest
 import soundfile as sf
 
 from recipes.datadir import DataDir
-from recipes.score import COLUMNS, MuLawStubCodec, make_baseline, score_codec
+from recipes.score import COLUMNS, make_baseline, score_codec
+from tests.stub_codec import MuLawStubCodec
 from recipes.score.__main__ import main as score_main
 from recipes.score.asr import wer
 from recipes.score.metrics import align
@@ -83,11 +84,16 @@ def test_classical_baselines(tmp_path, name, tools):
 
 def test_cli_on_wav_folder(tmp_path, capsys):
     tiny_set(tmp_path)
-    assert score_main(["--data", str(tmp_path / "wav"), "--codec", "stub", "--out", str(tmp_path / "exp"),
-                       "--baselines", "", "--no-asr", "--quiet"]) == 0
+    from codec import Codec, preset
+    from codec.model import SpeechCodec
+
+    Codec(SpeechCodec(preset("duet_cpu16k"))).save(tmp_path / "random.safetensors")  # untrained: the CLI's plumbing
+    assert score_main(["--data", str(tmp_path / "wav"), "--codec", str(tmp_path / "random.safetensors"), "--out",
+                       str(tmp_path / "exp"), "--baselines", "", "--no-asr", "--quiet", "--stages"]) == 0
     md = (tmp_path / "exp" / "RESULTS.md").read_text()
-    assert "--codec stub" in md and str(tmp_path / "wav") in md
-    assert "stub-mulaw" in capsys.readouterr().out
+    assert "random.safetensors" in md and str(tmp_path / "wav") in md
+    assert "vocoder on the true mel" in md and "mel autoencoder (no tokens)" in md
+    assert "duet:random" in capsys.readouterr().out
 
 
 def test_unknown_baseline_is_a_clear_error():

@@ -10,7 +10,6 @@ Rows have the columns of `COLUMNS`; see `core.py` for what each metric is and ho
 """
 from .baselines import Baseline, make_baseline
 from .core import COLUMNS, DEFAULT_BASELINES, Item, load_items, score_codec, write_report
-from .stub import MuLawStubCodec
 
 __all__ = ["COLUMNS", "DEFAULT_BASELINES", "Item", "load_items", "score_codec", "write_report", "Baseline",
-           "make_baseline", "MuLawStubCodec"]
+           "make_baseline"]

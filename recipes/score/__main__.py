@@ -1,4 +1,4 @@
-"""`python -m recipes.score --data DIR_OR_WAV_FOLDER --codec PATH|default|stub|none --out exp/score`."""
+"""`python -m recipes.score --data DIR_OR_WAV_FOLDER --codec PATH|default|none --out exp/score`."""
 from __future__ import annotations
 
 import argparse
@@ -13,7 +13,7 @@ def main(argv=None) -> int:
                                 description="Score a Duet codec and classical baselines on a data dir or wav folder")
     p.add_argument("--data", required=True, help="Kaldi data dir (wav.scp ...) or a folder of .wav/.flac files")
     p.add_argument("--codec", default="default",
-                   help="codec checkpoint (.safetensors), 'default' (bundled), 'stub' (mu-law test stand-in) "
+                   help="codec checkpoint (.safetensors), 'default' (bundled) "
                         "or 'none' (baselines only)")
     p.add_argument("--out", default="exp/score", help="output dir for RESULTS.md, results.json, per_utt.jsonl")
     p.add_argument("--baselines", default=",".join(DEFAULT_BASELINES),

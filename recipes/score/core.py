@@ -116,10 +116,6 @@ def load_items(data, sample_rate: int = 16000, max_utts: int | None = None) -> t
 def _resolve_codec(codec):
     if codec is None or codec == "none":
         return None
-    if isinstance(codec, str) and codec == "stub":
-        from .stub import MuLawStubCodec
-
-        return MuLawStubCodec()
     if isinstance(codec, (str, Path)):
         from codec import load_codec
 
@@ -152,7 +148,7 @@ def score_codec(data, codec="default", out_dir: str | Path | None = "exp/score",
                 asr: bool = True, probe: bool = True, system_name: str | None = None, progress: bool = True,
                 stages: bool = False,
                 command: str | None = None) -> list[dict]:
-    """Score `codec` (a codec object, a checkpoint path, "default" = bundled, "stub", or None for
+    """Score `codec` (a codec object, a checkpoint path, "default" = bundled, or None for
     baselines only) and the named baselines on `data`. Returns one row dict per system with
     the keys of COLUMNS (None where a metric does not apply) plus extras (delay_ms,
     codebook_util_tok, bitrate_measured, ...). Writes the report into `out_dir` unless None."""
@@ -263,7 +259,7 @@ def _bitrate(system) -> float | None:
 def _codec_name(spec, codec) -> str:
     if isinstance(getattr(codec, "name", None), str):
         return codec.name
-    if isinstance(spec, (str, Path)) and str(spec) not in ("default", "stub"):
+    if isinstance(spec, (str, Path)) and str(spec) != "default":
         return f"duet:{Path(spec).stem}"
     return "duet" if str(spec) == "default" else f"duet:{getattr(codec, 'codec_id', type(codec).__name__)}"
 

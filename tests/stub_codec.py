@@ -2,8 +2,8 @@
 
 `MuLawStubCodec` quantises every sample with μ-law to `2**bits` levels (tokens = samples, so
 `frame_rate` = sample rate) and returns, as its "voice vector", the utterance's mean log
-spectrum in 32 bands. It is not a speech codec; it lets the scorer run end to end
-(`python -m recipes.score --codec stub`) and makes its results predictable (high PESQ, token
+spectrum in 32 bands. It is not a speech codec; it lets the scorer run end to end in the tests
+and makes its results predictable (high PESQ, token
 probe able to see the speaker through the amplitude histogram).
 """
 from __future__ import annotations
