@@ -124,11 +124,24 @@ def _speech_frames(words: list[Word], frames: int, frame_rate: float) -> torch.T
 
 
 def _speech_voice(codec, wav: torch.Tensor, words: list[Word]) -> torch.Tensor:
-    """G_sys: the codec's voice vector of the channel's speech only (word spans, silences left out)."""
+    """G_sys: the codec's voice vector of the channel's speech only (word spans, silences left out); zeros when the
+    system says nothing (a reading it only listens to: `TokenSet` gives those the mean of the others)."""
     sr = codec.sample_rate
     spans = [wav[int(w.start * sr):int(w.end * sr)] for w in words]
-    speech = torch.cat(spans) if spans else wav
-    return codec.voice(speech[None], sr)[0].cpu()
+    if not spans:
+        return torch.zeros_like(codec.voice(wav[None, :sr], sr)[0].cpu())
+    return codec.voice(torch.cat(spans)[None], sr)[0].cpu()
+
+
+def _fill_silent_voices(voices: torch.Tensor, path: Path) -> torch.Tensor:
+    """G_sys [N, D] with the rows of conversations where the system never speaks (zeros) set to the mean of the rest."""
+    silent = voices.abs().sum(-1) == 0
+    if silent.all():
+        raise ValueError(f"{path}: the system speaks in none of its conversations (no G_sys to train with)")
+    if silent.any():
+        voices = voices.clone()
+        voices[silent] = voices[~silent].mean(0)
+    return voices
 
 
 class TokenSet:
@@ -152,7 +165,7 @@ class TokenSet:
         # the user's words as a text stream [S] per conversation (None in files made before it existed)
         self.user_text = [t["user_text"][a:b].long() for a, b in zip(off, off[1:])] if "user_text" in t else None
         self.user_voice = [t["user_voice"][a:b].float() for a, b in zip(off, off[1:])]
-        self.system_voice = t["system_voice"]
+        self.system_voice = _fill_silent_voices(t["system_voice"], path)
         self.system_speech = [t["system_speech"][a:b].bool() for a, b in zip(off, off[1:])]  # [S, K] per frame
 
     @property

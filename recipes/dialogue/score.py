@@ -1,7 +1,7 @@
 """Score the dialogue model's turn-taking and task accuracy on test conversations.
 
     python -m recipes.dialogue.score --data data/test --model exp/dialogue/model.safetensors \
-        --codec exp/codec/codec.safetensors --out exp/dialogue/score [--vad energy|silero] [--batch 4]
+        --codec exp/codec/codec.safetensors --out exp/dialogue/score [--vad silero|relative|energy] [--batch 4]
 
 Streams every test conversation's user channel through the full-duplex pipeline (the same code as
 `python -m dialogue.demo`, B conversations at a time), writes each stereo output and the inner
@@ -11,7 +11,11 @@ whether the system keeps talking through a backchannel, and task / style accurac
 system channel is scored the same way (`reference` row) as the ceiling. A model with a listening
 head also gets the WER of its streaming transcript of the user against the user CTM (heard.ctm),
 overall and per speaking style. Sampling makes one pass over a small test set noisy: `--runs N`
-pools N passes with other seeds and reports the lowest and highest single pass beside the pooled rates.
+pools N passes with other seeds (default 3) and reports the lowest and highest single pass beside the pooled rates.
+Scored as it ships: the demo's sampling (`dialogue.SamplingConfig`'s defaults) and Silero VAD (or `relative`: an
+energy threshold under the channel's own loud frames), so a codec's loudness moves no figure; every interruption
+is in the yield rate's denominator, those the system was silent at counted apart. The held-out splits' table is
+`recipes.dialogue.score_splits`, which runs this scorer per split.
 Writes scores.json, RESULTS.md (with task accuracy per kind of task and the command) and
 interruptions.tsv (per interruption: stop latency and what the listening head heard around its onset)
 and tasks.tsv (per answered turn and pass: the question, what the listening head heard of it, the
@@ -42,20 +46,28 @@ from ..datadir import DataDir
 from ..score.asr import word_errors
 from .prepare import TokenSet
 from .turns import (TokenVad, TurnTakingConfig, aggregate, asr_task_correct, energy_vad, interruption_outcomes,
-                    score_conversation, silero_vad, task_rows, HEARD_AFTER_S, OUTCOMES)
+                    score_conversation, silero_vad, task_rows, asr_turns, HEARD_AFTER_S, OUTCOMES, RELATIVE_VAD_DB)
 
 COLUMNS = (("takeover_rate", "takeover in pauses ↓", "rate"), ("response_latency", "response latency s", "mean"),
            ("response_rate", "responded", "rate"), ("stop_latency", "stop latency s", "mean"),
-           ("yield_rate", "yielded ≤ 0.4 s", "rate"),
+           ("yield_rate", "yielded ≤ 0.4 s (all interruptions)", "rate"),
+           ("silent_at_interruption", "silent at interruption", "rate"),
            ("backchannel_kept_talking", "kept talking over backchannel", "rate"),
            ("task_accuracy", "task acc (monologue)", "rate"), ("style_accuracy", "style-word acc", "rate"),
            ("task_accuracy_asr", "task acc (ASR of audio)", "rate"))
 RUN_SPREAD = ("takeover_rate", "yield_rate", "backchannel_kept_talking", "task_accuracy", "style_accuracy")
+VADS = ("silero", "relative", "energy")
 RUN_SEED_STRIDE = 1_000_003  # run r samples conversation i with seed + r * stride + i
 
 
 def vad(wav: np.ndarray, sr: int, kind: str):
-    return silero_vad(wav, sr) if kind == "silero" else energy_vad(wav, sr)
+    """System speech segments: Silero VAD, an energy threshold relative to the channel's level, or the fixed
+    -38 dBFS one of the scores before the held-out splits (`energy`: it moves with the codec's loudness)."""
+    if kind == "silero":
+        return silero_vad(wav, sr)
+    if kind == "relative":
+        return energy_vad(wav, sr, threshold_db=RELATIVE_VAD_DB, relative=True)
+    return energy_vad(wav, sr)
 
 
 def recognizer(enabled: bool):
@@ -95,7 +107,7 @@ def score_model(d: DataDir, metas: dict, args, codec, bundle, token_vad: TokenVa
     """Every test conversation run `args.runs` times (sampling seeds differ per run); scores pooled
     over runs, plus each run's own figures (scores.json "runs") to show the sampling spread. The
     audio, monologue and heard transcript written are those of the first run."""
-    sampling = SamplingConfig(args.text_temperature, 25, args.audio_temperature, args.audio_top_k)
+    sampling = SamplingConfig(args.text_temperature, args.text_top_k, args.audio_temperature, args.audio_top_k)
     results: dict[str, list] = {args.vad: [], "tokens": []}
     per_run: list[dict] = []
     times, steps = [], 0
@@ -106,6 +118,8 @@ def score_model(d: DataDir, metas: dict, args, codec, bundle, token_vad: TokenVa
     utts = d.utts[:args.max_conversations] if args.max_conversations else d.utts
     voice = bundle.system_voice if bundle.model.cfg.system_voice else None
     run_results: list[list[dict]] = [[] for _ in range(args.runs)]
+    system_wer = [[0, 0] for _ in range(args.runs)]  # per run: ASR word errors on the system audio, monologue words
+    asr_said: list[list[str]] = []  # run 0: the monologue's words of every answered turn's window (codec-alone WER)
     tail = round(args.tail * codec.sample_rate)
     for i in range(0, len(utts), args.batch):
         batch = utts[i:i + args.batch]  # the user audio is read and resampled once for all runs
@@ -144,15 +158,22 @@ def score_model(d: DataDir, metas: dict, args, codec, bundle, token_vad: TokenVa
                 events += interruption_rows(utt, metas[utt], speech, heard, run_index)
                 tasks += [{"conversation": utt, "run": run_index} | row for row in rows]
                 if asr is not None:
-                    scored["task_correct_asr"] = asr_task_correct(metas[utt], stereo[:, 1], run.sample_rate, asr)
+                    heard_turns = asr_turns(metas[utt], stereo[:, 1], run.sample_rate, asr, said)
+                    scored["task_correct_asr"] = [r["correct"] for r in heard_turns if r["task"] != "unknown"]
+                    scored["unknown_said_so_asr"] = [r["correct"] for r in heard_turns if r["task"] == "unknown"]
+                    for r in heard_turns:
+                        system_wer[run_index][0] += r["errors"]
+                        system_wer[run_index][1] += len(r["said"])
+                        if run_index == 0:
+                            asr_said.append(r["said"])
                 if token_vad is not None:
                     frames = -(-length // codec.config.samples_per_token)
                     segs = token_vad.segments(run.system_tokens[j].flatten()[:frames], 1 / codec.frame_rate,
                                               run.output_offset)
                     results["tokens"].append(score_conversation(metas[utt], segs, said, rows=rows))
-    for scored_run in run_results:
+    for scored_run, (errors, words) in zip(run_results, system_wer):
         results[args.vad] += scored_run
-        per_run.append({k: v for k, v in aggregate(scored_run).items() if k in RUN_SPREAD})
+        per_run.append(aggregate(scored_run) | {"system_wer": (errors / words if words else None, words)})
     write_ctm(args.out / "monologue.ctm", ctm)
     (args.out / "interruptions.tsv").write_text(
         "\n".join(["conversation\trun\tuser_onset\tstop_latency\tyielded\theard"] + events) + "\n")
@@ -170,7 +191,8 @@ def score_model(d: DataDir, metas: dict, args, codec, bundle, token_vad: TokenVa
              "theoretical_latency_ms": cfg.theoretical_latency_ms, "trained": bundle.description,
              "listening_wer": heard_errors / heard_ref if heard_ref else None, "listening_words": heard_ref,
              "listening_wer_per_style": wer_per_style, "runs": per_run, "tail_s": args.tail,
-             "task_by_hearing": task_by_hearing(tasks), "misses_by_outcome": misses_by_outcome(tasks)}
+             "task_by_hearing": task_by_hearing(tasks), "misses_by_outcome": misses_by_outcome(tasks),
+             "asr_said": asr_said if asr is not None else None}
     return {k: aggregate(v) for k, v in results.items() if v}, speed
 
 
@@ -283,7 +305,7 @@ def write_results(path: Path, rows: dict, speed: dict | None, data: Path, args_l
     if speed is not None and len(speed.get("runs", [])) > 1:
         spread = []
         for key, title, _ in COLUMNS:
-            values = [r[key][0] for r in speed["runs"] if key in r and r[key][0] is not None]
+            values = [r[key][0] for r in speed["runs"] if key in RUN_SPREAD and key in r and r[key][0] is not None]
             if values:
                 spread.append(f"{title} {100 * min(values):.0f}–{100 * max(values):.0f} %")
         lines += ["", f"Model rows pool {len(speed['runs'])} free-running passes over the test set (other sampling "
@@ -313,24 +335,32 @@ def write_results(path: Path, rows: dict, speed: dict | None, data: Path, args_l
     path.write_text("\n".join(lines))
 
 
+def add_sampling_options(p: argparse.ArgumentParser) -> None:
+    """The sampling options, defaulting to the demo's (dialogue.SamplingConfig): scored as it ships."""
+    shipped = SamplingConfig()
+    p.add_argument("--text-temperature", type=float, default=shipped.text_temperature, help="0: greedy")
+    p.add_argument("--text-top-k", type=int, default=shipped.text_top_k)
+    p.add_argument("--audio-temperature", type=float, default=shipped.audio_temperature)
+    p.add_argument("--audio-top-k", type=int, default=shipped.audio_top_k)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--model", type=Path, default=None, help="dialogue checkpoint (omit: reference only)")
     p.add_argument("--codec", type=Path, default=None)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--vad", choices=("energy", "silero"), default="energy", help="VAD on the system's audio")
+    p.add_argument("--vad", choices=VADS, default="silero",
+                   help="VAD on the system's audio (relative: energy under the channel's loud frames; energy: fixed dBFS)")
     p.add_argument("--token-vad", type=Path, default=None,
                    help="training token file (prepare tokens): also score with a VAD on the system's codec tokens")
     p.add_argument("--asr", action="store_true", help="also task accuracy from the system audio (pocketsphinx)")
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--max-conversations", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--runs", type=int, default=1,
+    p.add_argument("--runs", type=int, default=3,
                    help="free-running passes over the test set, each with other sampling seeds (scores pooled)")
-    p.add_argument("--text-temperature", type=float, default=0.0)
-    p.add_argument("--audio-temperature", type=float, default=0.8)
-    p.add_argument("--audio-top-k", type=int, default=250)
+    add_sampling_options(p)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--text-trace", action="store_true",
                    help="write text_trace.tsv: per step of the first pass, the text token chosen and the model's "

@@ -14,6 +14,16 @@ Output (a Kaldi data dir): `wav.scp` → stereo wavs (left = user, right = syste
 (speaker = the user's style), `text` (the system's words), `user.ctm` (channel 1) and
 `system.ctm` (channel 2) word CTMs, and `meta/<id>.json` with turns, task answers, the style and
 event times (pauses, backchannels, interruptions, overlaps).
+
+Held-out splits (`recipes/dialogue/heldout.py`, DESIGN.md "Splits"): `voices`, `instances` and `phrasings` name the
+split (train, valid, test) whose user voices (many TTS engines and voices, each conversation one voice at its own
+pitch and rate), task instances and question templates a corpus draws from, and `recordings` the split whose
+factor grid the pitch and rate (the system's too) come from. `p_unknown` asks questions outside the system's
+knowledge (reply "i do not know"); `p_reading` makes conversations in which a real reader of the `real_data` dir
+(`python -m recipes.real_speech`) reads prompts with pauses between them and the system only listens. The user's
+channel gets a level and light noise (`user_gain_db`, `p_noise`, `noise_snr_db`) and a formant shift (`p_formant`).
+Every clip's source recording is hashed into the meta (`clips`), so a test can show that no recording is in two
+splits. With these left empty, a corpus is the one made before the splits, draw for draw.
 """
 from __future__ import annotations
 
@@ -21,6 +31,7 @@ import argparse
 import dataclasses
 import functools
 import json
+import math
 import random
 from pathlib import Path
 
@@ -34,9 +45,12 @@ from ..cli_config import load_configs, parse_overrides
 from ..ctm import CtmEntry, write_ctm
 from ..datadir import DataDir
 from ..parallel import worker_pool
-from ..synth.flite import synthesize
+from ..splits import SPLITS
+from .heldout import draw_held_exchange, grid_factor, load_heldout
 from .tasks import (BACKCHANNELS, COUNT_LENGTHS, COUNTING_REPLIES, INTERRUPTIONS, LAST_COUNTED, STYLES, TASKS, Utterance,
                     draw_exchange, reply_for)
+from .voices import (Voice, draw_user_voice, real_readers, recording_hash, resample, synthesize_voice,
+                     user_channel_conditions)
 
 USER_CHANNEL, SYSTEM_CHANNEL = "1", "2"
 CORPUS_CONFIG = "corpus.yaml"  # in every data dir: the settings it was synthesised with
@@ -74,6 +88,28 @@ class CorpusConfig:
     # seconds after an interruption's onset; the system's reply is cut there
     yield_after: list[float] = dataclasses.field(default_factory=lambda: [0.1, 0.3])
     rms: float = 0.07  # loudness of every clip
+    # held-out splits (module docstring): "" = the fixed `user_voice`, every instance, the original templates
+    voices: str = ""  # user TTS voices of this split (speaker_splits.yaml), one base voice per conversation
+    instances: str = ""  # task instances of this split (heldout.yaml)
+    phrasings: str = ""  # question templates of this split (heldout.yaml)
+    recordings: str = ""  # the split whose grid of pitch / rate factors every clip is spoken at (required with the above)
+    voice_pitch: list[float] = dataclasses.field(default_factory=lambda: [0.8, 1.25])  # a user voice's F0 factor
+    voice_rate: list[float] = dataclasses.field(default_factory=lambda: [0.85, 1.2])  # and speaking rate factor
+    system_rate: list[float] = dataclasses.field(default_factory=lambda: [0.94, 1.06])  # the system's (slt) rate factor
+    p_unknown: float = 0.0  # a question outside the system's knowledge (heldout.yaml unknown), reply "i do not know"
+    p_reading: float = 0.0  # a conversation in which a real reader of `real_data` reads and the system listens
+    real_data: str = ""  # a data dir of real readers (recipes.real_speech <out>/<split>)
+    reading_clips: list[int] = dataclasses.field(default_factory=lambda: [3, 6])  # prompts read, fewest and most
+    user_gain_db: list[float] = dataclasses.field(default_factory=lambda: [0.0, 0.0])  # the user channel's level
+    p_noise: float = 0.0  # light noise on the user channel (a microphone), at noise_snr_db
+    noise_snr_db: list[float] = dataclasses.field(default_factory=lambda: [20.0, 40.0])
+    p_formant: float = 0.0  # every user clip of the conversation formant-shifted (Praat PSOLA, timing kept)
+    formant_ratio: float = 1.12  # the shift, log-uniform in [1/r, r]
+
+    @property
+    def held(self) -> bool:
+        """Drawn by the held-out splits (`voices`, `instances`, `phrasings`) rather than as before them."""
+        return bool(self.voices or self.instances or self.phrasings or self.recordings)
 
     def check(self) -> None:
         """Settings that cannot make a corpus, named (before any audio is synthesised)."""
@@ -93,9 +129,23 @@ class CorpusConfig:
         if len(self.count_lengths) != 2 or not 2 <= self.count_lengths[0] <= self.count_lengths[1] <= LAST_COUNTED:
             raise ValueError(f"CorpusConfig.count_lengths is {self.count_lengths}, expected [fewest, most] with "
                              f"2 <= fewest <= most <= {LAST_COUNTED}")
-        for name in ("p_pause", "p_backchannel", "p_interruption", "p_overlap"):
+        for name in ("p_pause", "p_backchannel", "p_interruption", "p_overlap", "p_unknown", "p_reading", "p_noise",
+                     "p_formant"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"CorpusConfig.{name} is {getattr(self, name)}, expected a probability in [0, 1]")
+        if self.held:
+            bad = {k: getattr(self, k) for k in ("voices", "instances", "phrasings", "recordings")
+                   if getattr(self, k) not in SPLITS}
+            if bad:
+                raise ValueError(f"CorpusConfig: with held-out splits every one of voices, instances, phrasings, "
+                                 f"recordings must be one of {SPLITS}, got {bad}")
+            if self.instances != "train" and "facts" in self.tasks and self.p_unknown < 1:
+                raise ValueError(f"CorpusConfig: tasks hold 'facts' with instances {self.instances!r}: a fact the "
+                                 f"system was never told is an unknown question (p_unknown)")
+        elif self.p_unknown > 0:
+            raise ValueError("CorpusConfig.p_unknown needs the held-out splits (instances: the unknown questions' split)")
+        if self.p_reading > 0 and not self.real_data:
+            raise ValueError("CorpusConfig.p_reading needs real_data (a recipes.real_speech split dir)")
 
 
 @dataclasses.dataclass
@@ -115,24 +165,41 @@ def speech_from_first_word(syn, rms: float) -> np.ndarray:
 
 
 class ConversationBuilder:
-    def __init__(self, cfg: CorpusConfig, rng: random.Random) -> None:
-        self.cfg, self.rng = cfg, rng
+    def __init__(self, cfg: CorpusConfig, rng: random.Random, formant: float = 1.0) -> None:
+        self.cfg, self.rng, self.formant = cfg, rng, formant
         self.clips: dict[str, list[Clip]] = {USER_CHANNEL: [], SYSTEM_CHANNEL: []}
+        self.recordings: list[dict] = []  # per clip: channel, source, hash of the recording it was cut from
+        self.approximate_times = 0  # clips whose word times were spread over the speech (engine words did not match)
 
-    def say(self, channel: str, utt: Utterance, onset: float, voice: str, rate=1.0, pitch=1.0) -> Clip:
-        syn = synthesize(utt.tts_text, voice, rate=rate, pitch=pitch)
+    def say(self, channel: str, utt: Utterance, onset: float, voice: str | Voice, rate=1.0, pitch=1.0) -> Clip:
+        voice = Voice(name=voice) if isinstance(voice, str) else voice
+        syn = synthesize_voice(utt.tts_text, voice, voice.rate * rate, voice.pitch * pitch)
+        self.recordings.append({"channel": "user" if channel == USER_CHANNEL else "system", "source": voice.id,
+                                "hash": recording_hash(syn.audio)})
         if syn.sample_rate != self.cfg.sample_rate:
-            raise ValueError(f"flite {voice} gives {syn.sample_rate} Hz, corpus sample_rate is {self.cfg.sample_rate}")
+            if not self.cfg.held:
+                raise ValueError(f"flite {voice.name} gives {syn.sample_rate} Hz, corpus sample_rate is "
+                                 f"{self.cfg.sample_rate}")
+            syn = dataclasses.replace(syn, audio=resample(syn.audio, syn.sample_rate, self.cfg.sample_rate),
+                                      sample_rate=self.cfg.sample_rate)  # word times are seconds: unchanged
         if syn.words is None or len(syn.words) != len(utt.spoken):
-            raise ValueError(f"flite {voice}: {len(syn.words or [])} word times for {len(utt.spoken)} words "
-                             f"of {utt.tts_text!r}")
+            if not self.cfg.held or not syn.words:
+                raise ValueError(f"{voice.engine} {voice.name}: {len(syn.words or [])} word times for "
+                                 f"{len(utt.spoken)} words of {utt.tts_text!r}")
+            syn = dataclasses.replace(syn, words=_spread_words(utt, syn.words))
+            self.approximate_times += 1
         words = _display_words(utt, syn.words)
         shift = onset - words[0][1]
         # The engine's leading pause is near-silent, not zero (flite here: -55 to -75 dB, 160-220 ms), and the codec
         # hears it: its sound changes with the speaker's pitch, and its length with the first word (162 ms before
         # "sure", 222 ms before "wow"). Kept, it told a model the user's style, and reached the grid before a
         # reply's first text token (text_lead steps ahead of the onset) to tell it the word. Cut it.
-        clip = Clip(speech_from_first_word(syn, self.cfg.rms), onset, [(w, s + shift, e + shift) for w, s, e in words])
+        audio = speech_from_first_word(syn, self.cfg.rms)
+        if channel == USER_CHANNEL and self.formant != 1.0:
+            from ..codec.perturb import change_voice  # Praat PSOLA: same length and timing
+
+            audio = change_voice(audio, syn.sample_rate, 1.0, 1.0, self.formant, seed=self.rng.randrange(1, 2**31 - 1))
+        clip = Clip(audio, onset, [(w, s + shift, e + shift) for w, s, e in words])
         self.clips[channel].append(clip)
         return clip
 
@@ -145,6 +212,18 @@ class ConversationBuilder:
                 a = clip.audio[max(0, -start):out.shape[1] - start]
                 out[row, max(0, start):max(0, start) + len(a)] += a
         return np.clip(out, -1, 1)
+
+
+def _spread_words(utt: Utterance, engine_words):
+    """Word times for an engine that split the words otherwise (espeak-ng, festival on a rare word): the spoken words
+    spread over the engine's speech span in proportion to their letters."""
+    from ..synth.base import Segment
+
+    spoken = " ".join(utt.spoken).split()
+    start, end = engine_words[0].start, engine_words[-1].end
+    weights = np.cumsum([0] + [len(w) + 1 for w in spoken]) / (sum(len(w) + 1 for w in spoken))
+    return [Segment(w, start + a * (end - start), start + b * (end - start))
+            for w, a, b in zip(spoken, weights[:-1], weights[1:])]
 
 
 def _display_words(utt: Utterance, engine_words) -> list[tuple[str, float, float]]:
@@ -175,12 +254,20 @@ def build_conversation(cfg: CorpusConfig, seed: int, user_pitch: float | None = 
     `user_pitch`: speak the user at this F0 factor instead of the style's, all else the same (flite keeps
     its timing): the conversation's pitch twin, to ask what of a style is the pitch alone."""
     rng = random.Random(seed)
-    b = ConversationBuilder(cfg, rng)
+    if cfg.p_reading > 0 and rng.random() < cfg.p_reading:
+        return build_reading(cfg, rng)
     u = lambda a, c: rng.uniform(a, c)  # noqa: E731
     style = STYLES[rng.choice(cfg.styles)]
     rate = style.rate if cfg.style_rates else 1.0
     pitch = style.pitch if user_pitch is None else user_pitch
-    voice_u, voice_s = cfg.user_voice, cfg.system_voice
+    voice_u, voice_s = Voice(name=cfg.user_voice), Voice(name=cfg.system_voice)
+    formant = 1.0
+    if cfg.held:
+        voice_u = draw_user_voice(cfg, rng)
+        voice_s = dataclasses.replace(voice_s, rate=grid_factor(rng, *cfg.system_rate, cfg.recordings))
+        if rng.random() < cfg.p_formant:
+            formant = math.exp(u(-math.log(cfg.formant_ratio), math.log(cfg.formant_ratio)))
+    b = ConversationBuilder(cfg, rng, formant)
     events = {"pauses": [], "backchannels": [], "interruptions": [], "overlaps": []}
     turns = []
     t = u(0.4, 0.8)
@@ -188,7 +275,12 @@ def build_conversation(cfg: CorpusConfig, seed: int, user_pitch: float | None = 
     n_turns = rng.randint(cfg.min_turns, cfg.max_turns)
     for i in range(n_turns):
         task = rng.choice(cfg.tasks)
-        ex = draw_exchange(task, rng, cfg.arithmetic_entries, cfg.counting_reply, cfg.count_lengths)
+        if not cfg.held:
+            ex = draw_exchange(task, rng, cfg.arithmetic_entries, cfg.counting_reply, cfg.count_lengths)
+        else:
+            task = "unknown" if rng.random() < cfg.p_unknown else task
+            ex = draw_held_exchange(task, rng, load_heldout(), cfg.instances, cfg.phrasings, cfg.arithmetic_entries,
+                                    cfg.counting_reply, cfg.count_lengths)
         q = ex.question if prefix is None else Utterance.plain(prefix) + ex.question
         q_start = t
         if prefix is None and len(q.words) >= 3 and rng.random() < cfg.p_pause:
@@ -208,6 +300,7 @@ def build_conversation(cfg: CorpusConfig, seed: int, user_pitch: float | None = 
         reply = b.say(SYSTEM_CHANNEL, reply_for(ex, style), q_end + gap, voice_s)
         words = reply.words
         turn = {"task": ex.task, "question": ex.question.text, "reply": reply_for(ex, style).text,
+                "instance_split": cfg.instances or "all", "phrasing_split": cfg.phrasings or "original",
                 "answer": list(ex.answer_words), "style_word": style.reply_word, "question_start": q_start,
                 "question_end": q_end, "reply_start": words[0][1], "reply_end": words[-1][2], "interrupted": False}
         prefix = None
@@ -232,10 +325,61 @@ def build_conversation(cfg: CorpusConfig, seed: int, user_pitch: float | None = 
     speech_end = max(c.words[-1][2] for ch in b.clips.values() for c in ch if c.words)
     duration = speech_end + u(0.6, 1.0)
     audio = b.render(duration)
-    words = {ch: sorted((w for c in clips for w in c.words), key=lambda w: w[1]) for ch, clips in b.clips.items()}
     meta = {"sample_rate": cfg.sample_rate, "duration": duration, "style": style.name,
-            "user_voice": voice_u, "system_voice": voice_s, "channels": {"user": 0, "system": 1},
+            "user_voice": voice_u.name if not cfg.held else voice_u.id,
+            "system_voice": voice_s.name if not cfg.held else voice_s.id, "channels": {"user": 0, "system": 1},
             "turns": turns, "events": events}
+    if cfg.held:
+        meta |= user_channel_conditions(cfg, rng, audio) | {"formant": formant, "approximate_times": b.approximate_times,
+                                                             "split": _split_meta(cfg)}
+    meta["recordings"] = b.recordings
+    words = {ch: sorted((w for c in clips for w in c.words), key=lambda w: w[1]) for ch, clips in b.clips.items()}
+    return audio, meta, words
+
+
+def _split_meta(cfg: CorpusConfig) -> dict:
+    return {"voices": cfg.voices, "instances": cfg.instances, "phrasings": cfg.phrasings, "recordings": cfg.recordings}
+
+
+def build_reading(cfg: CorpusConfig, rng: random.Random) -> tuple[np.ndarray, dict, dict[str, list]]:
+    """A conversation in which a real reader of `real_data` reads a few of their prompts with pauses between them
+    (`cfg.pause`) and nobody asks anything: the system should listen (no reply, no turn taken in a pause). The
+    reader's transcript, where the source has one, is spread over each prompt as its words."""
+    import soundfile as sf_read
+
+    readers = real_readers(cfg.real_data)
+    speaker = rng.choice(sorted(readers))
+    prompts = readers[speaker]
+    chosen = rng.sample(prompts, min(len(prompts), rng.randint(*cfg.reading_clips)))
+    sr = cfg.sample_rate
+    b = ConversationBuilder(cfg, rng)
+    events = {"pauses": [], "backchannels": [], "interruptions": [], "overlaps": [], "readings": []}
+    t = rng.uniform(0.4, 0.8)
+    start = t
+    for k, (utt, path, text) in enumerate(chosen):
+        audio, file_sr = sf_read.read(path, dtype="float32", always_2d=True)
+        audio = audio[:, 0]
+        b.recordings.append({"channel": "user", "source": speaker, "hash": recording_hash(audio)})
+        if file_sr != sr:
+            audio = resample(audio, file_sr, sr)
+        audio = np.clip(audio * (cfg.rms / max(1e-6, float(np.sqrt(np.mean(audio ** 2))))), -0.99, 0.99)
+        dur = len(audio) / sr
+        spread = np.linspace(t, t + dur, len(text) + 1)
+        b.clips[USER_CHANNEL].append(Clip(audio, t, [(w, a, e) for w, a, e in zip(text, spread[:-1], spread[1:])]))
+        if k < len(chosen) - 1:
+            gap = rng.uniform(*cfg.pause)
+            events["pauses"].append({"start": t + dur, "end": t + dur + gap})
+            t += dur + gap
+        else:
+            t += dur
+    events["readings"].append({"start": start, "end": t, "reader": speaker})
+    duration = t + rng.uniform(0.6, 1.0)
+    audio = b.render(duration)
+    meta = {"sample_rate": sr, "duration": duration, "style": "reading", "user_voice": speaker,
+            "system_voice": cfg.system_voice, "channels": {"user": 0, "system": 1}, "turns": [], "events": events,
+            "split": _split_meta(cfg), "recordings": b.recordings}
+    meta |= user_channel_conditions(cfg, rng, audio)
+    words = {ch: sorted((w for c in clips for w in c.words), key=lambda w: w[1]) for ch, clips in b.clips.items()}
     return audio, meta, words
 
 

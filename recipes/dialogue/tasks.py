@@ -80,6 +80,13 @@ class Exchange:
     question: Utterance
     answer: Utterance  # the reply without the style word
     answer_words: tuple[str, ...]  # what must appear in the reply for the task to count as solved
+    # the question's content for a template of `heldout.yaml` ("e": "four plus two"; "a", "b": a count's ends;
+    # "w": a word to spell; "q": a fact's question)
+    slots: tuple[tuple[str, str], ...] = ()
+
+    def asked(self, template: str) -> "Exchange":
+        """The same exchange with its question in another phrasing (`template` with this exchange's slots)."""
+        return dataclasses.replace(self, question=Utterance.plain(template.format(**dict(self.slots))))
 
 
 def arithmetic(rng: random.Random) -> Exchange:
@@ -110,7 +117,7 @@ def _arithmetic_exchange(a: int, op: str, b: int) -> Exchange:
     c = {"plus": a + b, "minus": a - b, "times": a * b}[op]
     expr = f"{NUMBERS[a]} {op} {NUMBERS[b]}"
     return Exchange("arithmetic", Utterance.plain(f"what is {expr}"), Utterance.plain(f"{expr} is {NUMBERS[c]}"),
-                    (NUMBERS[c],))
+                    (NUMBERS[c],), (("e", expr),))
 
 
 COUNT_LENGTHS = (3, 6)  # how many numbers a count says: fewest, most (CorpusConfig.count_lengths)
@@ -127,7 +134,7 @@ def _counting_exchange(a: int, b: int, restated: bool) -> Exchange:
     seq = " ".join(NUMBERS[i] for i in range(a, b + 1))
     reply = f"from {NUMBERS[a]} to {NUMBERS[b]} {seq}" if restated else seq
     return Exchange("counting", Utterance.plain(f"count from {NUMBERS[a]} to {NUMBERS[b]}"), Utterance.plain(reply),
-                    tuple(NUMBERS[i] for i in range(a, b + 1)))
+                    tuple(NUMBERS[i] for i in range(a, b + 1)), (("a", NUMBERS[a]), ("b", NUMBERS[b])))
 
 
 def counting(rng: random.Random, lengths: tuple[int, int] = COUNT_LENGTHS) -> Exchange:
@@ -145,15 +152,27 @@ COUNTING_REPLIES = {"sequence": counting, "restated": counting_restated}
 
 
 def spelling(rng: random.Random) -> Exchange:
-    word = rng.choice(SPELL_WORDS)
+    return spelling_exchange(rng.choice(SPELL_WORDS))
+
+
+def spelling_exchange(word: str) -> Exchange:
     letters = Utterance(tuple(word), tuple(LETTERS[ch] for ch in word))
     return Exchange("spelling", Utterance.plain(f"how do you spell {word}"),
-                    Utterance.plain(f"{word} is spelled") + letters, tuple(word))
+                    Utterance.plain(f"{word} is spelled") + letters, tuple(word), (("w", word),))
 
 
 def fact(rng: random.Random) -> Exchange:
     question, reply, answer = rng.choice(FACTS)
-    return Exchange("facts", Utterance.plain(question), Utterance.plain(reply), answer)
+    return Exchange("facts", Utterance.plain(question), Utterance.plain(reply), answer, (("q", question),))
+
+
+UNKNOWN_REPLY = "i do not know"  # the trained reply to a question outside what the system knows (FACTS)
+
+
+def unknown_exchange(question: str) -> Exchange:
+    """A question the system cannot know (`heldout.yaml` unknown): the right reply says so."""
+    return Exchange("unknown", Utterance.plain(question), Utterance.plain(UNKNOWN_REPLY), tuple(UNKNOWN_REPLY.split()),
+                    (("q", question),))
 
 
 TASKS = {"arithmetic": arithmetic, "counting": counting, "spelling": spelling, "facts": fact}

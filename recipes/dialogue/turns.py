@@ -8,6 +8,7 @@ outcomes; `aggregate` turns many into rates and means.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -26,15 +27,22 @@ class TurnTakingConfig:
 
 
 def energy_vad(wav: np.ndarray, sr: int, frame: float = 0.02, threshold_db: float = -38.0,
-               min_speech: float = 0.06, merge_gap: float = 0.25) -> Segments:
-    """Speech segments of a mono signal: frames whose RMS exceeds `threshold_db` dBFS, short gaps
-    merged, short blips dropped."""
+               min_speech: float = 0.06, merge_gap: float = 0.25, relative: bool = False) -> Segments:
+    """Speech segments of a mono signal: frames whose RMS exceeds `threshold_db` dBFS (with `relative`: dB under the
+    channel's loud frames, its 95th percentile, so the channel's overall level moves nothing), short gaps merged,
+    short blips dropped."""
     n = int(frame * sr)
     frames = len(wav) // n
     if frames == 0:
         return []
     rms = np.sqrt(np.mean(wav[:frames * n].reshape(frames, n).astype(np.float64) ** 2, axis=1) + 1e-12)
-    return segments_from_frames(20 * np.log10(rms) > threshold_db, frame, 0.0, min_speech, merge_gap)
+    db = 20 * np.log10(rms)
+    if relative:
+        db = db - max(float(np.percentile(db, 95)), -60.0)  # a silent channel stays silent
+    return segments_from_frames(db > threshold_db, frame, 0.0, min_speech, merge_gap)
+
+
+RELATIVE_VAD_DB = -30.0  # the relative energy VAD's threshold: dB under the channel's loud frames
 
 
 def segments_from_frames(active: np.ndarray, frame: float, offset: float = 0.0, min_speech: float = 0.06,
@@ -84,15 +92,22 @@ class TokenVad:
 def silero_vad(wav: np.ndarray, sr: int) -> Segments:
     """Speech segments from silero-vad (its ONNX model ships inside the wheel; nothing is downloaded)."""
     import torch
-    from silero_vad import get_speech_timestamps, load_silero_vad
+    from silero_vad import get_speech_timestamps
 
-    model = load_silero_vad(onnx=True)
+    model = _silero_model()
     x = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))
     if sr != 16000:
         import torchaudio
 
         x, sr = torchaudio.functional.resample(x, sr, 16000), 16000
     return [(t["start"], t["end"]) for t in get_speech_timestamps(x, model, sampling_rate=sr, return_seconds=True)]
+
+
+@functools.lru_cache(maxsize=1)
+def _silero_model():
+    from silero_vad import load_silero_vad
+
+    return load_silero_vad(onnx=True)
 
 
 def overlap(segs: Segments, start: float, end: float) -> float:
@@ -104,10 +119,14 @@ def score_conversation(meta: dict, speech: Segments, words: list[tuple[str, floa
     """meta: the corpus JSON; speech: system VAD segments; words: (word, start) of the system;
     rows: its task_rows when the caller has them already (picked from `words` when None)."""
     ev = meta["events"]
-    out = {"takeover": [], "response_latency": [], "responded": [], "stop_latency": [], "yielded": [], "talking_when_interrupted": [],
-           "backchannel_kept_talking": [], "task_correct": [], "task_kind": [], "style_correct": []}
+    out = {"takeover": [], "response_latency": [], "responded": [], "stop_latency": [], "yielded": [],
+           "yielded_when_talking": [], "silent_at_interruption": [], "talking_when_interrupted": [],
+           "backchannel_kept_talking": [], "task_correct": [], "task_kind": [], "style_correct": [],
+           "unknown_said_so": [], "unknown_wrong": [], "spoke_in_reading": []}
     for p in ev["pauses"]:
         out["takeover"].append(overlap(speech, p["start"], p["end"]) >= cfg.takeover_min_speech)
+    for r in ev.get("readings", []):  # nobody asked anything: any reply is one nobody asked for
+        out["spoke_in_reading"].append(overlap(speech, r["start"], r["end"] + READING_TAIL_S) >= cfg.takeover_min_speech)
     for turn in meta["turns"]:
         q_end = turn["question_end"]
         lo, hi = q_end + cfg.response_window[0], q_end + cfg.response_window[1]
@@ -116,14 +135,21 @@ def score_conversation(meta: dict, speech: Segments, words: list[tuple[str, floa
         if onsets:
             out["response_latency"].append(onsets[0] - q_end)
     for row in task_rows(meta, words, None, cfg) if rows is None else rows:
+        if row["task"] == "unknown":  # a question outside what it knows: saying so is right, any other answer wrong
+            out["unknown_said_so"].append(row["correct"])
+            out["unknown_wrong"].append(row["outcome"] in ("wrong", "cut short"))
+            continue
         out["task_correct"].append(row["correct"])
         out["task_kind"].append(row["task"])
         out["style_correct"].append(row["style_correct"])
     for _, latency in interruption_outcomes(meta, speech, cfg):
+        # every interruption counts: one the system was silent at is not yielded to, and is counted apart
         out["talking_when_interrupted"].append(latency is not None)
+        out["silent_at_interruption"].append(latency is None)
+        out["yielded"].append(latency is not None and latency <= cfg.yield_within)
         if latency is not None:
             out["stop_latency"].append(latency)
-            out["yielded"].append(latency <= cfg.yield_within)
+            out["yielded_when_talking"].append(latency <= cfg.yield_within)
     for bc in ev["backchannels"]:
         span = bc["end"] + cfg.backchannel_tail - bc["start"]
         out["backchannel_kept_talking"].append(
@@ -157,11 +183,26 @@ def turn_windows(meta: dict, lo: float = -0.3) -> list[tuple[dict, float, float]
 
 def asr_task_correct(meta: dict, system: np.ndarray, sr: int, recognizer) -> list[bool]:
     """Task accuracy from the system's *audio*: each answered turn's window transcribed by
-    `recognizer.transcribe(audio) -> text` (pocketsphinx), answer words looked for in order."""
+    `recognizer.transcribe(audio) -> text` (pocketsphinx), answer words looked for in order (questions outside
+    its knowledge left out: `asr_turns` has them)."""
+    return [r["correct"] for r in asr_turns(meta, system, sr, recognizer) if r["task"] != "unknown"]
+
+
+def asr_turns(meta: dict, system: np.ndarray, sr: int, recognizer,
+              words: list[tuple[str, float]] | None = None) -> list[dict]:
+    """Per answered turn, what ASR hears in the system's audio of its window: the task, the transcript, whether the
+    answer words are in it in order, and with `words` (the monologue: (word, start)) the monologue's words of the
+    window and the ASR's word errors against them (the system channel's intelligibility)."""
+    from ..score.asr import normalise_words, word_errors
+
     out = []
     for turn, start, end in turn_windows(meta):
-        text = recognizer.transcribe(system[max(0, int(start * sr)):int(end * sr)])
-        out.append(_is_subsequence(turn["answer"], text.lower().split()))
+        heard = normalise_words(recognizer.transcribe(system[max(0, int(start * sr)):int(end * sr)]))
+        row = {"task": turn["task"], "heard": heard, "correct": _is_subsequence(turn["answer"], heard)}
+        if words is not None:
+            said = [w for w, t in words if start <= t < end]
+            row |= {"said": said, "errors": word_errors(said, heard), "window": (start, end)}
+        out.append(row)
     return out
 
 
@@ -186,6 +227,7 @@ def reply_words(turns: list[dict], i: int, words: list[tuple[str, float]],
     return [w for w, t in words if lo <= t < until]
 
 
+READING_TAIL_S = 1.0  # a reply to a reading counts up to this long after its end
 HEARD_AFTER_S = 0.6  # the listening head's words are looked for up to this long past a question (it lags)
 
 
@@ -248,9 +290,13 @@ def aggregate(results: list[dict]) -> dict:
     return {"takeover_rate": rate("takeover"), "response_rate": rate("responded"),
             "response_latency": stats("response_latency"), "talking_when_interrupted": rate("talking_when_interrupted"),
             "stop_latency": stats("stop_latency"), "yield_rate": rate("yielded"),
+            "yield_rate_when_talking": rate("yielded_when_talking"),
+            "silent_at_interruption": rate("silent_at_interruption"),
             "backchannel_kept_talking": rate("backchannel_kept_talking"),
             "task_accuracy": rate("task_correct"), "style_accuracy": rate("style_correct"),
             "task_accuracy_asr": rate("task_correct_asr"),
+            "unknown_said_so": rate("unknown_said_so"), "unknown_wrong": rate("unknown_wrong"),
+            "unknown_said_so_asr": rate("unknown_said_so_asr"), "spoke_in_reading": rate("spoke_in_reading"),
             "task_accuracy_per_task": _per_task(pooled.get("task_kind", []), pooled.get("task_correct", []))}
 
 

@@ -8,6 +8,9 @@
 #                 [--score-runs N]  (stage 5: free-running passes over the test set, pooled; default 3)
 #                 [--arith true|false]  (stage 4's phases 3-7 on the arithmetic corpora; default true)
 #                 [--adapt_from MODEL] [--adapt_steps N] [--mix_steps N]  (instead of the lineage: move a trained model to this run's codec, below)
+#                 [--splits true] [--test true]  (the held-out splits, issue 34: train on many users and the train instances,
+#                  score every row of the validation split into $exp/RESULTS_valid.md; --test true: the test split's
+#                  rows into $exp/RESULTS.md, once per shipped model)
 # Long runs: --exp ~/duet-runs/dialogue1/exp --data ~/duet-runs/dialogue1/data (resumable: every stage
 # leaves a .done marker, training resumes from its last checkpoint).
 set -euo pipefail
@@ -37,6 +40,10 @@ adapt_from=     # an exported dialogue model trained on another codec's tokens (
                 # hears fast and slow users again
 adapt_steps=1800
 mix_steps=1200
+splits=false    # the held-out splits (recipes/dialogue/heldout.py; conf/splits/): data/train of many users and the train
+                # instances, data/{valid,test}_<row> per row; phases 1-5 on data/train; stage 5 scores the rows
+test=false      # with --splits true: stage 5 also scores the test split's rows (once per shipped model)
+max_real=       # real readers' prompts per reader (recipes.real_speech --max-per-speaker; empty: all of them)
 . ./path.sh
 . utils/parse_options.sh
 
@@ -52,13 +59,30 @@ if [ "$tiny" = true ]; then
   arith_conf+=(conf/tiny/finetune_arith.yaml); arith_long_conf+=(conf/tiny/finetune_arith_long.yaml)
   sampled_conf+=(conf/tiny/finetune_sampled.yaml); export_conf+=(conf/tiny/finetune_from_export.yaml)
   pitch_corpus_conf+=(conf/tiny/corpus.yaml); pitch_test_conf+=(conf/tiny/corpus_test.yaml)
-  vocab=128; score_runs=2; adapt_steps=3; mix_steps=2
+  vocab=128; score_runs=2; adapt_steps=3; mix_steps=2; max_real=3
+fi
+held_rows=(seen unseen_voice unseen_phrasing unseen_instance unknown real)  # --splits true: a corpus per row and split
+row_sets() {  # row_sets ROW SPLIT: what the row holds out (synth --set), for the validation or test split
+  case $1 in
+    seen) echo voices=train instances=train phrasings=train recordings=$2;;
+    unseen_voice) echo voices=$2 instances=train phrasings=train recordings=$2;;
+    unseen_phrasing) echo voices=$2 instances=train phrasings=$2 recordings=$2;;
+    unseen_instance) echo voices=$2 instances=$2 phrasings=train recordings=$2 "tasks=[arithmetic,counting,spelling]";;
+    unknown) echo voices=$2 instances=$2 phrasings=train recordings=$2 p_unknown=1.0;;
+    real) echo 'voices="" instances="" phrasings="" recordings=""' p_reading=1.0 real_data=$data/real/$2;;
+  esac
+}
+if [ "$splits" = true ]; then
+  [ -z "$adapt_from" ] || { echo "--splits true trains the lineage on the held-out corpus; --adapt_from is not for it" >&2; exit 1; }
+  corpus_conf+=(conf/splits/train.yaml)
+  [ "$tiny" = true ] && corpus_conf+=(conf/tiny/corpus.yaml)
+  score_runs=3  # the demo's sampling over 3 seeds, tiny or not
 fi
 [ "$ablation" = auto ] && { [ "$tiny" = true ] && ablation=false || ablation=true; }
 models=(dialogue); [ "$ablation" = true ] && models+=(dialogue_no_voice)
 model_opts() { case $1 in dialogue_no_voice*) echo model.user_voice=false;; esac; }  # and its later phases' directories
 # the model stages 5-7 use: phases 6 and 7 (arithmetic) fine-tune the exported model before them, each in a directory of its own
-final() { if [ -n "$adapt_from" ]; then echo "$1_mixed"; elif [ "$arith" = true ]; then echo "$1_excited"; else echo "$1"; fi; }
+final() { if [ -n "$adapt_from" ]; then echo "$1_mixed"; elif [ "$splits" = true ] || [ "$arith" != true ]; then echo "$1"; else echo "$1_excited"; fi; }
 mkdir -p "$exp"
 log() { echo "$(date +%H:%M:%S) [dialogue1] $*"; }
 run_stage() {  # run_stage N name: true when stage N should run now (in range, not yet done)
@@ -78,7 +102,26 @@ if run_stage 0 codec; then
   done_stage 0 codec
 fi
 
-if run_stage 1 corpus; then
+if [ "$splits" = true ] && run_stage 1 corpus; then  # the held-out splits: many users, held-out rows
+  real_opt=(); [ -n "$max_real" ] && real_opt=(--max-per-speaker "$max_real")
+  python -m recipes.real_speech --out "$data/real" "${real_opt[@]}"  # every installed reader, split by speaker
+  python -m recipes.dialogue.synth --config "${corpus_conf[@]}" --out "$data/train" --nj "$nj" --no-progress \
+    --set real_data="$data/real/train"
+  seed=100
+  for split in valid test; do
+    for row in "${held_rows[@]}"; do
+      seed=$((seed + 1))
+      [ "$row" = real ] && [ ! -f "$data/real/$split/wav.scp" ] && { log "no real readers of $split: row real left out"; continue; }
+      row_conf=(conf/corpus.yaml conf/splits/train.yaml conf/splits/heldout.yaml)
+      [ "$tiny" = true ] && row_conf+=(conf/tiny/corpus.yaml conf/tiny/corpus_test.yaml)
+      python -m recipes.dialogue.synth --config "${row_conf[@]}" --out "$data/${split}_$row" --nj "$nj" --no-progress \
+        --set seed=$seed $(row_sets "$row" "$split")
+    done
+  done
+  done_stage 1 corpus
+fi
+
+if [ "$splits" != true ] && run_stage 1 corpus; then
   [ -n "$adapt_from" ] || python -m recipes.dialogue.synth --config "${corpus_conf[@]}" --out "$data/train" --nj "$nj"
   python -m recipes.dialogue.synth --config "${test_conf[@]}" --out "$data/test" --nj "$nj"
   if [ -n "$adapt_from" ]; then
@@ -105,6 +148,7 @@ fi
 
 if run_stage 3 tokens; then
   parts=(train test); [ "$arith" = true ] && parts+=(train_arith train_arith_long_counts train_arith_excited)
+  [ "$splits" = true ] && parts=(train valid_unseen_voice)
   [ -n "$adapt_from" ] && parts=(train_pitch test_pitch test train_arith_excited)
   for part in "${parts[@]}"; do
     python -m recipes.dialogue.prepare tokens --data "$data/$part" --codec "$exp/codec.safetensors" \
@@ -129,6 +173,13 @@ if run_stage 4 train; then
               # 1200 on fresh conversations (half excited) from that one's (init_from: fresh optimizer state)
     train_phase "$1" train "${train_conf[@]}" && train_phase "$1" train "${train_conf[@]}" "${finetune_conf[@]}" || return 1
     [ "$arith" = true ] || return 0
+    if [ "$splits" = true ]; then  # the held-out corpus has the arithmetic weight and long counts: phases 3-5 on it
+      train_phase "$1" train "${train_conf[@]}" "${finetune_conf[@]}" "${arith_conf[@]}" &&
+        train_phase "$1" train "${train_conf[@]}" "${finetune_conf[@]}" "${arith_conf[@]}" "${arith_long_conf[@]}" &&
+        train_phase "$1" train "${train_conf[@]}" "${finetune_conf[@]}" "${arith_conf[@]}" "${arith_long_conf[@]}" \
+          "${sampled_conf[@]}"
+      return
+    fi
     local from_export=("${train_conf[@]}" "${finetune_conf[@]}" "${arith_conf[@]}" "${arith_long_conf[@]}" \
       "${sampled_conf[@]}" "${export_conf[@]}")  # phases 6-7: the fifth phase's settings, 1200 steps of their own
     train_phase "$1" train_arith "${train_conf[@]}" "${finetune_conf[@]}" "${arith_conf[@]}" &&
@@ -156,7 +207,35 @@ if run_stage 4 train; then
   done_stage 4 train
 fi
 
-if run_stage 5 score; then
+score_rows() {  # score_rows SPLIT RESULTS TITLE: every row of the split, one table (recipes.dialogue.score_splits)
+  local split=$1 results=$2 title=$3 n=0 rows m; [ "$tiny" = true ] && n=2
+  rows=(); for row in "${held_rows[@]}"; do [ -d "$data/${split}_$row" ] && rows+=(--split "$row=$data/${split}_$row"); done
+  for m in "${models[@]}"; do
+    local out=$results; [ "$m" = dialogue ] || out=${results%.md}_$m.md
+    python -m recipes.dialogue.score_splits --model "$exp/$(final "$m")/model.safetensors" --codec "$exp/codec.safetensors" \
+      "${rows[@]}" --out "$exp/$(final "$m")/score_$split" --results "$out" --title "$title" --runs "$score_runs" \
+      --max-conversations $n --asr || return 1
+  done
+}
+
+if [ "$splits" = true ] && run_stage 5 score; then  # the validation split: every choice is made on it
+  score_rows valid "$exp/RESULTS_valid.md" "validation split"
+  for m in "${models[@]}"; do
+    python -m recipes.dialogue.evaluate --model "$exp/$(final "$m")/model.safetensors" --max-conversations 200 \
+      --tokens "$exp/tokens/valid_unseen_voice.safetensors" "$exp/tokens/train.safetensors" \
+      --out "$exp/$(final "$m")/score_valid/teacher_forced.json"
+  done
+  log "validation table: $exp/RESULTS_valid.md"
+  done_stage 5 score
+fi
+
+if [ "$splits" = true ] && [ "$test" = true ] && run_stage 5 score_test; then  # once per shipped model
+  score_rows test "$exp/RESULTS.md" "test split"
+  log "test table: $exp/RESULTS.md"
+  done_stage 5 score_test
+fi
+
+if [ "$splits" != true ] && run_stage 5 score; then
   n=0; asr_opt=--asr; [ "$tiny" = true ] && n=2 && asr_opt=
   train=train; probe_test=test; [ -n "$adapt_from" ] && train=train_pitch && probe_test=test_pitch
   # is the user's style in the tokens or in the voice vector? (bounds what the style ablation can show)
@@ -183,8 +262,9 @@ if run_stage 5 score; then
 fi
 
 if run_stage 6 demo; then
-  first=$(head -n 1 "$data/test/wav.scp" | awk '{print $2}')
-  python -m dialogue.demo --user "$data/test/$first" --model "$exp/$(final dialogue)/model.safetensors" \
+  demo_data=$data/test; [ "$splits" = true ] && demo_data=$data/valid_unseen_voice
+  first=$(head -n 1 "$demo_data/wav.scp" | awk '{print $2}')
+  python -m dialogue.demo --user "$demo_data/$first" --model "$exp/$(final dialogue)/model.safetensors" \
     --codec "$exp/codec.safetensors" --out "$exp/demo"
   done_stage 6 demo
 fi
