@@ -192,8 +192,9 @@ def test_tiny_recipe_end_to_end(tmp_path):
         steps = [r for r in trace[1:] if r[0] == out.stem]
         assert len(steps) == int(sf.info(out).duration / 0.08 + 1e-6)
         assert all(0 < float(r[4]) <= 1 for r in steps)
-        pieces = "".join(r[3] for r in steps if not r[3].startswith("<")).replace("\u2581", " ").split()
-        assert all(e.token in pieces for e in said.get(out.stem, [])), out.stem
+        # sampled, a piece after an EPAD may start a word of its own without a word-start mark: compare the letters
+        letters = "".join(r[3] for r in steps if not r[3].startswith("<")).replace("\u2581", "")
+        assert all(e.token in letters for e in said.get(out.stem, [])), out.stem
     wav, sr = sf.read(exp / "demo" / "duplex.wav")
     assert wav.shape[1] == 2 and np.abs(wav[:, 0]).max() > 0.01
     again = subprocess.run(cmd + ["--stage", "4"], capture_output=True, text=True, env=env)
