@@ -74,11 +74,12 @@ def latest_checkpoint(out_dir: Path) -> Path | None:
 
 
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizers: dict[str, torch.optim.Optimizer] | None = None,
-                    strict: bool = True) -> dict:
-    """Restore weights (and optimizers) from a step directory; returns trainer.json's content."""
+                    strict: bool = True, skip: tuple[str, ...] = ()) -> dict:
+    """Restore weights (and optimizers) from a step directory; returns trainer.json's content. `skip`: name
+    prefixes of tensors not to load (they keep the model's initial values)."""
     path = Path(path)
     meta = json.loads((path / "trainer.json").read_text())
-    state = load_file(str(path / "model.safetensors"))
+    state = {k: v for k, v in load_file(str(path / "model.safetensors")).items() if not k.startswith(tuple(skip))}
     model.load_state_dict(state, strict=strict)
     for name, opt in (optimizers or {}).items():
         if name not in meta["optimizers"]:

@@ -74,6 +74,9 @@ class TrainingTask(abc.ABC):
     # whether a step may leave some of a group's parameters without a gradient (then the ranks agree on
     # which got one, a host sync per step: the cost of DDP's find_unused_parameters)
     unused_parameters: bool = False
+    # tensors of an `init_from` checkpoint a warm start leaves out, by name prefix (e.g. a previous stage's
+    # discriminator, whose shape follows that stage's config): they start fresh
+    init_skip: tuple[str, ...] = ()
 
     @abc.abstractmethod
     def build_model(self) -> nn.Module: ...
@@ -126,7 +129,7 @@ def train(task: TrainingTask, cfg: TrainerConfig, out_dir: str | Path, init_from
         meta = load_checkpoint(ckpt, model, optimizers)
         start_step = meta["step"]
     elif init_from is not None:
-        load_checkpoint(init_from, model, None, strict=False)
+        load_checkpoint(init_from, model, None, strict=False, skip=task.init_skip)
     if world > 1:
         broadcast_state(model)
     if rank == 0:

@@ -157,3 +157,20 @@ def test_the_prefetcher_keeps_the_order_and_hands_over_the_source_s_error():
     assert next(endless) == 0
     endless.close()
     assert not endless._thread.is_alive()
+
+
+def test_a_warm_start_leaves_out_the_skipped_tensors(tmp_path):
+    from recipes.checkpoint import load_checkpoint
+
+    src, dst = torch.nn.ModuleDict({"a": torch.nn.Linear(2, 2), "disc": torch.nn.Linear(2, 3)}), \
+        torch.nn.ModuleDict({"a": torch.nn.Linear(2, 2), "disc": torch.nn.Linear(2, 5)})
+    step = tmp_path / "step-1"
+    step.mkdir()
+    from safetensors.torch import save_file
+    save_file({k: v.contiguous() for k, v in src.state_dict().items()}, str(step / "model.safetensors"))
+    (step / "trainer.json").write_text('{"step": 1, "optimizers": {}}')
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        load_checkpoint(step, dst, None, strict=False)
+    before = dst["disc"].weight.clone()
+    load_checkpoint(step, dst, None, strict=False, skip=("disc.",))
+    assert torch.equal(dst["a"].weight, src["a"].weight) and torch.equal(dst["disc"].weight, before)

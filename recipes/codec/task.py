@@ -102,6 +102,9 @@ def _trainable(model: CodecTrainingModel, stage: str) -> list[nn.Module]:
 
 
 class CodecTask(TrainingTask):
+    # a stage's discriminator is its own (its size is the stage's disc_filters/disc_periods): never warm-started
+    init_skip = ("discriminator.",)
+
     def __init__(self, cfg: CodecTrainConfig) -> None:
         self.cfg = cfg
         self.shard = Shard.load(cfg.shard)
