@@ -1,7 +1,8 @@
 # Codec training, export and scoring stages shared by every codec recipe (ESPnet's shared-stage
 # pattern): a recipe's run.sh prepares its data and training shard, sets the variables below, sources
 # this file and calls `codec_stages FIRST`, which runs
-#   FIRST autoencoder · +1 semantic · +2 vocoder · +3 fine-tune · +4 export · +5 scoring
+#   FIRST autoencoder · +1 semantic · +2 vocoder (+ its GAN phase, conf/stage3_vocoder_gan.yaml, where the recipe
+#   has one) · +3 fine-tune · +4 export · +5 scoring
 # within --stage/--stop_stage. Every training stage resumes from its newest step-N/ checkpoint and
 # leaves exp/<name>/.done.
 #
@@ -30,8 +31,15 @@ codec_train() {  # name conf [init checkpoint]
   touch "$exp/$name/.done"
 }
 
-codec_from() {  # autoencoder|vocoder: the checkpoint that stage's weights come from
-  if [ -n "${init_codec:-}" ]; then echo "$exp/init_codec/step-0"; else codec_last "$1"; fi
+codec_from() {  # autoencoder|vocoder: the checkpoint that stage's weights come from (the vocoder's GAN phase, if any)
+  if [ -n "${init_codec:-}" ]; then echo "$exp/init_codec/step-0"
+  elif [ "$1" = vocoder ] && [ -n "$(codec_last vocoder_gan)" ]; then codec_last vocoder_gan
+  else codec_last "$1"; fi
+}
+
+codec_vocoder() {  # phase 1 (conf/stage3_vocoder.yaml), then the GAN phase from its last checkpoint if the recipe has one
+  codec_train vocoder conf/stage3_vocoder.yaml
+  if [ -f conf/stage3_vocoder_gan.yaml ]; then codec_train vocoder_gan conf/stage3_vocoder_gan.yaml "$(codec_last vocoder)"; fi
 }
 
 codec_stages() {  # FIRST: the stage number of the autoencoder
@@ -44,7 +52,7 @@ codec_stages() {  # FIRST: the stage number of the autoencoder
     echo "stages $s and $((s + 2)): encoder, mel decoder and vocoder kept from $init_codec"
   elif [ "$vocoder_parallel" = true ] && run $((s + 2)); then  # independent of the autoencoder/semantic stages
     echo "stage $((s + 2)) (background): vocoder"
-    ( codec_train vocoder conf/stage3_vocoder.yaml > "$exp/vocoder.log" 2>&1 ) &
+    ( codec_vocoder > "$exp/vocoder.log" 2>&1 ) &
     voc_pid=$!
   fi
   if run $s && [ -z "${init_codec:-}" ]; then
@@ -57,7 +65,7 @@ codec_stages() {  # FIRST: the stage number of the autoencoder
   fi
   if run $((s + 2)) && [ -z "${init_codec:-}" ]; then
     if [ -n "$voc_pid" ]; then wait "$voc_pid" || { echo "vocoder failed, see $exp/vocoder.log" >&2; return 1; }
-    else echo "stage $((s + 2)): vocoder"; codec_train vocoder conf/stage3_vocoder.yaml; fi
+    else echo "stage $((s + 2)): vocoder"; codec_vocoder; fi
   fi
   if run $((s + 3)) && [ "$finetune" = true ]; then
     echo "stage $((s + 3)): end-to-end fine-tune of connector + decoder + vocoder"
