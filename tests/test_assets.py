@@ -15,9 +15,6 @@ ASSETS = sorted(p.relative_to(ROOT).as_posix() for d in ("codec/assets", "dialog
 # Bundled before exports wrote a `recipe` key. Strict: once an asset is re-exported with one, its xfail
 # fails, and the entry must go.
 KNOWN_MISSING = {
-    "codec/assets/default_codec.safetensors":
-        "exported before the codec export wrote a `recipe` key; the lead re-exports it "
-        "(egs/mini/codec1/run.sh --export_to ../../../codec/assets/default_codec.safetensors)",
     "dialogue/assets/codec.safetensors":
         "mc13 came from a manual chain (egs/mini/dialogue1/local/aligned_phones.py, then the codec recipe's "
         "--semantic_input phones --phone_classifier), not one run.sh command; issue 34 replaces it by the "
