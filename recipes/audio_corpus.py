@@ -10,8 +10,8 @@ speaker per language package, with the prompt texts in
     es        es_MX_f_Allison/**/*.wav                      8 kHz   Allison (es)
     fr        fr_CA_f_June/**/*.wav                         8 kHz   June
     ru        ru_RU_f_IvrvoiceRU/**/*.wav                   8 kHz   IvrvoiceRU
-    es-co     es/**/*.gsm (asterisk-prompt-es-co)           8 kHz   Colombian reader, no transcripts
-    fr-armelle fr/**/*.gsm (asterisk-prompt-fr-armelle)     8 kHz   Armelle, no transcripts
+    es-co     <PROMPTS_ROOT>/asterisk-prompt-es-co/**.gsm     8 kHz   Colombian reader, no transcripts
+    fr-armelle <PROMPTS_ROOT>/asterisk-prompt-fr-armelle/**.gsm 8 kHz Armelle, no transcripts
     it-menardi it_IT_f_Menardi/**/*.wav (-it-menardi-wav)   8 kHz   Menardi, no transcripts
 
 Speaker ids are one per source (`asterisk-en-g722`, ...). Note that `en-g722` and `en-wav` are
@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -45,6 +46,9 @@ from .datadir import DataDir
 __all__ = ["SOURCES", "load_audio", "build_asterisk", "read_prompts", "available_sources", "spell_numbers_en"]
 
 SOUNDS = Path("/usr/share/asterisk/sounds")
+# asterisk-prompt-es-co and -fr-armelle, unpacked by recipes/install_system_deps.sh rather than installed: they
+# write into sounds/es and sounds/fr, which the core sound packages make symlinks to their own readers' folders
+PROMPTS_ROOT = Path(os.environ.get("DUET_PROMPTS_ROOT", "/usr/local/share/duet/prompts"))
 DOCS = Path("/usr/share/doc")
 SOURCES = {  # name: (directory, extension, language, doc package)
     "en-g722": ("en_US_f_Allison", ".g722", "en", "asterisk-core-sounds-en"),
@@ -52,8 +56,8 @@ SOURCES = {  # name: (directory, extension, language, doc package)
     "es": ("es_MX_f_Allison", ".wav", "es", "asterisk-core-sounds-es"),
     "fr": ("fr_CA_f_June", ".wav", "fr", "asterisk-core-sounds-fr"),
     "ru": ("ru_RU_f_IvrvoiceRU", ".wav", "ru", "asterisk-core-sounds-ru"),
-    "es-co": ("es", ".gsm", "es", None),
-    "fr-armelle": ("fr", ".gsm", "fr", None),
+    "es-co": (str(PROMPTS_ROOT / "asterisk-prompt-es-co/usr/share/asterisk/sounds/es"), ".gsm", "es", None),
+    "fr-armelle": (str(PROMPTS_ROOT / "asterisk-prompt-fr-armelle/usr/share/asterisk/sounds/fr"), ".gsm", "fr", None),
     "it-menardi": ("it_IT_f_Menardi", ".wav", "it", None),
 }
 

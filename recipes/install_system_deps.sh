@@ -18,16 +18,36 @@ PACKAGES=(
   asterisk-core-sounds-es asterisk-core-sounds-fr asterisk-core-sounds-ru
   asterisk-core-sounds-es-wav asterisk-core-sounds-fr-wav asterisk-core-sounds-ru-wav
   # the other real readers (recipes/real_speech.py, split by recipes/speaker_splits.yaml); never
-  # asterisk-core-sounds-it-*: reserved for independent evaluation
-  asterisk-prompt-es-co asterisk-prompt-fr-armelle asterisk-prompt-it-menardi-wav klettres-data
+  # asterisk-core-sounds-it-*: reserved for independent evaluation. asterisk-prompt-es-co and -fr-armelle are
+  # not installed: they write into sounds/es and sounds/fr, which the core packages make alternatives symlinks
+  # to Allison's and June's folders (installing both loses one or the other); they are unpacked apart below.
+  asterisk-prompt-it-menardi-wav klettres-data
   fortunes fortune-mod
   ffmpeg
   libportaudio2
   chromium  # headless browser for the dialogue.serve page test (tests/test_serve_browser.py)
 )
 
+# unpacked, not installed (see above), into recipes/audio_corpus.py's PROMPTS_ROOT
+UNPACKED=(asterisk-prompt-es-co asterisk-prompt-fr-armelle)
+PROMPTS_ROOT=${DUET_PROMPTS_ROOT:-/usr/local/share/duet/prompts}
+
 check_only=0
 [ "${1:-}" = "--check" ] && check_only=1
+
+unpack_prompts() {  # apt-get download + dpkg-deb -x: the files, none of the package's alternatives
+  local p tmp
+  for p in "${UNPACKED[@]}"; do
+    [ -d "$PROMPTS_ROOT/$p/usr" ] && continue
+    if [ $check_only -eq 1 ]; then echo "install_system_deps: not unpacked: $p (in $PROMPTS_ROOT)"; return 1; fi
+    tmp=$(mktemp -d) && chmod 777 "$tmp"
+    if ! (cd "$tmp" && apt-get download "$p" >/dev/null 2>&1 && mkdir -p "$PROMPTS_ROOT/$p" && \
+          dpkg-deb -x "$tmp"/"$p"_*.deb "$PROMPTS_ROOT/$p"); then
+      echo "install_system_deps: could not download and unpack $p into $PROMPTS_ROOT" >&2; rm -rf "$tmp"; return 6
+    fi
+    rm -rf "$tmp"; echo "install_system_deps: unpacked $p into $PROMPTS_ROOT/$p"
+  done
+}
 
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
   echo "install_system_deps: no apt-get/dpkg here (not Debian/Ubuntu). Install by other means:" >&2
@@ -46,7 +66,7 @@ done
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install_system_deps: all ${#PACKAGES[@]} packages are installed"
-  exit 0
+  unpack_prompts; exit $?
 fi
 echo "install_system_deps: missing: ${missing[*]}"
 if [ $check_only -eq 1 ]; then
@@ -74,3 +94,4 @@ if ! "${SUDO[@]}" apt-get install -y --no-install-recommends "${missing[@]}"; th
   exit 5
 fi
 echo "install_system_deps: installed ${missing[*]}"
+unpack_prompts
