@@ -210,9 +210,22 @@ def test_two_ranks_train_the_weights_of_one_process_on_both_batches(two_ranks, n
     initial = build(name, root).build_model().state_dict()
     moved = 0
     for k, v in ranks[0].items():
-        torch.testing.assert_close(v, single[k], atol=2e-5, rtol=1e-4, msg=f"{name}: {k}")
+        assert_trained_alike(v, single[k], f"{name}: {k}")
         moved += not torch.equal(v, initial[k].to(v.dtype)) if v.is_floating_point() else 0
     assert moved > 0  # it trained
+
+
+def assert_trained_alike(a: torch.Tensor, b: torch.Tensor, what: str, lr: float = 1e-3) -> None:
+    """Equal to float tolerance, but for a few elements Adam moved apart: where a gradient is ~0 (a GAN
+    discriminator's, early), the rounding of a two-rank sum can flip its sign and Adam's step is ±lr whatever its
+    size (a CI run: 1 element of a conv_post). Those may differ by up to 2·lr per step, in at most 0.5 % of
+    elements; the one-rank control below fails by far more."""
+    if not a.is_floating_point():
+        assert torch.equal(a, b), what
+        return
+    apart = ~torch.isclose(a, b, atol=2e-5, rtol=1e-4)
+    assert apart.float().mean() <= 0.005, f"{what}: {int(apart.sum())} of {a.numel()} elements differ"
+    assert (a - b).abs().max() <= 2 * lr * STEPS + 2e-5, f"{what}: max difference {(a - b).abs().max():.3g}"
 
 
 def test_a_rank_alone_would_train_other_weights(two_ranks):
@@ -225,7 +238,9 @@ def test_a_rank_alone_would_train_other_weights(two_ranks):
 
     alone = train(RankZero(build("autoencoder", root)), trainer_config(), root / "alone", progress=False).state_dict()
     ddp = load_file(str(root / "autoencoder-rank0.safetensors"))
-    assert any(not torch.allclose(ddp[k], alone[k], atol=2e-5, rtol=1e-4) for k in ddp if ddp[k].is_floating_point())
+    with pytest.raises(AssertionError):  # by the same comparison as above
+        for k in ddp:
+            assert_trained_alike(ddp[k], alone[k], k)
 
 
 def test_average_gradients_names_a_parameter_left_without_a_gradient():
