@@ -219,12 +219,14 @@ def assert_trained_alike(a: torch.Tensor, b: torch.Tensor, what: str, lr: float 
     """Equal to float tolerance, but for a few elements Adam moved apart: where a gradient is ~0 (a GAN
     discriminator's, early), the rounding of a two-rank sum can flip its sign and Adam's step is ±lr whatever its
     size (a CI run: 1 element of a conv_post). Those may differ by up to 2·lr per step, in at most 0.5 % of
-    elements; the one-rank control below fails by far more."""
+    elements or 2, whichever is more (a 36-element conv_post has no 0.5 %; at one torch thread, which an earlier
+    test's in-process CLI can leave behind, two conv_posts each had one element 3e-5 to 5e-5 apart); the one-rank
+    control below fails by far more."""
     if not a.is_floating_point():
         assert torch.equal(a, b), what
         return
     apart = ~torch.isclose(a, b, atol=2e-5, rtol=1e-4)
-    assert apart.float().mean() <= 0.005, f"{what}: {int(apart.sum())} of {a.numel()} elements differ"
+    assert int(apart.sum()) <= max(2, 0.005 * a.numel()), f"{what}: {int(apart.sum())} of {a.numel()} elements differ"
     assert (a - b).abs().max() <= 2 * lr * STEPS + 2e-5, f"{what}: max difference {(a - b).abs().max():.3g}"
 
 
