@@ -54,7 +54,8 @@ from recipes.codec.prepare import load_utterance
 from recipes.ctm import frame_labels, group_by_utt, read_ctm
 from recipes.datadir import DataDir
 from recipes.dialogue.sequence_probe import fit_reader, reader_accuracy
-from recipes.dialogue.synth import build_conversation, corpus_config, speech_from_first_word, synthesize
+from recipes.dialogue.synth import build_conversation, corpus_config, speech_from_first_word
+from recipes.synth.flite import synthesize
 from recipes.dialogue.tasks import BACKCHANNELS, INTERRUPTIONS, STYLES, Utterance, draw_exchange
 from recipes.synth.base import SynthError
 from recipes.synth.phones import PHONE_IDS, PHONES, SILENCE
