@@ -158,10 +158,7 @@ def main(argv=None) -> int:
                    help="listen to the microphone for SECONDS and play the system live (sounddevice)")
     p.add_argument("--device", default=None, help="sounddevice device (name or index) for --live")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--text-temperature", type=float, default=0.7)
-    p.add_argument("--audio-temperature", type=float, default=0.8)
-    p.add_argument("--text-top-k", type=int, default=25)
-    p.add_argument("--audio-top-k", type=int, default=250)
+    SamplingConfig.add_arguments(p)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     if sum((args.user is not None, args.bundled, args.live is not None)) != 1:
@@ -175,7 +172,7 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError) as e:
         p.exit(2, f"dialogue.demo: {e}\n")
     cfg = bundle.model.cfg
-    sampling = SamplingConfig(args.text_temperature, args.text_top_k, args.audio_temperature, args.audio_top_k)
+    sampling = SamplingConfig.from_args(args)
     voice = bundle.system_voice if cfg.system_voice else None
     if args.live is not None:
         user_path = Path("microphone")

@@ -44,6 +44,19 @@ class SamplingConfig:
     audio_temperature: float = 0.8
     audio_top_k: int = 250
 
+    @classmethod
+    def add_arguments(cls, parser) -> None:
+        """The sampling options of every CLI (demo, server, scorer), defaulting to these settings: scored as shipped."""
+        shipped = cls()
+        parser.add_argument("--text-temperature", type=float, default=shipped.text_temperature, help="0: greedy")
+        parser.add_argument("--text-top-k", type=int, default=shipped.text_top_k)
+        parser.add_argument("--audio-temperature", type=float, default=shipped.audio_temperature)
+        parser.add_argument("--audio-top-k", type=int, default=shipped.audio_top_k)
+
+    @classmethod
+    def from_args(cls, args) -> "SamplingConfig":
+        return cls(args.text_temperature, args.text_top_k, args.audio_temperature, args.audio_top_k)
+
 
 @dataclasses.dataclass
 class SessionState(StreamingState):

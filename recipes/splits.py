@@ -16,10 +16,24 @@ from pathlib import Path
 
 import yaml
 
-__all__ = ["SPLITS", "SpeakerSplits", "load_splits", "SPLITS_FILE"]
+__all__ = ["SPLITS", "SpeakerSplits", "load_splits", "SPLITS_FILE", "check_disjoint"]
 
 SPLITS = ("train", "valid", "test")
 SPLITS_FILE = Path(__file__).with_name("speaker_splits.yaml")
+
+
+def check_disjoint(table: dict[str, tuple[str, ...]], where: str, kind: str, of: str = "") -> None:
+    """A {split: names} table names known splits only and no name twice; errors say `where`, what `kind` of name
+    it is and, with `of`, whose (e.g. a task's)."""
+    seen: dict[str, str] = {}
+    owner = f" of {of}" if of else ""
+    for split, names in table.items():
+        if split not in SPLITS:
+            raise ValueError(f"{where}: unknown {kind} split {split!r}{owner}, expected {SPLITS}")
+        for name in names:
+            if name in seen:
+                raise ValueError(f"{where}: {kind} {name!r}{owner} is in both {seen[name]} and {split}")
+            seen[name] = split
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,14 +46,7 @@ class SpeakerSplits:
     def __post_init__(self) -> None:
         for kind, table in (("real", self.real), ("synthetic", self.synthetic),
                             ("espeak variant", self.espeak_variants)):
-            seen: dict[str, str] = {}
-            for split, names in table.items():
-                if split not in SPLITS:
-                    raise ValueError(f"speaker splits: unknown {kind} split {split!r}, expected {SPLITS}")
-                for name in names:
-                    if name in seen:
-                        raise ValueError(f"speaker splits: {kind} {name!r} is in both {seen[name]} and {split}")
-                    seen[name] = split
+            check_disjoint(table, "speaker splits", kind)
         clash = set(self.reserved) & {n for names in self.real.values() for n in names}
         if clash:
             raise ValueError(f"speaker splits: reserved sources {sorted(clash)} are assigned to a split")

@@ -38,16 +38,13 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads for the batched step")
     p.add_argument("--max-buffer-ms", type=float, default=ServeConfig.max_buffer_ms)
     p.add_argument("--idle-timeout", type=float, default=ServeConfig.idle_timeout_s)
-    p.add_argument("--text-temperature", type=float, default=0.7)
-    p.add_argument("--audio-temperature", type=float, default=0.8)
-    p.add_argument("--text-top-k", type=int, default=25)
-    p.add_argument("--audio-top-k", type=int, default=250)
+    SamplingConfig.add_arguments(p)
     args = p.parse_args(argv)
     if args.max_sessions < 1:
         p.error(f"--max-sessions must be >= 1, got {args.max_sessions}")
     codec, bundle = load_models(p, args)
     torch.set_num_threads(args.threads)
-    sampling = SamplingConfig(args.text_temperature, args.text_top_k, args.audio_temperature, args.audio_top_k)
+    sampling = SamplingConfig.from_args(args)
     cfg = ServeConfig(max_buffer_ms=args.max_buffer_ms, idle_timeout_s=args.idle_timeout)
     info = {"model": bundle.model.cfg.name, "trained": bundle.trained, "codec_id": codec.codec_id}
     with SlotBatch(codec, bundle, args.max_sessions, sampling) as batch:

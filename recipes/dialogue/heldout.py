@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from ..splits import SPLITS, load_splits
+from ..splits import SPLITS, check_disjoint, load_splits
 from .tasks import (ARITHMETIC_TABLE, COUNT_LENGTHS, NUMBERS, SPELL_WORDS, Exchange, draw_exchange, spelling_exchange,
                     unknown_exchange)
 
@@ -49,15 +49,7 @@ class HeldOut:
     def __post_init__(self) -> None:
         for kind, table in (("instance", self.instances), ("phrasing", self.phrasings)):
             for task, splits in table.items():
-                seen: dict[str, str] = {}
-                for split, names in splits.items():
-                    if split not in SPLITS:
-                        raise ValueError(f"{HELDOUT_FILE.name}: {task} has an unknown split {split!r}, expected {SPLITS}")
-                    for name in names:
-                        if name in seen:
-                            raise ValueError(f"{HELDOUT_FILE.name}: {kind} {name!r} of {task} is in both {seen[name]} "
-                                             f"and {split}")
-                        seen[name] = split
+                check_disjoint(splits, HELDOUT_FILE.name, kind, of=task)
         for e in self.instances["arithmetic"].get("valid", ()) + self.instances["arithmetic"].get("test", ()):
             if e not in _ARITHMETIC_KEYS:
                 raise ValueError(f"{HELDOUT_FILE.name}: arithmetic {e!r} is not an entry of tasks.ARITHMETIC_TABLE")

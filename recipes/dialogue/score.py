@@ -102,7 +102,7 @@ def score_model(d: DataDir, metas: dict, args, codec, bundle, token_vad: TokenVa
     """Every test conversation run `args.runs` times (sampling seeds differ per run); scores pooled
     over runs, plus each run's own figures (scores.json "runs") to show the sampling spread. The
     audio, monologue and heard transcript written are those of the first run."""
-    sampling = SamplingConfig(args.text_temperature, args.text_top_k, args.audio_temperature, args.audio_top_k)
+    sampling = SamplingConfig.from_args(args)
     results: dict[str, list] = {args.vad: [], "tokens": []}
     per_run: list[dict] = []
     times, steps = [], 0
@@ -206,11 +206,7 @@ def _user_channel(path: Path) -> tuple[torch.Tensor, int]:
 
 def add_sampling_options(p: argparse.ArgumentParser) -> None:
     """The sampling options, defaulting to the demo's (dialogue.SamplingConfig): scored as it ships."""
-    shipped = SamplingConfig()
-    p.add_argument("--text-temperature", type=float, default=shipped.text_temperature, help="0: greedy")
-    p.add_argument("--text-top-k", type=int, default=shipped.text_top_k)
-    p.add_argument("--audio-temperature", type=float, default=shipped.audio_temperature)
-    p.add_argument("--audio-top-k", type=int, default=shipped.audio_top_k)
+    SamplingConfig.add_arguments(p)
 
 
 def main(argv=None) -> None:
