@@ -16,7 +16,7 @@ from dialogue import DialogueConfig, TextTokenizer, Word, load_dialogue, text_st
 from dialogue.demo import untrained_codec
 from recipes.ctm import group_by_utt, read_ctm
 from recipes.dialogue.prepare import TokenSet
-from recipes.dialogue.synth import CorpusConfig, build_conversation, corpus_config, synthesize_corpus
+from recipes.dialogue.synth import CorpusConfig, build_conversation, corpus_config, is_complete, synthesize_corpus
 from recipes.dialogue.score import interruption_rows
 from recipes.dialogue.turns import (aggregate, answer_outcome, energy_vad, interruption_outcomes, score_conversation,
                                     task_rows)
@@ -96,6 +96,12 @@ def test_corpus_data_dir(tmp_path):
         meta = json.loads((tmp_path / "data" / "meta" / f"{utt}.json").read_text())
         assert meta["id"] == utt and utt.startswith(meta["style"])
         assert d.text[utt].split() == [e.token for e in ctm[utt]]
+    # a finished corpus is recognised (an interrupted recipe stage resumes past it); another config, or one cut
+    # short before its data dir was written, is not
+    assert is_complete(CorpusConfig(num_conversations=2, seed=7), tmp_path / "data")
+    assert not is_complete(CorpusConfig(num_conversations=2, seed=8), tmp_path / "data")
+    (tmp_path / "data" / "wav.scp").unlink()
+    assert not is_complete(CorpusConfig(num_conversations=2, seed=7), tmp_path / "data")
 
 
 def test_corpus_config_errors_name_the_setting(tmp_path):

@@ -331,6 +331,21 @@ def synthesize_corpus(cfg: CorpusConfig, out: Path, num_workers: int = 1, progre
     return d.validate()
 
 
+def is_complete(cfg: CorpusConfig, out: Path) -> bool:
+    """Whether `out` already holds this corpus, whole: its settings file says `cfg` and its data dir loads
+    (written last, after every conversation), so an interrupted recipe stage resumes past the parts it finished."""
+    out = Path(out)
+    if not (out / CORPUS_CONFIG).is_file() or not (out / "wav.scp").is_file():
+        return False
+    if config_io.to_dict(corpus_config(out)) != config_io.to_dict(cfg):
+        return False
+    try:
+        DataDir.load(out, check_audio=False)
+    except ValueError:
+        return False
+    return True
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--config", type=Path, nargs="*", default=[], help="base config, then deltas")
@@ -338,10 +353,14 @@ def main(argv=None) -> None:
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     p.add_argument("--nj", type=int, default=1, help="worker processes (the corpus does not depend on it)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="synthesise even if --out already holds this corpus")
     args = p.parse_args(argv)
     if args.nj < 1:
         p.error(f"--nj must be >= 1, got {args.nj}")
     cfg = load_configs(CorpusConfig, args.config, parse_overrides(args.set))
+    if not args.overwrite and is_complete(cfg, args.out):
+        print(f"{args.out}: holds this corpus already ({CORPUS_CONFIG} matches), left as it is")
+        return
     d = synthesize_corpus(cfg, args.out, num_workers=args.nj, progress=not args.no_progress)
     hours = sum(d.utt2dur.values()) / 3600
     print(f"{args.out}: {len(d.utts)} conversations, {hours * 60:.1f} min")

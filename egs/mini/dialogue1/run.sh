@@ -150,7 +150,8 @@ if run_stage 3 tokens; then
   parts=(train test); [ "$arith" = true ] && parts+=(train_arith train_arith_long_counts train_arith_excited)
   [ "$splits" = true ] && parts=(train valid_unseen_voice)
   [ -n "$adapt_from" ] && parts=(train_pitch test_pitch test train_arith_excited)
-  for part in "${parts[@]}"; do
+  for part in "${parts[@]}"; do  # a part already written (atomically) is kept: an interrupted stage resumes
+    [ -f "$exp/tokens/$part.safetensors" ] && { log "tokens/$part: made already"; continue; }
     python -m recipes.dialogue.prepare tokens --data "$data/$part" --codec "$exp/codec.safetensors" \
       --tokenizer "$exp/tokenizer.model" --out "$exp/tokens/$part.safetensors" --nj "$nj" --text-lead "$text_lead"
   done
