@@ -1,7 +1,7 @@
 # Codec training, export and scoring stages shared by every codec recipe (ESPnet's shared-stage
 # pattern): a recipe's run.sh prepares its data and training shard, sets the variables below, sources
 # this file and calls `codec_stages FIRST`, which runs
-#   FIRST autoencoder · +1 semantic · +2 vocoder (+ its GAN phase, conf/stage3_vocoder_gan.yaml, where the recipe
+#   FIRST autoencoder · +1 semantic (+ its second phase, conf/stage2_semantic_more.yaml, where the recipe has one) · +2 vocoder (+ its GAN phase, conf/stage3_vocoder_gan.yaml, where the recipe
 #   has one) · +3 fine-tune · +4 export · +5 scoring
 # within --stage/--stop_stage. Every training stage resumes from its newest step-N/ checkpoint and
 # leaves exp/<name>/.done.
@@ -37,6 +37,15 @@ codec_from() {  # autoencoder|vocoder: the checkpoint that stage's weights come 
   else codec_last "$1"; fi
 }
 
+codec_semantic() {  # the semantic stage, then (where the recipe has conf/stage2_semantic_more.yaml) its second phase,
+                    # resumed in the same directory with a schedule of its own (exp/semantic/.done.more)
+  codec_train semantic conf/stage2_semantic.yaml "$(codec_from autoencoder)"
+  [ -f conf/stage2_semantic_more.yaml ] && [ ! -f "$exp/semantic/.done.more" ] || return 0
+  codec_launch recipes.codec.train --config conf/stage2_semantic.yaml conf/stage2_semantic_more.yaml "${extra[@]}" \
+    --out "$exp/semantic" --set "${train_sets[@]}" "init_from=$(codec_from autoencoder)"
+  touch "$exp/semantic/.done.more"
+}
+
 codec_vocoder() {  # phase 1 (conf/stage3_vocoder.yaml), then the GAN phase from its last checkpoint if the recipe has one
   codec_train vocoder conf/stage3_vocoder.yaml
   if [ -f conf/stage3_vocoder_gan.yaml ]; then codec_train vocoder_gan conf/stage3_vocoder_gan.yaml "$(codec_last vocoder)"; fi
@@ -61,7 +70,7 @@ codec_stages() {  # FIRST: the stage number of the autoencoder
   fi
   if run $((s + 1)); then
     echo "stage $((s + 1)): semantic tokens + voice + text alignment"
-    codec_train semantic conf/stage2_semantic.yaml "$(codec_from autoencoder)"
+    codec_semantic
   fi
   if run $((s + 2)) && [ -z "${init_codec:-}" ]; then
     if [ -n "$voc_pid" ]; then wait "$voc_pid" || { echo "vocoder failed, see $exp/vocoder.log" >&2; return 1; }
