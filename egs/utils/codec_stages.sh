@@ -1,8 +1,9 @@
 # Codec training, export and scoring stages shared by every codec recipe (ESPnet's shared-stage
 # pattern): a recipe's run.sh prepares its data and training shard, sets the variables below, sources
 # this file and calls `codec_stages FIRST`, which runs
-#   FIRST autoencoder · +1 semantic (+ its second phase, conf/stage2_semantic_more.yaml, where the recipe has one) · +2 vocoder (+ its GAN phase, conf/stage3_vocoder_gan.yaml, where the recipe
-#   has one) · +3 fine-tune · +4 export · +5 scoring
+#   FIRST autoencoder · +1 semantic · +2 vocoder · +3 fine-tune · +4 export · +5 scoring
+# (the semantic and vocoder stages each with a second phase, conf/stage{2_semantic,3_vocoder}_more.yaml, where the
+# recipe has one)
 # within --stage/--stop_stage. Every training stage resumes from its newest step-N/ checkpoint and
 # leaves exp/<name>/.done.
 #
@@ -31,24 +32,29 @@ codec_train() {  # name conf [init checkpoint]
   touch "$exp/$name/.done"
 }
 
-codec_from() {  # autoencoder|vocoder: the checkpoint that stage's weights come from (the vocoder's GAN phase, if any)
+codec_from() {  # autoencoder|vocoder: the checkpoint that stage's weights come from
   if [ -n "${init_codec:-}" ]; then echo "$exp/init_codec/step-0"
-  elif [ "$1" = vocoder ] && [ -n "$(codec_last vocoder_gan)" ]; then codec_last vocoder_gan
   else codec_last "$1"; fi
 }
 
-codec_semantic() {  # the semantic stage, then (where the recipe has conf/stage2_semantic_more.yaml) its second phase,
-                    # resumed in the same directory with a schedule of its own (exp/semantic/.done.more)
-  codec_train semantic conf/stage2_semantic.yaml "$(codec_from autoencoder)"
-  [ -f conf/stage2_semantic_more.yaml ] && [ ! -f "$exp/semantic/.done.more" ] || return 0
-  codec_launch recipes.codec.train --config conf/stage2_semantic.yaml conf/stage2_semantic_more.yaml "${extra[@]}" \
-    --out "$exp/semantic" --set "${train_sets[@]}" "init_from=$(codec_from autoencoder)"
-  touch "$exp/semantic/.done.more"
+codec_more() {  # name conf [init]: the stage's second phase (conf/<stage>_more.yaml, where the recipe has one),
+                # resumed in the same directory from its last checkpoint with a schedule of its own (.done.more)
+  local name=$1 conf=$2 init=${3:-} more=${2%.yaml}_more.yaml
+  [ -f "$more" ] && [ ! -f "$exp/$name/.done.more" ] || return 0
+  local sets=("${train_sets[@]}")
+  [ -n "$init" ] && sets+=("init_from=$init")
+  codec_launch recipes.codec.train --config "$conf" "$more" "${extra[@]}" --out "$exp/$name" --set "${sets[@]}"
+  touch "$exp/$name/.done.more"
 }
 
-codec_vocoder() {  # phase 1 (conf/stage3_vocoder.yaml), then the GAN phase from its last checkpoint if the recipe has one
+codec_semantic() {
+  codec_train semantic conf/stage2_semantic.yaml "$(codec_from autoencoder)"
+  codec_more semantic conf/stage2_semantic.yaml "$(codec_from autoencoder)"
+}
+
+codec_vocoder() {
   codec_train vocoder conf/stage3_vocoder.yaml
-  if [ -f conf/stage3_vocoder_gan.yaml ]; then codec_train vocoder_gan conf/stage3_vocoder_gan.yaml "$(codec_last vocoder)"; fi
+  codec_more vocoder conf/stage3_vocoder.yaml
 }
 
 codec_stages() {  # FIRST: the stage number of the autoencoder

@@ -72,7 +72,7 @@ class CodecTrainingModel(nn.Module):
         self.phone_head = nn.Sequential(nn.Linear(len(codec_cfg.fsq_levels), 128), nn.GELU(), nn.Linear(128, num_phones)) \
             if cfg.stage == "semantic" and cfg.weights.frame_phone > 0 else None
         self.discriminator = None
-        if cfg.stage in ("vocoder", "finetune"):
+        if cfg.stage in ("vocoder", "finetune") and cfg.disc_filters > 0:
             self.discriminator = build_discriminator(codec_cfg.mel.hop_length, cfg.disc_filters, tuple(cfg.disc_periods))
 
 

@@ -64,7 +64,7 @@ class CodecTrainConfig:
     ref_frames: int = 96
     contrastive_dim: int = 64
     contrastive_temperature: float = 0.1
-    disc_filters: int = 16
+    disc_filters: int = 16  # 0: no discriminator (vocoder / finetune on the regression losses only)
     # periods of a multi-period waveform discriminator beside the MS-STFT one (discriminators.py); empty: none
     disc_periods: list[int] = dataclasses.field(default_factory=list)
     adversarial_start: int = 0  # step at which the discriminator joins (vocoder / finetune)
