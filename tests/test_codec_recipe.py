@@ -12,6 +12,11 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "egs" / "mini" / "codec1"
 
 
+def load_file_codec(step_dir: Path, name: str) -> torch.Tensor:
+    from safetensors.torch import load_file
+    return load_file(str(step_dir / "model.safetensors"))[f"codec.{name}"]
+
+
 @pytest.mark.slow
 @pytest.mark.needs("espeak-ng", "flite", "festival", "codec2", "ffmpeg", "asterisk-sounds")
 def test_tiny_recipe_runs_end_to_end(tmp_path):
@@ -30,9 +35,28 @@ def test_tiny_recipe_runs_end_to_end(tmp_path):
     for stage in ["autoencoder", "semantic", "vocoder", "finetune"]:
         assert (tmp_path / "exp" / stage / ".done").is_file()
         assert (tmp_path / "exp" / stage / "cmd.txt").is_file()
+    for stage in ["semantic", "vocoder"]:  # each resumed for a second phase with a schedule of its own
+        assert (tmp_path / "exp" / stage / ".done.more").is_file()
+        assert (tmp_path / "exp" / stage / "step-5" / "model.safetensors").is_file()
     from codec import load_codec
     codec = load_codec(tmp_path / "exp" / "codec.safetensors")
     assert codec.config.frame_rate == 62.5
+    # the semantic stage's learning curve, its codec taking the trained vocoder (its own is untrained)
+    from recipes.codec.curve import checkpoint_codec, score_checkpoints
+    rows = score_checkpoints(tmp_path / "exp" / "semantic", tmp_path / "data" / "real_valid", "codec", every=5,
+                             max_utts=2, vocoder=tmp_path / "exp" / "vocoder" / "step-5")
+    assert [r["step"] for r in rows] == [5] and rows[0]["pesq_wb"] > 0
+    assert (tmp_path / "exp" / "semantic" / "curve_real_valid.png").is_file()
+    with_vocoder = checkpoint_codec(tmp_path / "exp" / "semantic", tmp_path / "exp" / "semantic" / "step-5",
+                                    tmp_path / "exp" / "vocoder" / "step-5").model.state_dict()
+    assert torch.equal(with_vocoder["vocoder.head.weight"], load_file_codec(tmp_path / "exp" / "vocoder" / "step-5",
+                                                                              "vocoder.head.weight"))
+    not_a_codec = tmp_path / "not_a_codec"
+    not_a_codec.mkdir()
+    from safetensors.torch import save_file
+    save_file({"weight": torch.zeros(2)}, str(not_a_codec / "model.safetensors"))
+    with pytest.raises(ValueError, match="holds no vocoder"):
+        checkpoint_codec(tmp_path / "exp" / "semantic", tmp_path / "exp" / "semantic" / "step-5", not_a_codec)
     # re-running skips finished stages (marker files) and is quick
     again = subprocess.run(["bash", str(RECIPE / "run.sh"), "--tiny", "true", "--stage", "3", "--stop_stage", "6",
                             "--data", str(tmp_path / "data"), "--exp", str(tmp_path / "exp")],

@@ -7,7 +7,8 @@
 # within --stage/--stop_stage. Every training stage resumes from its newest step-N/ checkpoint and
 # leaves exp/<name>/.done.
 #
-# Variables the recipe sets: stage stop_stage exp data extra (config deltas, array) train_sets
+# Variables the recipe sets: stage stop_stage exp data extra (config deltas, array) more_extra (deltas after
+# those, for the second phases, array) train_sets
 # (--set overrides for every training stage, array: shard=... etc.) nj torchrun_opts finetune
 # vocoder_parallel export_desc export_to score_sets score_max_utts score_name score_opts baselines
 # results_md title, and optionally init_codec: an exported codec whose encoder, mel decoder and vocoder
@@ -43,7 +44,8 @@ codec_more() {  # name conf [init]: the stage's second phase (conf/<stage>_more.
   [ -f "$more" ] && [ ! -f "$exp/$name/.done.more" ] || return 0
   local sets=("${train_sets[@]}")
   [ -n "$init" ] && sets+=("init_from=$init")
-  codec_launch recipes.codec.train --config "$conf" "$more" "${extra[@]}" --out "$exp/$name" --set "${sets[@]}"
+  codec_launch recipes.codec.train --config "$conf" "$more" "${extra[@]}" "${more_extra[@]}" --out "$exp/$name" \
+    --set "${sets[@]}"
   touch "$exp/$name/.done.more"
 }
 

@@ -2,10 +2,12 @@
 would still pay.
 
     python -m recipes.codec.curve --train-dir exp/vocoder --data data/real_valid --path vocoder --every 2000 [--watch]
+    python -m recipes.codec.curve --train-dir exp/semantic --data data/real_valid --path codec --vocoder exp/vocoder/step-N
 
 Every checkpoint `step-N/` of the training dir whose N is a multiple of `--every` (and not scored yet) is loaded
 into a codec and scored by the one scorer (`recipes.score`) on `--data`: `--path vocoder` scores the vocoder on
-the true mel, `autoencoder` the mel autoencoder, `codec` the whole codec (a stage that trains all of it). A row
+the true mel, `autoencoder` the mel autoencoder, `codec` the whole codec (the semantic stage's with `--vocoder`, a
+trained vocoder's checkpoint: its own is untrained). A row
 (step, PESQ-WB/NB, STOI, mel distance, WER) is appended to `<train-dir>/curve_<data>.jsonl` and its PNG is redrawn.
 With `--watch` it polls for new checkpoints until the stage's `.done` appears (the trainer keeps only the
 newest checkpoints, so a watcher beside a long run catches each one).
@@ -26,6 +28,7 @@ from codec.model import SpeechCodec
 
 from ..score import score_codec
 from ..score.stages import STAGES, CodecStage
+from .task import stage_codec_state
 from .train_config import CodecTrainConfig
 
 __all__ = ["checkpoint_codec", "score_checkpoints"]
@@ -33,16 +36,14 @@ __all__ = ["checkpoint_codec", "score_checkpoints"]
 FIELDS = ("pesq_wb", "pesq_nb", "stoi", "mel_dist", "wer", "wer_ref", "num_utts")
 
 
-def checkpoint_codec(train_dir: Path, step_dir: Path) -> Codec:
-    """A training checkpoint (CodecTrainingModel weights) → a Codec; what the stage did not train stays random."""
+def checkpoint_codec(train_dir: Path, step_dir: Path, vocoder: Path | None = None) -> Codec:
+    """A training checkpoint (CodecTrainingModel weights) → a Codec, its vocoder from `vocoder` when given; what
+    the stage did not train stays as the stage left it (random for parts it never saw)."""
     import yaml
-    from safetensors.torch import load_file
 
     cfg = from_dict(CodecTrainConfig, yaml.safe_load((train_dir / "config.yaml").read_text()))
     model = SpeechCodec(cfg.codec_config())
-    state = {k[len("codec."):]: v for k, v in load_file(str(step_dir / "model.safetensors")).items()
-             if k.startswith("codec.")}
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing, unexpected = model.load_state_dict(stage_codec_state(step_dir, vocoder), strict=False)
     if unexpected or len(missing) == len(model.state_dict()):
         raise ValueError(f"{step_dir}: not a codec training checkpoint (unexpected {unexpected[:3]}, "
                          f"{len(missing)} missing)")
@@ -74,7 +75,8 @@ def _plot(curve: Path) -> None:
     plt.close(fig)
 
 
-def score_checkpoints(train_dir: Path, data: Path, path: str, every: int, max_utts: int | None = None) -> list[dict]:
+def score_checkpoints(train_dir: Path, data: Path, path: str, every: int, max_utts: int | None = None,
+                      vocoder: Path | None = None) -> list[dict]:
     curve = train_dir / f"curve_{Path(data).name}.jsonl"
     done, rows = _scored(curve), []
     steps = sorted((int(d.name.split("-")[1]), d) for d in train_dir.glob("step-*")
@@ -82,7 +84,7 @@ def score_checkpoints(train_dir: Path, data: Path, path: str, every: int, max_ut
     for step, step_dir in steps:
         if step in done or step % every:
             continue
-        codec = checkpoint_codec(train_dir, step_dir)
+        codec = checkpoint_codec(train_dir, step_dir, vocoder)
         system = codec if path == "codec" else CodecStage(codec, path)
         with torch.inference_mode():
             (row,) = score_codec(data, codec=system, out_dir=None, baselines=(), max_utts=max_utts, probe=False,
@@ -104,11 +106,12 @@ def main(argv=None) -> int:
     p.add_argument("--path", choices=STAGES + ("codec",), default="vocoder")
     p.add_argument("--every", type=int, default=2000)
     p.add_argument("--max-utts", type=int, default=None)
+    p.add_argument("--vocoder", type=Path, default=None, help="a vocoder checkpoint (step-N/) the codec takes")
     p.add_argument("--watch", action="store_true", help="poll until <train-dir>/.done exists")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     while True:
-        score_checkpoints(args.train_dir, args.data, args.path, args.every, args.max_utts)
+        score_checkpoints(args.train_dir, args.data, args.path, args.every, args.max_utts, args.vocoder)
         if not args.watch or (args.train_dir / ".done").is_file():
             return 0
         time.sleep(60)

@@ -326,18 +326,29 @@ class CodecTask(TrainingTask):
         writer.add_audio("sample/decoded", out[0].cpu().clamp(-1, 1), step, sample_rate=sr)
 
 
+def stage_codec_state(stage_ckpt: Path, vocoder_ckpt: Path | None = None) -> dict[str, torch.Tensor]:
+    """The codec's tensors of a stage checkpoint (CodecTrainingModel weights, `codec.` stripped), with the vocoder's
+    taken from `vocoder_ckpt` when given: the semantic stage's own vocoder is the untrained one it was built with."""
+    from safetensors.torch import load_file
+
+    def codec_part(ckpt: Path, prefix: str = "codec.") -> dict[str, torch.Tensor]:
+        return {k[len("codec."):]: v for k, v in load_file(str(Path(ckpt) / "model.safetensors")).items()
+                if k.startswith(prefix)}
+
+    state = codec_part(stage_ckpt)
+    if vocoder_ckpt is not None:
+        vocoder = codec_part(vocoder_ckpt, "codec.vocoder.")
+        if not vocoder:
+            raise ValueError(f"{vocoder_ckpt}: holds no vocoder (no codec.vocoder.* tensors)")
+        state.update(vocoder)
+    return state
+
+
 def export_codec(stage_ckpt: Path, out: Path, cfg: CodecTrainConfig, vocoder_ckpt: Path | None = None,
                  description: str = "", recipe: str = "") -> str:
     """Assemble the codec from stage checkpoints into one safetensors file for `load_codec`."""
-    from safetensors.torch import load_file
-
     from codec.api import save_codec_model
 
     codec = SpeechCodec(cfg.codec_config())
-    state = {k[len("codec."):]: v for k, v in load_file(str(Path(stage_ckpt) / "model.safetensors")).items()
-             if k.startswith("codec.")}
-    if vocoder_ckpt is not None:
-        voc = load_file(str(Path(vocoder_ckpt) / "model.safetensors"))
-        state.update({k[len("codec."):]: v for k, v in voc.items() if k.startswith("codec.vocoder.")})
-    codec.load_state_dict(state)
+    codec.load_state_dict(stage_codec_state(stage_ckpt, vocoder_ckpt))
     return save_codec_model(codec, out, description, recipe=recipe)

@@ -48,10 +48,10 @@ results_md=${results_md:-$exp/RESULTS.md}
 # (half the time in the kernel) and run ~10x slower. Raise it when a process has cores to itself.
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
-extra=()
+extra=(); more_extra=()
 if [ "$tiny" = true ]; then
   train_utts=12; eval_utts=8; real_max_per_speaker=2; score_max_utts=8; baselines=codec2_1200
-  extra=(conf/tiny.yaml); results_md="$exp/RESULTS.md"
+  extra=(conf/tiny.yaml); more_extra=(conf/tiny_more.yaml); results_md="$exp/RESULTS.md"
 fi
 [ "$perturb" = true ] && extra+=(conf/perturb.yaml)
 case "$semantic_input" in
