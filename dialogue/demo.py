@@ -28,7 +28,7 @@ import soundfile as sf
 import torch
 
 from codec import load_codec
-from codec.api import Codec, codec_identity, default_checkpoint
+from codec.api import Codec, codec_identity, default_checkpoint, intra_op_threads
 from codec.config import preset
 from codec.model import SpeechCodec
 from codec.audio import load_audio, to_mono_batch
@@ -165,7 +165,13 @@ def main(argv=None) -> int:
         p.error("give exactly one of --user PATH, --bundled and --live SECONDS")
     if args.live is not None and args.live <= 0:
         p.error(f"--live SECONDS must be > 0, got {args.live}")
-    torch.set_num_threads(args.threads)
+    if args.threads < 1:
+        p.error(f"--threads must be >= 1, got {args.threads}")
+    with intra_op_threads(args.threads):  # the caller's thread count comes back (an in-process call leaks nothing)
+        return _demo(args, p)
+
+
+def _demo(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
     try:
         codec = load_demo_codec(args.codec, args.model or asset(BUNDLED_MODEL))
         bundle = load_bundle(args, codec)

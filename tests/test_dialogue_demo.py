@@ -2,6 +2,7 @@
 a missing codec or model. Each is an error that names what was found and what was expected, never an
 untrained stand-in."""
 import pytest
+import torch
 
 from codec import load_codec
 from codec.api import default_checkpoint
@@ -24,9 +25,12 @@ def test_a_codec_the_model_was_not_trained_on_is_an_error_naming_both_ids(tmp_pa
 
 
 def test_a_missing_codec_or_model_is_an_error(tmp_path, capsys):
+    threads = torch.get_num_threads()
     with pytest.raises(SystemExit) as e:
-        dialogue_demo(["--bundled", "--codec", str(tmp_path / "none.safetensors"), "--out", str(tmp_path)])
+        dialogue_demo(["--bundled", "--codec", str(tmp_path / "none.safetensors"), "--out", str(tmp_path),
+                       "--threads", str(threads + 1)])
     assert e.value.code == 2 and "none.safetensors: no codec checkpoint" in capsys.readouterr().err
+    assert torch.get_num_threads() == threads  # --threads holds for the call only, its error path too
     with pytest.raises(SystemExit) as e:
         dialogue_demo(["--bundled", "--model", str(tmp_path / "m.safetensors"), "--out", str(tmp_path)])
     assert e.value.code == 2 and "m.safetensors: no dialogue checkpoint" in capsys.readouterr().err
