@@ -88,6 +88,37 @@ def test_scorer_catches_a_bad_system():
 
 
 @pytest.mark.needs("flite")
+def test_an_interrupted_corpus_resumes_past_its_finished_conversations(tmp_path, monkeypatch):
+    import recipes.dialogue.synth as synth
+
+    cfg = CorpusConfig(num_conversations=3, seed=5)
+    fresh = synthesize_corpus(cfg, tmp_path / "fresh")
+    built, real_build = [], synth.build_conversation
+
+    def build(cfg, seed, *a, **k):
+        built.append(seed)
+        if len(built) == 3 and fail:
+            raise RuntimeError("interrupted")
+        return real_build(cfg, seed, *a, **k)
+
+    monkeypatch.setattr(synth, "build_conversation", build)
+    fail = True
+    with pytest.raises(RuntimeError, match="interrupted"):
+        synthesize_corpus(cfg, tmp_path / "resumed")
+    assert not is_complete(cfg, tmp_path / "resumed")
+    fail, built[:] = False, []
+    resumed = synthesize_corpus(cfg, tmp_path / "resumed")
+    assert len(built) == 1  # only the conversation the interruption cut was built again
+    assert resumed.utt2dur == fresh.utt2dur and resumed.text == fresh.text
+    for name in ("user.ctm", "system.ctm"):
+        assert (tmp_path / "resumed" / name).read_text() == (tmp_path / "fresh" / name).read_text()
+    # another config does not reuse them
+    built[:] = []
+    synthesize_corpus(CorpusConfig(num_conversations=3, seed=5, p_pause=0.0), tmp_path / "resumed")
+    assert len(built) == 3
+
+
+@pytest.mark.needs("flite")
 def test_corpus_data_dir(tmp_path):
     d = synthesize_corpus(CorpusConfig(num_conversations=2, seed=7), tmp_path / "data")
     assert len(d.utts) == 2

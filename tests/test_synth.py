@@ -85,6 +85,38 @@ def test_festival_batch_timings_cover_audio():
         assert syn.words and syn.words[0].label in ("the", "nothing")
 
 
+def test_festival_batch_retries_the_items_a_crash_left_without_output(monkeypatch):
+    """Festival aborts mid-batch now and then (heap corruption, exit -6): the items after the crash are synthesised
+    again in a fresh process, and a process that keeps crashing ends in one SynthError per item, not an exception."""
+    import re
+    from types import SimpleNamespace
+
+    calls = []
+
+    def fake_festival(cmd, **kwargs):  # writes the outputs of the first `ok` items of the batch, then "crashes"
+        script = open(cmd[-1]).read()
+        targets = re.findall(r'utt.save.wave duet_utt "([^"]+)\.wav"', script)
+        ok = len(targets) if len(calls) >= crash_calls else 1
+        calls.append(len(targets))
+        for t in targets[:ok]:
+            sf.write(t + ".wav", np.zeros(1600, dtype="float32"), 16000)
+            open(t + ".txt", "w").write("seg hh 0.05\nseg ay 0.1\nword hi 0.0 0.1\n")
+        return SimpleNamespace(returncode=0 if ok == len(targets) else -6, stderr="malloc(): corrupted top size")
+
+    monkeypatch.setattr(festival.shutil, "which", lambda name: "/usr/bin/festival")
+    monkeypatch.setattr(festival.subprocess, "run", fake_festival)
+    items = [(f"say {i}", "kal_diphone", 1.0, 1.0) for i in range(4)]
+    crash_calls = 1
+    out = festival.synthesize_batch(items)
+    assert calls == [4, 3] and all(isinstance(r, Synthesis) for r in out)
+    calls.clear()
+    crash_calls = 99  # crashes every time: three tries (4, 3, 2 items), then the errors name the crash
+    out = festival.synthesize_batch(items)
+    assert calls == [4, 3, 2]
+    assert isinstance(out[2], Synthesis) and all(isinstance(r, festival.SynthError) for r in out[3:])
+    assert "exit -6" in str(out[3])
+
+
 def test_ipa_and_cmu_mapping():
     assert ipa_to_units("") == ["sil"]
     assert ipa_to_units("oʊ") == ["ow"] and ipa_to_units("ɜː") == ["er"] and ipa_to_units("t̪") == ["t"]

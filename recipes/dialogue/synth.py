@@ -286,12 +286,22 @@ def build_reading(cfg: CorpusConfig, rng: random.Random) -> tuple[np.ndarray, di
     return audio, meta, words
 
 
-def _write_conversation(cfg: CorpusConfig, out: Path, i: int) -> tuple[str, str, float, dict[str, list]]:
-    """Build conversation `i` (a pure function of the seed and i) and write its wav and meta."""
+def _write_conversation(cfg: CorpusConfig, out: Path, i: int, reuse: bool = False) -> tuple[str, str, float, dict[str, list]]:
+    """Build conversation `i` (a pure function of the seed and i) and write its wav and meta; with `reuse`, one
+    an interrupted run of the same config finished (its meta, written last, holds the words) is read back."""
+    if reuse:
+        for path in (out / "meta").glob(f"*-{cfg.seed:03d}-{i:05d}.json"):
+            meta = json.loads(path.read_text())
+            if "words" in meta and (out / "wav" / f"{meta['id']}.wav").is_file():
+                words = {ch: [tuple(w) for w in ws] for ch, ws in meta["words"].items()}
+                return meta["id"], meta["style"], meta["duration"], words
     audio, meta, words = build_conversation(cfg, cfg.seed * 1_000_003 + i)
     conv_id = meta["id"] = f"{meta['style']}-{cfg.seed:03d}-{i:05d}"
     sf.write(out / "wav" / f"{conv_id}.wav", audio.T, cfg.sample_rate, subtype="PCM_16")
-    (out / "meta" / f"{conv_id}.json").write_text(json.dumps(meta, indent=1))
+    meta["words"] = {ch: [list(w) for w in ws] for ch, ws in words.items()}
+    tmp = out / "meta" / f"{conv_id}.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=1))
+    tmp.replace(out / "meta" / f"{conv_id}.json")
     return conv_id, meta["style"], meta["duration"], words
 
 
@@ -309,8 +319,12 @@ def synthesize_corpus(cfg: CorpusConfig, out: Path, num_workers: int = 1, progre
     out = Path(out)
     (out / "wav").mkdir(parents=True, exist_ok=True)
     (out / "meta").mkdir(exist_ok=True)
+    # the settings of a run in progress: a run of the same settings after an interruption reuses its conversations
+    partial = out / (CORPUS_CONFIG + ".partial")
+    reuse = partial.is_file() and config_io.to_dict(config_io.load(CorpusConfig, partial)) == config_io.to_dict(cfg)
+    config_io.save(cfg, partial)
     wav_scp, utt2spk, text, utt2dur, ctm = {}, {}, {}, {}, {USER_CHANNEL: [], SYSTEM_CHANNEL: []}
-    work = functools.partial(_write_conversation, cfg, out)
+    work = functools.partial(_write_conversation, cfg, out, reuse=reuse)
     indices = range(cfg.num_conversations)
     bar = tqdm(total=cfg.num_conversations, desc=out.name, disable=not progress, unit="conv")
     with worker_pool(num_workers) as pool:
@@ -326,6 +340,7 @@ def synthesize_corpus(cfg: CorpusConfig, out: Path, num_workers: int = 1, progre
     for ch, name in ((USER_CHANNEL, "user.ctm"), (SYSTEM_CHANNEL, "system.ctm")):
         write_ctm(out / name, ctm[ch])
     config_io.save(cfg, out / CORPUS_CONFIG)
+    partial.unlink()
     d = DataDir(wav_scp=wav_scp, utt2spk=utt2spk, text=text, utt2dur=utt2dur, path=out)
     d.save(out)
     return d.validate()

@@ -74,9 +74,12 @@ def installed_voices() -> list[str]:
     return [v for v in VOICES if v in found]
 
 
-def synthesize_batch(items: list[tuple[str, str, float, float]], timeout: float | None = None) -> list[Synthesis | SynthError]:
+def synthesize_batch(items: list[tuple[str, str, float, float]], timeout: float | None = None,
+                     retries: int = 2) -> list[Synthesis | SynthError]:
     """items: (text, voice, rate, pitch) → one Synthesis (or the SynthError for that item) per
-    item, all synthesised by one festival process."""
+    item, all synthesised by one festival process. Festival now and then aborts mid-batch (heap corruption,
+    exit -6, seen once in ~5000 conversations) and takes the rest of the batch with it: the items it left
+    without output are tried again in a fresh process, up to `retries` times."""
     if not shutil.which("festival"):
         raise SynthError("festival: binary not found (apt-get install festival)")
     if not items:
@@ -104,6 +107,11 @@ def synthesize_batch(items: list[tuple[str, str, float, float]], timeout: float 
             if audio.ndim > 1:
                 audio = audio.mean(axis=1)
             out.append(_parse(txt.read_text(), audio, sr, voice))
+    missing = [i for i, r in enumerate(out) if isinstance(r, SynthError)]
+    if missing and res.returncode != 0 and retries > 0:  # a crash, not a refusal: again, in a new process
+        again = synthesize_batch([items[i] for i in missing], timeout, retries - 1)
+        for i, r in zip(missing, again):
+            out[i] = r
     return out
 
 
