@@ -119,6 +119,33 @@ def test_an_interrupted_corpus_resumes_past_its_finished_conversations(tmp_path,
 
 
 @pytest.mark.needs("flite")
+def test_a_conversation_an_engine_cannot_say_is_drawn_again(tmp_path, monkeypatch):
+    import recipes.dialogue.synth as synth
+    from recipes.synth import SynthError
+
+    cfg = CorpusConfig(num_conversations=2, seed=5)
+    fresh = synthesize_corpus(cfg, tmp_path / "fresh")
+    real_build, seeds = synth.build_conversation, []
+
+    def build(cfg, seed, *a, **k):  # the engine fails on conversation 1's first draw only
+        seeds.append(seed)
+        if seed == cfg.seed * 1_000_003 + 1:
+            raise SynthError("festival kal_diphone: no output for 'what is' (exit -6)")
+        return real_build(cfg, seed, *a, **k)
+
+    monkeypatch.setattr(synth, "build_conversation", build)
+    d = synthesize_corpus(cfg, tmp_path / "redrawn")
+    assert len(seeds) == 3 and seeds[2] == seeds[1] + (1 << 40)
+    first, second = (next(u for u in d.utts if u.endswith(f"-{i:05d}")) for i in (0, 1))
+    assert d.utt2dur[first] == fresh.utt2dur[first]  # the others are untouched
+    meta = json.loads((tmp_path / "redrawn" / "meta" / f"{second}.json").read_text())
+    assert meta["redrawn"]["attempts"] == 1 and "exit -6" in meta["redrawn"]["first_failure"]
+    monkeypatch.setattr(synth, "build_conversation", lambda *a, **k: (_ for _ in ()).throw(SynthError("never")))
+    with pytest.raises(SynthError, match="conversation 0: 4 draws failed, the last: never"):
+        synthesize_corpus(cfg, tmp_path / "hopeless")
+
+
+@pytest.mark.needs("flite")
 def test_corpus_data_dir(tmp_path):
     d = synthesize_corpus(CorpusConfig(num_conversations=2, seed=7), tmp_path / "data")
     assert len(d.utts) == 2

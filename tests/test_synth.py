@@ -86,35 +86,38 @@ def test_festival_batch_timings_cover_audio():
 
 
 def test_festival_batch_retries_the_items_a_crash_left_without_output(monkeypatch):
-    """Festival aborts mid-batch now and then (heap corruption, exit -6): the items after the crash are synthesised
-    again in a fresh process, and a process that keeps crashing ends in one SynthError per item, not an exception."""
+    """Festival aborts mid-batch now and then (heap corruption, exit -6) and takes the rest of the batch with it: the
+    item it crashed on is tried again alone and the ones it never reached together, in fresh processes; an item that
+    crashes it every time ends in its own SynthError, and the others are said."""
     import re
     from types import SimpleNamespace
 
     calls = []
 
-    def fake_festival(cmd, **kwargs):  # writes the outputs of the first `ok` items of the batch, then "crashes"
+    def fake_festival(cmd, **kwargs):  # says the batch in order until an item it crashes on
         script = open(cmd[-1]).read()
-        targets = re.findall(r'utt.save.wave duet_utt "([^"]+)\.wav"', script)
-        ok = len(targets) if len(calls) >= crash_calls else 1
-        calls.append(len(targets))
-        for t in targets[:ok]:
-            sf.write(t + ".wav", np.zeros(1600, dtype="float32"), 16000)
-            open(t + ".txt", "w").write("seg hh 0.05\nseg ay 0.1\nword hi 0.0 0.1\n")
-        return SimpleNamespace(returncode=0 if ok == len(targets) else -6, stderr="malloc(): corrupted top size")
+        batch = re.findall(r'Utterance Text "([^"]*)"\)\)\n\(utt.synth duet_utt\)\n'
+                           r'\(utt.save.wave duet_utt "([^"]+)\.wav"', script)
+        calls.append(len(batch))
+        for text, target in batch:
+            if text in always_crashes or (len(calls) == 1 and text in crashes_once):
+                return SimpleNamespace(returncode=-6, stderr="malloc(): corrupted top size")
+            sf.write(target + ".wav", np.zeros(1600, dtype="float32"), 16000)
+            open(target + ".txt", "w").write("seg hh 0.05\nseg ay 0.1\nword hi 0.0 0.1\n")
+        return SimpleNamespace(returncode=0, stderr="")
 
     monkeypatch.setattr(festival.shutil, "which", lambda name: "/usr/bin/festival")
     monkeypatch.setattr(festival.subprocess, "run", fake_festival)
     items = [(f"say {i}", "kal_diphone", 1.0, 1.0) for i in range(4)]
-    crash_calls = 1
+    always_crashes, crashes_once = set(), {"say 1"}
     out = festival.synthesize_batch(items)
-    assert calls == [4, 3] and all(isinstance(r, Synthesis) for r in out)
+    assert calls == [4, 1, 2] and all(isinstance(r, Synthesis) for r in out)
     calls.clear()
-    crash_calls = 99  # crashes every time: three tries (4, 3, 2 items), then the errors name the crash
+    always_crashes = {"say 1"}
     out = festival.synthesize_batch(items)
-    assert calls == [4, 3, 2]
-    assert isinstance(out[2], Synthesis) and all(isinstance(r, festival.SynthError) for r in out[3:])
-    assert "exit -6" in str(out[3])
+    assert calls == [4, 1, 1, 2]  # the crashing item alone, twice more; the rest once
+    assert [isinstance(r, festival.SynthError) for r in out] == [False, True, False, False]
+    assert "exit -6" in str(out[1])
 
 
 def test_ipa_and_cmu_mapping():

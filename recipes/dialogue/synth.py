@@ -47,6 +47,7 @@ from ..ctm import CtmEntry, write_ctm
 from ..datadir import DataDir
 from ..parallel import worker_pool
 from ..splits import SPLITS
+from ..synth import SynthError
 from .clips import SYSTEM_CHANNEL, USER_CHANNEL, Clip, ConversationBuilder, truncate_clip
 from .clips import speech_from_first_word  # noqa: F401 (imported from here by egs/mini/dialogue1/local)
 from .heldout import draw_held_exchange, grid_factor, load_heldout
@@ -286,6 +287,27 @@ def build_reading(cfg: CorpusConfig, rng: random.Random) -> tuple[np.ndarray, di
     return audio, meta, words
 
 
+REDRAWS = 3  # a conversation an engine cannot say is drawn again from a seed of its own, up to this many times
+
+
+def _drawn_conversation(cfg: CorpusConfig, i: int):
+    """Conversation `i`; where a TTS engine fails on one of its utterances (festival's diphone voices abort on a
+    short phrase said slowly at a low pitch, e.g. "what is" at rate 0.65, pitch 0.6), it is drawn again from a seed
+    outside every conversation's own (`+ attempt << 40`), so the corpus stays a pure function of its settings and
+    the redraw is recorded in the meta (`redrawn`)."""
+    seed = cfg.seed * 1_000_003 + i
+    for attempt in range(REDRAWS + 1):
+        try:
+            audio, meta, words = build_conversation(cfg, seed + (attempt << 40))
+        except SynthError as e:
+            failure = e
+            continue
+        if attempt:
+            meta["redrawn"] = {"attempts": attempt, "first_failure": str(failure)[:200]}
+        return audio, meta, words
+    raise SynthError(f"conversation {i}: {REDRAWS + 1} draws failed, the last: {failure}")
+
+
 def _write_conversation(cfg: CorpusConfig, out: Path, i: int, reuse: bool = False) -> tuple[str, str, float, dict[str, list]]:
     """Build conversation `i` (a pure function of the seed and i) and write its wav and meta; with `reuse`, one
     an interrupted run of the same config finished (its meta, written last, holds the words) is read back."""
@@ -295,7 +317,7 @@ def _write_conversation(cfg: CorpusConfig, out: Path, i: int, reuse: bool = Fals
             if "words" in meta and (out / "wav" / f"{meta['id']}.wav").is_file():
                 words = {ch: [tuple(w) for w in ws] for ch, ws in meta["words"].items()}
                 return meta["id"], meta["style"], meta["duration"], words
-    audio, meta, words = build_conversation(cfg, cfg.seed * 1_000_003 + i)
+    audio, meta, words = _drawn_conversation(cfg, i)
     conv_id = meta["id"] = f"{meta['style']}-{cfg.seed:03d}-{i:05d}"
     sf.write(out / "wav" / f"{conv_id}.wav", audio.T, cfg.sample_rate, subtype="PCM_16")
     meta["words"] = {ch: [list(w) for w in ws] for ch, ws in words.items()}

@@ -108,10 +108,11 @@ def synthesize_batch(items: list[tuple[str, str, float, float]], timeout: float 
                 audio = audio.mean(axis=1)
             out.append(_parse(txt.read_text(), audio, sr, voice))
     missing = [i for i, r in enumerate(out) if isinstance(r, SynthError)]
-    if missing and res.returncode != 0 and retries > 0:  # a crash, not a refusal: again, in a new process
-        again = synthesize_batch([items[i] for i in missing], timeout, retries - 1)
-        for i, r in zip(missing, again):
-            out[i] = r
+    if missing and res.returncode != 0 and retries > 0:  # a crash, not a refusal: again, in new processes, the
+        # item it crashed on alone (some crash festival every time) and the ones it never reached together
+        for part in ([missing[0]], missing[1:]):
+            for i, r in zip(part, synthesize_batch([items[i] for i in part], timeout, retries - 1)):
+                out[i] = r
     return out
 
 
