@@ -326,6 +326,20 @@ def test_parallel_synthesis_and_tokens_equal_serial(tmp_path):
     assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)
     meta = [safe_open(str(o), framework="pt").metadata() for o in outs]
     assert meta[0] == meta[1]
+    assert not (tmp_path / "tokens1.safetensors.blocks").exists()  # the block cache goes once the file is written
+    # an interrupted run resumes from the blocks it finished: here every block is cached, so none is encoded again
+    import recipes.dialogue.prepare as prepare
+    resumed = tmp_path / "resumed.safetensors"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(prepare.BlockCache, "clear", lambda self: None)
+        make_tokens(tmp_path / "serial", None, tmp_path / "tok.model", resumed)
+    resumed.unlink()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(prepare, "_encode_block", lambda job: pytest.fail("a cached block was encoded again"))
+        assert make_tokens(tmp_path / "serial", None, tmp_path / "tok.model", resumed) == 3
+    c = load_file(str(resumed))
+    assert c.keys() == a.keys() and all(c[k].equal(a[k]) for k in a)
+    assert safe_open(str(resumed), framework="pt").metadata() == meta[0]
     # the user's words ride beside the grid: the listening head's targets read back as the user CTM
     data = TokenSet(outs[0])
     tok = TextTokenizer.load(tmp_path / "tok.model")

@@ -16,7 +16,9 @@ id) in its metadata.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -63,13 +65,16 @@ def make_tokens(data: Path, codec_path: Path | None, tokenizer_path: Path, out: 
     items = [(utt, d.wav_path(utt), words(system_words, utt), words(user_words, utt)) for utt in d.utts]
     block = 32
     jobs = [(codec_path, tokenizer_path, step_hz, text_lead, items[i:i + block]) for i in range(0, len(items), block)]
-    results = []
-    bar = tqdm(total=len(d.utts), desc=Path(out).stem, disable=not progress, unit="conv")
+    cache = BlockCache(Path(out), _cache_key(codec_path, tokenizer_path, step_hz, text_lead, d.utts))
+    todo = [i for i in range(len(jobs)) if not cache.has(i)]
+    bar = tqdm(total=len(d.utts), initial=len(d.utts) - sum(len(jobs[i][-1]) for i in todo), desc=Path(out).stem,
+               disable=not progress, unit="conv")
     with worker_pool(num_workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-        for res in pool.imap(_encode_block, jobs):
-            results += res
+        for i, res in zip(todo, pool.imap(_encode_block, [jobs[i] for i in todo])):
+            cache.save(i, res)
             bar.update(len(res))
     bar.close()
+    results = [r for i in range(len(jobs)) for r in cache.load(i)]
     codec_id, streams = results[0][3], results[0][4]
     parts = [r[1] for r in results]
     tensors = {"tokens": torch.from_numpy(np.concatenate([g["tokens"] for g in parts])).to(torch.int32),
@@ -86,7 +91,63 @@ def make_tokens(data: Path, codec_path: Path | None, tokenizer_path: Path, out: 
     tmp = out.with_name(out.name + ".tmp")
     save_file(tensors, str(tmp), metadata=meta)
     tmp.replace(out)
+    cache.clear()
     return len(results)
+
+
+def _cache_key(codec_path: Path | None, tokenizer_path: Path, step_hz: float, text_lead: int, utts: list[str]) -> str:
+    """What a block's grids depend on: the codec's token space, the tokenizer, the grid's rates, the conversations."""
+    from codec.api import checkpoint_codec_id, default_checkpoint
+
+    h = hashlib.sha256(json.dumps([checkpoint_codec_id(codec_path or default_checkpoint()), step_hz, text_lead,
+                                   utts]).encode())
+    h.update(Path(tokenizer_path).read_bytes())
+    return h.hexdigest()[:16]
+
+
+class BlockCache:
+    """Encoded blocks of conversations beside the token file (`<out>.blocks/`, one safetensors file each, written
+    atomically), so an interrupted `tokens` run resumes past the blocks it finished; cleared once the file is
+    written. A cache made for other inputs (another key) is discarded."""
+
+    FIELDS = ("tokens", "user_text", "user_voice", "system_voice")
+
+    def __init__(self, out: Path, key: str) -> None:
+        self.dir = out.with_name(out.name + ".blocks")
+        if (self.dir / "key").is_file() and (self.dir / "key").read_text() != key:
+            shutil.rmtree(self.dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "key").write_text(key)
+
+    def _path(self, i: int) -> Path:
+        return self.dir / f"{i:06d}.safetensors"
+
+    def has(self, i: int) -> bool:
+        return self._path(i).is_file()
+
+    def save(self, i: int, results: list[tuple]) -> None:
+        from safetensors.numpy import save_file as save_numpy
+
+        arrays = {f"{j}.{k}": np.ascontiguousarray(r[1][k]) for j, r in enumerate(results) for k in self.FIELDS}
+        arrays.update({f"{j}.speech": np.ascontiguousarray(r[2]) for j, r in enumerate(results)})
+        meta = {"ids": json.dumps([r[0] for r in results]), "codec_id": results[0][3],
+                "streams": json.dumps(results[0][4].__dict__)}
+        tmp = self._path(i).with_suffix(".tmp")
+        save_numpy(arrays, str(tmp), metadata=meta)
+        tmp.replace(self._path(i))
+
+    def load(self, i: int) -> list[tuple]:
+        from safetensors.numpy import load_file as load_numpy
+
+        arrays = load_numpy(str(self._path(i)))
+        with safe_open(str(self._path(i)), framework="np") as f:
+            meta = f.metadata()
+        streams = StreamConfig(**json.loads(meta["streams"]))
+        return [(utt, {k: arrays[f"{j}.{k}"] for k in self.FIELDS}, arrays[f"{j}.speech"], meta["codec_id"], streams)
+                for j, utt in enumerate(json.loads(meta["ids"]))]
+
+    def clear(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def _encode_block(job) -> list[tuple]:
