@@ -148,3 +148,17 @@ def test_a_frozen_phone_classifier_refuses_the_losses_that_would_train_it(tmp_pa
         _check_holds_phone_classifier(None)
     save_file({"codec.semantic.phones.classify.weight": torch.zeros(2, 2)}, str(seed / "model.safetensors"))
     _check_holds_phone_classifier(str(seed))
+
+
+def test_the_fine_tune_trains_the_vocoder_only_when_asked():
+    from recipes.codec.task import CodecTrainingModel, _trainable
+    from recipes.codec.train_config import CodecTrainConfig
+
+    names = {}
+    for with_vocoder in (True, False):
+        cfg = CodecTrainConfig(stage="finetune", finetune_vocoder=with_vocoder, disc_filters=0)
+        model = CodecTrainingModel(cfg, num_phones=10)
+        assert model.discriminator is None  # disc_filters 0: none built
+        names[with_vocoder] = {type(m).__name__ for m in _trainable(model, cfg)}
+    assert names[True] == {"Connector", "MelDecoder", "Vocoder"}
+    assert names[False] == {"Connector", "MelDecoder"}

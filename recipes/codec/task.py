@@ -90,15 +90,15 @@ def _check_holds_phone_classifier(init_from: str | None) -> None:
                              "`python -m recipes.codec.assemble ... --phone-classifier CLASSIFIER`")
 
 
-def _trainable(model: CodecTrainingModel, stage: str) -> list[nn.Module]:
-    c = model.codec
+def _trainable(model: CodecTrainingModel, cfg: CodecTrainConfig) -> list[nn.Module]:
+    c, stage = model.codec, cfg.stage
     semantic = [c.semantic, c.paralinguistic, c.connector, model.text_encoder, model.speech_head]
     if model.phone_head is not None:
         semantic.append(model.phone_head)
     return {"autoencoder": [c.encoder, c.decoder],
             "semantic": semantic,
             "vocoder": [c.vocoder],
-            "finetune": [c.connector, c.decoder, c.vocoder]}[stage]
+            "finetune": [c.connector, c.decoder] + ([c.vocoder] if cfg.finetune_vocoder else [])}[stage]
 
 
 class CodecTask(TrainingTask):
@@ -127,7 +127,7 @@ class CodecTask(TrainingTask):
     def build_model(self) -> nn.Module:
         model = CodecTrainingModel(self.cfg, len(self.shard.phones))
         model.requires_grad_(False)
-        for m in _trainable(model, self.cfg.stage):
+        for m in _trainable(model, self.cfg):
             m.requires_grad_(True)
         if self.cfg.freeze_phone_classifier and self.cfg.stage == "semantic":
             phones = model.codec.semantic.phones
@@ -138,7 +138,7 @@ class CodecTask(TrainingTask):
         return model
 
     def parameter_groups(self, model):
-        groups = {"main": [p for m in _trainable(model, self.cfg.stage) for p in m.parameters() if p.requires_grad]}
+        groups = {"main": [p for m in _trainable(model, self.cfg) for p in m.parameters() if p.requires_grad]}
         if model.discriminator is not None:
             groups["disc"] = list(model.discriminator.parameters())
         return groups

@@ -68,6 +68,9 @@ class CodecTrainConfig:
     # periods of a multi-period waveform discriminator beside the MS-STFT one (discriminators.py); empty: none
     disc_periods: list[int] = dataclasses.field(default_factory=list)
     adversarial_start: int = 0  # step at which the discriminator joins (vocoder / finetune)
+    # finetune stage: the vocoder learns the decoder's mels too (False: connector + decoder only, so the vocoder
+    # keeps what it does on true mels)
+    finetune_vocoder: bool = True
     weights: LossWeights = dataclasses.field(default_factory=LossWeights)
     # semantic stage, "phones" input: keep its frame classifier as loaded (`assemble --phone-classifier`), trained
     # apart on what the semantic stage's crops cannot give (e.g. a dialogue's sentences at its styles' pitches);
