@@ -56,6 +56,7 @@ from .tasks import (BACKCHANNELS, COUNT_LENGTHS, COUNTING_REPLIES, INTERRUPTIONS
 from .voices import Voice, draw_user_voice, real_readers, recording_hash, resample, user_channel_conditions
 
 CORPUS_CONFIG = "corpus.yaml"  # in every data dir: the settings it was synthesised with
+REDRAWS = 3  # a conversation an engine cannot say is drawn again from a seed of its own, up to this many times
 
 
 @dataclasses.dataclass
@@ -287,14 +288,9 @@ def build_reading(cfg: CorpusConfig, rng: random.Random) -> tuple[np.ndarray, di
     return audio, meta, words
 
 
-REDRAWS = 3  # a conversation an engine cannot say is drawn again from a seed of its own, up to this many times
-
-
 def _drawn_conversation(cfg: CorpusConfig, i: int):
-    """Conversation `i`; where a TTS engine fails on one of its utterances (festival's diphone voices abort on a
-    short phrase said slowly at a low pitch, e.g. "what is" at rate 0.65, pitch 0.6), it is drawn again from a seed
-    outside every conversation's own (`+ attempt << 40`), so the corpus stays a pure function of its settings and
-    the redraw is recorded in the meta (`redrawn`)."""
+    """Conversation `i`, drawn again from a seed outside every conversation's own (`+ attempt << 40`) where an engine
+    fails on it (festival's diphone voices abort on "what is" at rate 0.65, pitch 0.6); recorded as `redrawn`."""
     seed = cfg.seed * 1_000_003 + i
     for attempt in range(REDRAWS + 1):
         try:
@@ -302,8 +298,7 @@ def _drawn_conversation(cfg: CorpusConfig, i: int):
         except SynthError as e:
             failure = e
             continue
-        if attempt:
-            meta["redrawn"] = {"attempts": attempt, "first_failure": str(failure)[:200]}
+        meta.update({"redrawn": {"attempts": attempt, "first_failure": str(failure)[:200]}} if attempt else {})
         return audio, meta, words
     raise SynthError(f"conversation {i}: {REDRAWS + 1} draws failed, the last: {failure}")
 
@@ -315,14 +310,12 @@ def _write_conversation(cfg: CorpusConfig, out: Path, i: int, reuse: bool = Fals
         for path in (out / "meta").glob(f"*-{cfg.seed:03d}-{i:05d}.json"):
             meta = json.loads(path.read_text())
             if "words" in meta and (out / "wav" / f"{meta['id']}.wav").is_file():
-                words = {ch: [tuple(w) for w in ws] for ch, ws in meta["words"].items()}
-                return meta["id"], meta["style"], meta["duration"], words
+                return meta["id"], meta["style"], meta["duration"], {ch: list(map(tuple, ws)) for ch, ws in meta["words"].items()}
     audio, meta, words = _drawn_conversation(cfg, i)
     conv_id = meta["id"] = f"{meta['style']}-{cfg.seed:03d}-{i:05d}"
     sf.write(out / "wav" / f"{conv_id}.wav", audio.T, cfg.sample_rate, subtype="PCM_16")
     meta["words"] = {ch: [list(w) for w in ws] for ch, ws in words.items()}
-    tmp = out / "meta" / f"{conv_id}.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=1))
+    (tmp := out / "meta" / f"{conv_id}.json.tmp").write_text(json.dumps(meta, indent=1))
     tmp.replace(out / "meta" / f"{conv_id}.json")
     return conv_id, meta["style"], meta["duration"], words
 
@@ -372,9 +365,8 @@ def is_complete(cfg: CorpusConfig, out: Path) -> bool:
     """Whether `out` already holds this corpus, whole: its settings file says `cfg` and its data dir loads
     (written last, after every conversation), so an interrupted recipe stage resumes past the parts it finished."""
     out = Path(out)
-    if not (out / CORPUS_CONFIG).is_file() or not (out / "wav.scp").is_file():
-        return False
-    if config_io.to_dict(corpus_config(out)) != config_io.to_dict(cfg):
+    if not ((out / CORPUS_CONFIG).is_file() and (out / "wav.scp").is_file()
+            and config_io.to_dict(corpus_config(out)) == config_io.to_dict(cfg)):
         return False
     try:
         DataDir.load(out, check_audio=False)
