@@ -69,12 +69,14 @@ def make_tokens(data: Path, codec_path: Path | None, tokenizer_path: Path, out: 
     todo = [i for i in range(len(jobs)) if not cache.has(i)]
     bar = tqdm(total=len(d.utts), initial=len(d.utts) - sum(len(jobs[i][-1]) for i in todo), desc=Path(out).stem,
                disable=not progress, unit="conv")
+    encoded = {}  # this run's blocks stay in memory: only those an earlier run left are read back
     with worker_pool(num_workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
         for i, res in zip(todo, pool.imap(_encode_block, [jobs[i] for i in todo])):
             cache.save(i, res)
+            encoded[i] = res
             bar.update(len(res))
     bar.close()
-    results = [r for i in range(len(jobs)) for r in cache.load(i)]
+    results = [r for i in range(len(jobs)) for r in (encoded[i] if i in encoded else cache.load(i))]
     codec_id, streams = results[0][3], results[0][4]
     parts = [r[1] for r in results]
     tensors = {"tokens": torch.from_numpy(np.concatenate([g["tokens"] for g in parts])).to(torch.int32),

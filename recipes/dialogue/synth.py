@@ -298,7 +298,8 @@ def _drawn_conversation(cfg: CorpusConfig, i: int):
         except SynthError as e:
             failure = e
             continue
-        meta.update({"redrawn": {"attempts": attempt, "first_failure": str(failure)[:200]}} if attempt else {})
+        if attempt:
+            meta["redrawn"] = {"attempts": attempt, "first_failure": str(failure)[:200]}
         return audio, meta, words
     raise SynthError(f"conversation {i}: {REDRAWS + 1} draws failed, the last: {failure}")
 
@@ -315,7 +316,8 @@ def _write_conversation(cfg: CorpusConfig, out: Path, i: int, reuse: bool = Fals
     conv_id = meta["id"] = f"{meta['style']}-{cfg.seed:03d}-{i:05d}"
     sf.write(out / "wav" / f"{conv_id}.wav", audio.T, cfg.sample_rate, subtype="PCM_16")
     meta["words"] = {ch: [list(w) for w in ws] for ch, ws in words.items()}
-    (tmp := out / "meta" / f"{conv_id}.json.tmp").write_text(json.dumps(meta, indent=1))
+    tmp = out / "meta" / f"{conv_id}.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=1))
     tmp.replace(out / "meta" / f"{conv_id}.json")
     return conv_id, meta["style"], meta["duration"], words
 
@@ -336,7 +338,7 @@ def synthesize_corpus(cfg: CorpusConfig, out: Path, num_workers: int = 1, progre
     (out / "meta").mkdir(exist_ok=True)
     # the settings of a run in progress: a run of the same settings after an interruption reuses its conversations
     partial = out / (CORPUS_CONFIG + ".partial")
-    reuse = partial.is_file() and config_io.to_dict(config_io.load(CorpusConfig, partial)) == config_io.to_dict(cfg)
+    reuse = _says(partial, cfg)
     config_io.save(cfg, partial)
     wav_scp, utt2spk, text, utt2dur, ctm = {}, {}, {}, {}, {USER_CHANNEL: [], SYSTEM_CHANNEL: []}
     work = functools.partial(_write_conversation, cfg, out, reuse=reuse)
@@ -361,12 +363,16 @@ def synthesize_corpus(cfg: CorpusConfig, out: Path, num_workers: int = 1, progre
     return d.validate()
 
 
+def _says(settings: Path, cfg: CorpusConfig) -> bool:
+    """Whether the settings file `settings` exists and holds `cfg` (a corpus.yaml, or a run's corpus.yaml.partial)."""
+    return settings.is_file() and config_io.to_dict(config_io.load(CorpusConfig, settings)) == config_io.to_dict(cfg)
+
+
 def is_complete(cfg: CorpusConfig, out: Path) -> bool:
     """Whether `out` already holds this corpus, whole: its settings file says `cfg` and its data dir loads
     (written last, after every conversation), so an interrupted recipe stage resumes past the parts it finished."""
     out = Path(out)
-    if not ((out / CORPUS_CONFIG).is_file() and (out / "wav.scp").is_file()
-            and config_io.to_dict(corpus_config(out)) == config_io.to_dict(cfg)):
+    if not ((out / "wav.scp").is_file() and _says(out / CORPUS_CONFIG, cfg)):
         return False
     try:
         DataDir.load(out, check_audio=False)
