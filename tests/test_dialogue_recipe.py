@@ -825,3 +825,18 @@ def test_tiny_recipe_on_the_held_out_splits(tmp_path):
     assert unknown["figures"]["unknown_said_so"][3] > 0 and unknown["figures"]["task_accuracy"][0] is None
     assert (exp / "dialogue" / "score_valid" / "teacher_forced.json").is_file()
     assert (exp / "demo" / "summary.json").is_file()
+    # --adapt_from with --splits: that model moved onto another codec's tokens of the same many-user corpus (its
+    # tokenizer kept, no mix phase): what the bundled model's move onto the library codec runs
+    exp2 = tmp_path / "exp_adapt"
+    exp2.mkdir()
+    untrained_codec(seed=1).save(exp2 / "codec.safetensors", "another stand-in")
+    adapt = cmd[:2] + ["--tiny", "true", "--splits", "true", "--exp", str(exp2), "--data", str(data), "--stage", "2",
+                       "--stop_stage", "4", "--adapt_from", str(exp / "dialogue" / "model.safetensors")]
+    res = subprocess.run(adapt, capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert (exp2 / "tokenizer.model").read_bytes() == (exp / "tokenizer.model").read_bytes()
+    moved = load_dialogue(exp2 / "dialogue_adapted" / "model.safetensors")
+    assert moved.codec_id == load_codec(exp2 / "codec.safetensors").codec_id != load_dialogue(
+        exp / "dialogue" / "model.safetensors").codec_id
+    assert "[codec changed]" in moved.description and "tokens/train.safetensors" in moved.description
+    assert not (exp2 / "dialogue_mixed").exists()

@@ -76,6 +76,10 @@ class ConversationBuilder:
         self.clips[channel].append(clip)
         return clip
 
+    def words(self) -> dict[str, list[tuple[str, float, float]]]:
+        """Each channel's words in time order (the CTM rows)."""
+        return {ch: sorted((w for c in clips for w in c.words), key=lambda w: w[1]) for ch, clips in self.clips.items()}
+
     def render(self, duration: float) -> np.ndarray:
         sr = self.cfg.sample_rate
         out = np.zeros((2, int(round(duration * sr))), dtype=np.float32)

@@ -48,12 +48,13 @@ from ..datadir import DataDir
 from ..parallel import worker_pool
 from ..splits import SPLITS
 from ..synth import SynthError
-from .clips import SYSTEM_CHANNEL, USER_CHANNEL, Clip, ConversationBuilder, truncate_clip
+from .clips import SYSTEM_CHANNEL, USER_CHANNEL, ConversationBuilder, truncate_clip
 from .clips import speech_from_first_word  # noqa: F401 (imported from here by egs/mini/dialogue1/local)
 from .heldout import draw_held_exchange, grid_factor, load_heldout
 from .tasks import (BACKCHANNELS, COUNT_LENGTHS, COUNTING_REPLIES, INTERRUPTIONS, LAST_COUNTED, STYLES, TASKS, Utterance,
                     draw_exchange, reply_for)
-from .voices import Voice, draw_user_voice, real_readers, recording_hash, resample, user_channel_conditions
+from .reading import build_reading
+from .voices import Voice, draw_user_voice, user_channel_conditions
 
 CORPUS_CONFIG = "corpus.yaml"  # in every data dir: the settings it was synthesised with
 REDRAWS = 3  # a conversation an engine cannot say is drawn again from a seed of its own, up to this many times
@@ -108,6 +109,11 @@ class CorpusConfig:
     noise_snr_db: list[float] = dataclasses.field(default_factory=lambda: [20.0, 40.0])
     p_formant: float = 0.0  # every user clip of the conversation formant-shifted (Praat PSOLA, timing kept)
     formant_ratio: float = 1.12  # the shift, log-uniform in [1/r, r]
+
+    def split_meta(self) -> dict:
+        """What a conversation's meta records of the splits it was drawn from."""
+        return {"voices": self.voices, "instances": self.instances, "phrasings": self.phrasings,
+                "recordings": self.recordings}
 
     @property
     def held(self) -> bool:
@@ -236,56 +242,9 @@ def build_conversation(cfg: CorpusConfig, seed: int, user_pitch: float | None = 
             "turns": turns, "events": events}
     if cfg.held:
         meta |= user_channel_conditions(cfg, rng, audio) | {"formant": formant, "approximate_times": b.approximate_times,
-                                                             "split": _split_meta(cfg)}
+                                                             "split": cfg.split_meta()}
     meta["recordings"] = b.recordings
-    words = {ch: sorted((w for c in clips for w in c.words), key=lambda w: w[1]) for ch, clips in b.clips.items()}
-    return audio, meta, words
-
-
-def _split_meta(cfg: CorpusConfig) -> dict:
-    return {"voices": cfg.voices, "instances": cfg.instances, "phrasings": cfg.phrasings, "recordings": cfg.recordings}
-
-
-def build_reading(cfg: CorpusConfig, rng: random.Random) -> tuple[np.ndarray, dict, dict[str, list]]:
-    """A conversation in which a real reader of `real_data` reads a few of their prompts with pauses between them
-    (`cfg.pause`) and nobody asks anything: the system should listen (no reply, no turn taken in a pause). The
-    reader's transcript, where the source has one, is spread over each prompt as its words."""
-    import soundfile as sf_read
-
-    readers = real_readers(cfg.real_data)
-    speaker = rng.choice(sorted(readers))
-    prompts = readers[speaker]
-    chosen = rng.sample(prompts, min(len(prompts), rng.randint(*cfg.reading_clips)))
-    sr = cfg.sample_rate
-    b = ConversationBuilder(cfg, rng)
-    events = {"pauses": [], "backchannels": [], "interruptions": [], "overlaps": [], "readings": []}
-    t = rng.uniform(0.4, 0.8)
-    start = t
-    for k, (utt, path, text) in enumerate(chosen):
-        audio, file_sr = sf_read.read(path, dtype="float32", always_2d=True)
-        audio = audio[:, 0]
-        b.recordings.append({"channel": "user", "source": speaker, "hash": recording_hash(audio)})
-        if file_sr != sr:
-            audio = resample(audio, file_sr, sr)
-        audio = np.clip(audio * (cfg.rms / max(1e-6, float(np.sqrt(np.mean(audio ** 2))))), -0.99, 0.99)
-        dur = len(audio) / sr
-        spread = np.linspace(t, t + dur, len(text) + 1)
-        b.clips[USER_CHANNEL].append(Clip(audio, t, [(w, a, e) for w, a, e in zip(text, spread[:-1], spread[1:])]))
-        if k < len(chosen) - 1:
-            gap = rng.uniform(*cfg.pause)
-            events["pauses"].append({"start": t + dur, "end": t + dur + gap})
-            t += dur + gap
-        else:
-            t += dur
-    events["readings"].append({"start": start, "end": t, "reader": speaker})
-    duration = t + rng.uniform(0.6, 1.0)
-    audio = b.render(duration)
-    meta = {"sample_rate": sr, "duration": duration, "style": "reading", "user_voice": speaker,
-            "system_voice": cfg.system_voice, "channels": {"user": 0, "system": 1}, "turns": [], "events": events,
-            "split": _split_meta(cfg), "recordings": b.recordings}
-    meta |= user_channel_conditions(cfg, rng, audio)
-    words = {ch: sorted((w for c in clips for w in c.words), key=lambda w: w[1]) for ch, clips in b.clips.items()}
-    return audio, meta, words
+    return audio, meta, b.words()
 
 
 def _drawn_conversation(cfg: CorpusConfig, i: int):

@@ -43,6 +43,8 @@ mix_steps=1200
 splits=false    # the held-out splits (recipes/dialogue/heldout.py; conf/splits/): data/train of many users and the train
                 # instances, data/{valid,test}_<row> per row; phases 1-5 on data/train; stage 5 scores the rows
 test=false      # with --splits true: stage 5 also scores the test split's rows (once per shipped model)
+train_conversations=   # --splits true: conversations in data/train (empty: conf/corpus.yaml's 6000)
+row_conversations=     # --splits true: conversations per validation/test row (empty: conf/splits/heldout.yaml's 120)
 max_real=       # real readers' prompts per reader (recipes.real_speech --max-per-speaker; empty: all of them)
 . ./path.sh
 . utils/parse_options.sh
@@ -73,7 +75,6 @@ row_sets() {  # row_sets ROW SPLIT: what the row holds out (synth --set), for th
   esac
 }
 if [ "$splits" = true ]; then
-  [ -z "$adapt_from" ] || { echo "--splits true trains the lineage on the held-out corpus; --adapt_from is not for it" >&2; exit 1; }
   corpus_conf+=(conf/splits/train.yaml)
   [ "$tiny" = true ] && corpus_conf+=(conf/tiny/corpus.yaml)
   score_runs=3  # the demo's sampling over 3 seeds, tiny or not
@@ -82,7 +83,7 @@ fi
 models=(dialogue); [ "$ablation" = true ] && models+=(dialogue_no_voice)
 model_opts() { case $1 in dialogue_no_voice*) echo model.user_voice=false;; esac; }  # and its later phases' directories
 # the model stages 5-7 use: phases 6 and 7 (arithmetic) fine-tune the exported model before them, each in a directory of its own
-final() { if [ -n "$adapt_from" ]; then echo "$1_mixed"; elif [ "$splits" = true ] || [ "$arith" != true ]; then echo "$1"; else echo "$1_excited"; fi; }
+final() { if [ -n "$adapt_from" ] && [ "$splits" = true ]; then echo "$1_adapted"; elif [ -n "$adapt_from" ]; then echo "$1_mixed"; elif [ "$splits" = true ] || [ "$arith" != true ]; then echo "$1"; else echo "$1_excited"; fi; }
 mkdir -p "$exp"
 log() { echo "$(date +%H:%M:%S) [dialogue1] $*"; }
 run_stage() {  # run_stage N name: true when stage N should run now (in range, not yet done)
@@ -105,8 +106,9 @@ fi
 if [ "$splits" = true ] && run_stage 1 corpus; then  # the held-out splits: many users, held-out rows
   real_opt=(); [ -n "$max_real" ] && real_opt=(--max-per-speaker "$max_real")
   python -m recipes.real_speech --out "$data/real" "${real_opt[@]}"  # every installed reader, split by speaker
+  train_size=(); [ -n "$train_conversations" ] && train_size=(num_conversations="$train_conversations")
   python -m recipes.dialogue.synth --config "${corpus_conf[@]}" --out "$data/train" --nj "$nj" --no-progress \
-    --set real_data="$data/real/train"
+    --set real_data="$data/real/train" "${train_size[@]}"
   seed=100
   for split in valid test; do
     for row in "${held_rows[@]}"; do
@@ -115,7 +117,7 @@ if [ "$splits" = true ] && run_stage 1 corpus; then  # the held-out splits: many
       row_conf=(conf/corpus.yaml conf/splits/train.yaml conf/splits/heldout.yaml)
       [ "$tiny" = true ] && row_conf+=(conf/tiny/corpus.yaml conf/tiny/corpus_test.yaml)
       python -m recipes.dialogue.synth --config "${row_conf[@]}" --out "$data/${split}_$row" --nj "$nj" --no-progress \
-        --set seed=$seed $(row_sets "$row" "$split")
+        --set seed=$seed $(row_sets "$row" "$split") ${row_conversations:+num_conversations=$row_conversations}
     done
   done
   done_stage 1 corpus
@@ -148,8 +150,8 @@ fi
 
 if run_stage 3 tokens; then
   parts=(train test); [ "$arith" = true ] && parts+=(train_arith train_arith_long_counts train_arith_excited)
-  [ "$splits" = true ] && parts=(train valid_unseen_voice)
   [ -n "$adapt_from" ] && parts=(train_pitch test_pitch test train_arith_excited)
+  [ "$splits" = true ] && parts=(train valid_unseen_voice)
   for part in "${parts[@]}"; do  # a part already written (atomically) is kept: an interrupted stage resumes
     [ -f "$exp/tokens/$part.safetensors" ] && { log "tokens/$part: made already"; continue; }
     python -m recipes.dialogue.prepare tokens --data "$data/$part" --codec "$exp/codec.safetensors" \
@@ -195,8 +197,10 @@ if run_stage 4 train; then
     local what="[codec]" confs=("${train_conf[@]}" "${finetune_conf[@]}" "${arith_conf[@]}" "${arith_long_conf[@]}" \
       "${sampled_conf[@]}" "${export_conf[@]}") threads=$(( ${#models[@]} > 1 ? 1 : 2 ))  # side by side: a core each
     [ "$(model_opts "$1")" ] && what="[codec,user_voice]"
-    train_phase "$1_adapted" train_pitch "${confs[@]}" -- init_from="$adapt_from" "init_adapt=$what" \
-      trainer.max_steps="$adapt_steps" trainer.num_threads=$threads &&
+    local part=train_pitch; [ "$splits" = true ] && part=train  # the held-out splits' many users: no mix phase
+    train_phase "$1_adapted" $part "${confs[@]}" -- init_from="$adapt_from" "init_adapt=$what" \
+      trainer.max_steps="$adapt_steps" trainer.num_threads=$threads || return 1
+    [ "$splits" = true ] ||
     train_phase "$1_mixed" train_pitch "${confs[@]}" -- init_from="$exp/$1_adapted/model.safetensors" \
       "more_tokens=[$exp/tokens/train_arith_excited.safetensors]" trainer.max_steps="$mix_steps" trainer.num_threads=$threads
   }
