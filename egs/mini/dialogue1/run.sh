@@ -79,6 +79,7 @@ if [ "$splits" = true ]; then
   [ "$tiny" = true ] && corpus_conf+=(conf/tiny/corpus.yaml)
   score_runs=3  # the demo's sampling over 3 seeds, tiny or not
 fi
+demo_data=$data/test; [ "$splits" = true ] && demo_data=$data/valid_unseen_voice  # stages 6-7: with --splits, a voice never trained on
 [ "$ablation" = auto ] && { [ "$tiny" = true ] && ablation=false || ablation=true; }
 models=(dialogue); [ "$ablation" = true ] && models+=(dialogue_no_voice)
 model_opts() { case $1 in dialogue_no_voice*) echo model.user_voice=false;; esac; }  # and its later phases' directories
@@ -223,21 +224,26 @@ score_rows() {  # score_rows SPLIT RESULTS TITLE: every row of the split, one ta
   done
 }
 
-if [ "$splits" = true ] && run_stage 5 score; then  # the validation split: every choice is made on it
-  score_rows valid "$exp/RESULTS_valid.md" "validation split"
+score_valid() {  # the validation split: every choice is made on it
+  score_rows valid "$exp/RESULTS_valid.md" "validation split" || return 1
   for m in "${models[@]}"; do
     python -m recipes.dialogue.evaluate --model "$exp/$(final "$m")/model.safetensors" --max-conversations 200 \
       --tokens "$exp/tokens/valid_unseen_voice.safetensors" "$exp/tokens/train.safetensors" \
-      --out "$exp/$(final "$m")/score_valid/teacher_forced.json"
+      --out "$exp/$(final "$m")/score_valid/teacher_forced.json" || return 1
   done
   log "validation table: $exp/RESULTS_valid.md"
   done_stage 5 score
-fi
-
-if [ "$splits" = true ] && [ "$test" = true ] && run_stage 5 score_test; then  # once per shipped model
-  score_rows test "$exp/RESULTS.md" "test split"
+}
+score_test() {  # once per shipped model
+  score_rows test "$exp/RESULTS.md" "test split" || return 1
   log "test table: $exp/RESULTS.md"
   done_stage 5 score_test
+}
+if [ "$splits" = true ]; then  # with --test true both splits side by side (a core each)
+  pids=()
+  if run_stage 5 score; then score_valid & pids+=($!); fi
+  if [ "$test" = true ] && run_stage 5 score_test; then score_test & pids+=($!); fi
+  for pid in "${pids[@]}"; do wait "$pid" || { log "scoring failed"; exit 1; }; done
 fi
 
 if [ "$splits" != true ] && run_stage 5 score; then
@@ -267,7 +273,6 @@ if [ "$splits" != true ] && run_stage 5 score; then
 fi
 
 if run_stage 6 demo; then
-  demo_data=$data/test; [ "$splits" = true ] && demo_data=$data/valid_unseen_voice
   first=$(head -n 1 "$demo_data/wav.scp" | awk '{print $2}')
   python -m dialogue.demo --user "$demo_data/$first" --model "$exp/$(final dialogue)/model.safetensors" \
     --codec "$exp/codec.safetensors" --out "$exp/demo"
@@ -276,6 +281,6 @@ fi
 
 if [ "$bundle" = true ] && [ "$stop_stage" -ge 7 ]; then
   log "stage 7: bundle the trained model and a test conversation into dialogue/assets/"
-  python local/bundle.py "$exp" "$data/test" "$DUET_ROOT/dialogue/assets" --model "$exp/$(final dialogue)/model.safetensors"
+  python local/bundle.py "$exp" "$demo_data" "$DUET_ROOT/dialogue/assets" --model "$exp/$(final dialogue)/model.safetensors"
 fi
 log "finished stages $stage..$stop_stage in $exp"
