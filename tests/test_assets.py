@@ -14,15 +14,7 @@ ASSETS = sorted(p.relative_to(ROOT).as_posix() for d in ("codec/assets", "dialog
                 for p in (ROOT / d).glob("*.safetensors"))
 # Bundled before exports wrote a `recipe` key. Strict: once an asset is re-exported with one, its xfail
 # fails, and the entry must go.
-KNOWN_MISSING = {
-    "dialogue/assets/codec.safetensors":
-        "mc13 came from a manual chain (egs/mini/dialogue1/local/aligned_phones.py, then the codec recipe's "
-        "--semantic_input phones --phone_classifier), not one run.sh command; issue 34 replaces it by the "
-        "bundled codec",
-    "dialogue/assets/dialogue.safetensors":
-        "bundled before local/bundle.py wrote a `recipe` key; re-bundle with "
-        "egs/mini/dialogue1/run.sh --stage 7 --stop_stage 7 --bundle true",
-}
+KNOWN_MISSING: dict[str, str] = {}
 
 
 def recipe_scripts(recipe: str) -> list[Path]:

@@ -243,15 +243,13 @@ def test_semantic_output_gives_the_encoded_tokens_and_the_classifier_frames():
     assert make_codec("duet_cpu16k").semantic_output(wav, 16000).unit_logits is None
 
 
-@pytest.mark.parametrize("asset", ["default", "dialogue"])
-def test_the_bundled_codecs_stream_like_offline_on_speech(asset):
+def test_the_bundled_codec_streams_like_offline_on_speech():
     """Trained weights, real speech: codes identical and audio to float tolerance (random weights could hide an
     FSQ boundary that chunking moves)."""
     import soundfile as sf
     from importlib import resources
 
-    path = None if asset == "default" else Path(str(resources.files("dialogue").joinpath("assets/codec.safetensors")))
-    codec = load_codec(path)
+    codec = load_codec()
     sample = Path(str(resources.files("codec").joinpath("assets/sample_en.wav")))
     wav, sr = sf.read(sample, dtype="float32")
     wav = torch.from_numpy(wav[: 3 * sr]).reshape(1, -1)
