@@ -10,7 +10,8 @@
 #                 [--adapt_from MODEL] [--adapt_steps N] [--mix_steps N]  (instead of the lineage: move a trained model to this run's codec, below)
 #                 [--splits true] [--test true]  (the held-out splits, issue 34: train on many users and the train instances,
 #                  score every row of the validation split into $exp/RESULTS_valid.md; --test true: the test split's
-#                  rows into $exp/RESULTS.md, once per shipped model)
+#                  rows into $exp/RESULTS.md, once per shipped model; with --adapt_from: that model moved onto this codec
+#                  on data/train) [--train_conversations N] [--row_conversations N]  (the corpora's sizes)
 # Long runs: --exp ~/duet-runs/dialogue1/exp --data ~/duet-runs/dialogue1/data (resumable: every stage
 # leaves a .done marker, training resumes from its last checkpoint).
 set -euo pipefail
