@@ -139,11 +139,8 @@ class BlockCache:
         tmp.replace(self._path(i))
 
     def load(self, i: int) -> list[tuple]:
-        from safetensors.numpy import load_file as load_numpy
-
-        arrays = load_numpy(str(self._path(i)))
-        with safe_open(str(self._path(i)), framework="np") as f:
-            meta = f.metadata()
+        with safe_open(str(self._path(i)), framework="np") as f:  # arrays and metadata in one read
+            arrays, meta = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
         streams = StreamConfig(**json.loads(meta["streams"]))
         return [(utt, {k: arrays[f"{j}.{k}"] for k in self.FIELDS}, arrays[f"{j}.speech"], meta["codec_id"], streams)
                 for j, utt in enumerate(json.loads(meta["ids"]))]
